@@ -1,0 +1,1 @@
+"""Callbacks: the side effects of a run (thread budget, image grids, summaries)."""

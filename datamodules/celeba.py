@@ -1,0 +1,215 @@
+"""CelebA (or anything in its on-disk layout) as a LightningDataModule.
+
+Expected folder, as distributed::
+
+    root/
+      img_align_celeba/000001.jpg ...     178x218 aligned faces (any image format PIL reads)
+      list_attr_celeba.txt
+      list_eval_partition.txt
+
+Batches are ``(images, targets)``: images float32 (B, 3, image_size, image_size) in
+[-1, 1] (the range a GAN generator produces, so a classifier trained here applies to
+G(z) directly), targets float32 (B, K) in {0, 1}, columns in ``attribute_names`` order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.celeba_files import (
+    AttributeTable,
+    check_images,
+    read_attribute_file,
+    read_partition_file,
+    split_indices,
+)
+from latentnav.errors import ConfigError, DataFormatError
+
+
+class CelebAAttributes(Dataset):
+    """Images of one split with their attribute targets.
+
+    Crop: a centred square of side ``crop_size`` (the shorter side when None), then a
+    resize to ``image_size``. Horizontal flips, when on, come from the dataset's own
+    generator, which :meth:`reseed` sets per rank and worker.
+    """
+
+    def __init__(
+        self,
+        image_dir: Path,
+        filenames: Sequence[str],
+        targets: np.ndarray,
+        image_size: int,
+        crop_size: Optional[int],
+        hflip: bool = False,
+    ) -> None:
+        self.image_dir = Path(image_dir)
+        self.filenames = list(filenames)
+        self.targets = torch.from_numpy((np.asarray(targets) > 0).astype(np.float32))
+        self.image_size = image_size
+        self.crop_size = crop_size
+        self.hflip = hflip
+        self._rng = torch.Generator().manual_seed(0)
+
+    def reseed(self, seed: int) -> None:
+        self._rng.manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.filenames)
+
+    def load_image(self, index: int) -> torch.Tensor:
+        """Image ``index`` as float32 (3, image_size, image_size) in [-1, 1]."""
+        from PIL import Image
+
+        path = self.image_dir / self.filenames[index]
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                w, h = im.size
+                side = min(w, h) if self.crop_size is None else self.crop_size
+                if side > min(w, h):
+                    raise DataFormatError(f"{path}: crop_size {side} exceeds the image size {w}x{h}")
+                left, top = (w - side) // 2, (h - side) // 2
+                if (w, h) != (side, side):
+                    im = im.crop((left, top, left + side, top + side))
+                if side != self.image_size:
+                    im = im.resize((self.image_size, self.image_size), Image.BICUBIC, reducing_gap=None)
+                array = np.asarray(im, dtype=np.uint8)
+        except OSError as e:
+            raise DataFormatError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
+        return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.load_image(index)
+        if self.hflip and torch.rand((), generator=self._rng) < 0.5:
+            image = image.flip(-1)
+        return image, self.targets[index]
+
+
+def _reseed_worker(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    dataset = info.dataset
+    # Derived from the torch seed the DataLoader gives each worker, which differs by rank
+    # (through the dataloader's generator below) and by worker.
+    dataset.reseed(int(info.seed % (2**63)))
+
+
+class CelebADataModule(pl.LightningDataModule):
+    """CelebA attributes from ``root`` in the official train/val/test split.
+
+    Args:
+        root: folder holding ``img_align_celeba/`` and the two list files.
+        attributes: attribute names to predict, in order; None takes every column of the file.
+        image_size: side of the square images returned, in pixels.
+        crop_size: side of the centred square cropped before resizing; None = the shorter side.
+            178 keeps the whole width of CelebA's 178x218 aligned images.
+        batch_size: per process (per GPU under DDP).
+        num_workers: DataLoader worker processes per rank.
+        hflip: random horizontal flips on the training split.
+        seed: seeds shuffling and flips; each DDP rank and worker derives its own stream from it.
+        verify_images: before training, check that every listed image exists and is an image.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        attributes: Optional[list[str]] = None,
+        image_size: int = 64,
+        crop_size: Optional[int] = 178,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        hflip: bool = True,
+        seed: int = 0,
+        verify_images: bool = True,
+    ) -> None:
+        super().__init__()
+        if image_size < 8:
+            raise ConfigError(f"data.image_size: expected at least 8 pixels, got {image_size}")
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size: expected a positive integer, got {batch_size}")
+        self.root = Path(root)
+        self.attributes = list(attributes) if attributes is not None else None
+        self.image_size = image_size
+        self.crop_size = crop_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.hflip = hflip
+        self.seed = seed
+        self.verify_images = verify_images
+        self.table: Optional[AttributeTable] = None
+        self.splits: dict[str, CelebAAttributes] = {}
+
+    @property
+    def image_dir(self) -> Path:
+        return self.root / "img_align_celeba"
+
+    @property
+    def attribute_names(self) -> list[str]:
+        """Target columns, in order (known after :meth:`setup`, or from ``attributes``)."""
+        if self.table is not None:
+            return list(self.table.names)
+        if self.attributes is None:
+            raise RuntimeError("attribute_names: call setup() first or pass attributes")
+        return list(self.attributes)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.table is not None:
+            return
+        if not self.root.is_dir():
+            raise DataFormatError(f"data.root: folder {self.root} not found")
+        attr_path = self.root / "list_attr_celeba.txt"
+        part_path = self.root / "list_eval_partition.txt"
+        table = read_attribute_file(attr_path).select(self.attributes, source=str(attr_path))
+        rows = split_indices(table, read_partition_file(part_path), part_path)
+        if self.verify_images:
+            check_images(self.image_dir, table.filenames)
+        self.table = table
+        for split, index in rows.items():
+            self.splits[split] = CelebAAttributes(
+                self.image_dir,
+                [table.filenames[i] for i in index],
+                table.values[index],
+                self.image_size,
+                self.crop_size,
+                hflip=self.hflip and split == "train",
+            )
+
+    def _rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self.splits[split]
+        if len(dataset) == 0:
+            raise DataFormatError(f"{self.root / 'list_eval_partition.txt'}: the {split} split is empty")
+        # One stream per (seed, rank): shuffling (without DDP) and the main-process flips.
+        rank_seed = self.seed * 1_000_003 + self._rank()
+        dataset.reseed(rank_seed)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            worker_init_fn=_reseed_worker if self.num_workers > 0 else None,
+            generator=torch.Generator().manual_seed(rank_seed),
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+

@@ -1,0 +1,1 @@
+"""LightningModules: training steps, losses, optimisers and logging around plain nn.Modules."""

@@ -1,0 +1,127 @@
+"""Multi-label attribute classifier: labels generated images and judges edits later."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MultilabelAccuracy, MultilabelAUROC
+
+from latentnav.errors import ConfigError, TrainingDivergedError
+from lightning_modules.backbones import build_backbone
+
+
+def _split_metrics(num_labels: int, auroc: bool) -> MetricCollection:
+    # average=None keeps one value per attribute; compute() syncs the states across ranks,
+    # so the numbers are the same on 1 or N processes.
+    metrics: dict[str, nn.Module] = {"acc": MultilabelAccuracy(num_labels, average=None)}
+    if auroc:
+        metrics["auroc"] = MultilabelAUROC(num_labels, average=None)
+    return MetricCollection(metrics)
+
+
+class AttributeClassifier(pl.LightningModule):
+    """Predicts K binary attributes from images with a BCE-with-logits loss.
+
+    Input: float images (B, 3, image_size, image_size) in [-1, 1]. Output of ``forward``:
+    logits (B, K), one column per name in ``attributes``. Per-attribute accuracy and
+    AUROC are logged per split as ``{split}/{acc,auroc}/{name}`` plus their means.
+
+    Args:
+        attributes: the K attribute names, in the data's column order.
+        backbone: ``small_cnn`` (demo) or ``resnet18``/``34``/``50`` (CelebA), untrained.
+        width: channel width of ``small_cnn``.
+        image_size: input side the classifier is trained at; recorded so that the
+            annotator can resize other images (e.g. a generator's) to it.
+        lr, weight_decay: AdamW settings; the rate follows a cosine decay over the run.
+    """
+
+    def __init__(
+        self,
+        attributes: list[str],
+        backbone: str = "small_cnn",
+        width: int = 32,
+        image_size: int = 32,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        if not attributes:
+            raise ConfigError("model.attributes: expected a non-empty list of attribute names")
+        self.save_hyperparameters()
+        self.attributes = list(attributes)
+        self.net = build_backbone(backbone, len(attributes), width=width)
+        k = len(attributes)
+        # Keyed "<split>_" because a ModuleDict key "train" would shadow nn.Module.train.
+        self.metrics = nn.ModuleDict(
+            {"train_": _split_metrics(k, auroc=False), "val_": _split_metrics(k, True), "test_": _split_metrics(k, True)}
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        names = getattr(self.trainer.datamodule, "attribute_names", None) if self._trainer is not None else None
+        if names is not None and list(names) != self.attributes:
+            raise ConfigError(
+                f"model.attributes {self.attributes} do not match the data's columns {list(names)}; "
+                "set the same list (in the same order) for model and data"
+            )
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        images, targets = batch
+        logits = self(images)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
+        self.metrics[split + "_"].update(torch.sigmoid(logits.float()), targets.int())
+        self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, sync_dist=split != "train",
+                 batch_size=len(images), prog_bar=split == "train")
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(
+                f"classifier loss is {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}); lower model.lr or check the data; last.ckpt holds the last good state"
+            )
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Probabilities (B, K) in [0, 1]."""
+        return torch.sigmoid(self(batch[0]).float())
+
+    def _log_split(self, split: str) -> None:
+        values = self.metrics[split + "_"].compute()
+        for metric, per_attribute in values.items():
+            for name, value in zip(self.attributes, per_attribute):
+                self.log(f"{split}/{metric}/{name}", value, sync_dist=True)
+            self.log(f"{split}/{metric}_mean", per_attribute.mean(), sync_dist=True, prog_bar=split != "train")
+        self.metrics[split + "_"].reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_split("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_split("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_split("test")
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(total)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
