@@ -1,0 +1,151 @@
+"""A trained attribute classifier, frozen, as an annotator of (generated) images.
+
+    from lightning_modules.annotator import load_annotator
+    annotator = load_annotator("demo")           # the bundled demo classifier
+    probs = annotator(images)                    # images (B, 3, H, W) in [-1, 1] -> (B, K) in [0, 1]
+    annotator.attributes                         # the K names, in column order
+
+``load_annotator`` takes ``"demo"``, a checkpoint written by ``train.py`` (``*.ckpt``) or a
+file written by :func:`export_annotator`. Files are read with ``torch.load(weights_only=True)``;
+one that needs arbitrary code to unpickle is refused unless ``trust_pickle=True``.
+
+Export a trained classifier to the small format (weights and settings only)::
+
+    python -m lightning_modules.annotator export runs/.../best.ckpt out.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pickle
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentnav.errors import DataFormatError
+from lightning_modules.backbones import build_backbone
+
+BUNDLED = {"demo": Path(__file__).resolve().parent / "pretrained" / "demo_classifier.pt"}
+FORMAT = "latentnav.annotator/1"
+_SETTINGS = ("attributes", "backbone", "width", "image_size")
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Annotator(nn.Module):
+    """Frozen classifier mapping images to attribute probabilities.
+
+    ``forward``: float images (B, 3, H, W) in [-1, 1], any H = W (resized to
+    ``image_size`` with antialiasing) -> probabilities (B, K) in [0, 1]. Gradients flow
+    to the images (later methods need them) but never into the frozen weights, and the
+    module stays in eval mode whatever ``train()`` is called with, so batch-norm
+    statistics never move.
+    """
+
+    def __init__(self, net: nn.Module, attributes: list[str], image_size: int, source: str = "", sha256: str = "") -> None:
+        super().__init__()
+        self.net = net
+        self.attributes = list(attributes)
+        self.image_size = image_size
+        self.source = source
+        self.sha256 = sha256
+        self.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> "Annotator":
+        # Lightning calls .train() on every submodule when an epoch starts: stay frozen.
+        return super().train(False)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"annotator: expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
+        return self.net(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(images).float())
+
+
+def _load(path: Path, trust_pickle: bool, map_location) -> dict:
+    if not path.is_file():
+        raise DataFormatError(f"{path}: annotator file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=not trust_pickle)
+    except pickle.UnpicklingError:
+        raise DataFormatError(
+            f"{path}: needs arbitrary code to unpickle; re-save its state dict with plain types, "
+            "or pass trust_pickle=True if you trust the file"
+        ) from None
+    except (RuntimeError, EOFError, ValueError) as e:
+        raise DataFormatError(f"{path}: not a torch checkpoint ({str(e).splitlines()[0][:120]})") from None
+
+
+def _settings_and_weights(blob: dict, path: Path) -> tuple[dict, dict]:
+    if not isinstance(blob, dict):
+        raise DataFormatError(f"{path}: expected a dict checkpoint, got {type(blob).__name__}")
+    if blob.get("format") == FORMAT:
+        return blob["settings"], blob["state_dict"]
+    if "hyper_parameters" in blob and "state_dict" in blob:  # written by train.py
+        hp = blob["hyper_parameters"]
+        missing = [k for k in ("attributes", "backbone") if k not in hp]
+        if missing:
+            raise DataFormatError(f"{path}: not an attribute-classifier checkpoint (hyper-parameters lack {missing})")
+        weights = {k[len("net."):]: v for k, v in blob["state_dict"].items() if k.startswith("net.")}
+        settings = {k: hp[k] for k in _SETTINGS if k in hp}
+        return settings, weights
+    raise DataFormatError(f"{path}: neither a train.py checkpoint nor an exported annotator (keys {sorted(blob)[:6]})")
+
+
+def load_annotator(
+    source: str | os.PathLike = "demo", trust_pickle: bool = False, map_location: str | torch.device = "cpu"
+) -> Annotator:
+    """Load a trained attribute classifier, frozen. ``source``: ``"demo"`` or a file path."""
+    path = BUNDLED.get(str(source), Path(source))
+    settings, weights = _settings_and_weights(_load(path, trust_pickle, map_location), path)
+    net = build_backbone(settings["backbone"], len(settings["attributes"]), width=settings.get("width", 32))
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as e:
+        raise DataFormatError(f"{path}: weights do not fit backbone {settings['backbone']!r}: {str(e).splitlines()[1].strip()[:200]}") from None
+    return Annotator(net, settings["attributes"], settings.get("image_size", 32), source=str(path), sha256=sha256_of(path))
+
+
+def export_annotator(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write the classifier in ``checkpoint`` as a small weights-only file; returns ``out``."""
+    checkpoint, out = Path(checkpoint), Path(out)
+    settings, weights = _settings_and_weights(_load(checkpoint, False, "cpu"), checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": FORMAT, "settings": settings, "state_dict": {k: v.clone() for k, v in weights.items()}}, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lightning_modules.annotator")
+    sub = parser.add_subparsers(dest="command", required=True)
+    export = sub.add_parser("export", help="write a train.py checkpoint as a small annotator file")
+    export.add_argument("checkpoint")
+    export.add_argument("out")
+    args = parser.parse_args(argv)
+    try:
+        out = export_annotator(args.checkpoint, args.out)
+    except DataFormatError as e:
+        print(f"latentnav: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, sha256 {sha256_of(out)[:12]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
