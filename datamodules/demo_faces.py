@@ -56,7 +56,7 @@ DEMO_ATTRIBUTES: tuple[str, ...] = (
 )
 
 #: Bumped whenever rendering or sampling changes, so stale folders get re-rendered.
-RENDERER_VERSION = 1
+RENDERER_VERSION = 2
 
 _HAIR_RGB = {
     "Black_Hair": (0.07, 0.06, 0.06),
@@ -201,8 +201,8 @@ def render_faces(
     paint(eyes, np.full((n, 3), 0.06, np.float32))
 
     # Age: nasolabial folds and bags under the eyes.
-    fold = (~young) & (np.abs(ax - (0.13 + 0.4 * (y - 0.08))) <= 0.035) & (y > 0.06) & (y < 0.30)
-    bags = (~young) & (np.abs(((ax - 0.21) / 0.12) ** 2 + ((y - 0.03) / 0.06) ** 2 - 1.0) <= 0.35) & (y > 0.03)
+    fold = (~young) & (np.abs(ax - (0.13 + 0.4 * (y - 0.08))) <= 0.045) & (y > 0.06) & (y < 0.30)
+    bags = (~young) & (np.abs(((ax - 0.21) / 0.12) ** 2 + ((y - 0.03) / 0.06) ** 2 - 1.0) <= 0.45) & (y > 0.03)
     paint(fold | bags, skin_rgb * np.float32(0.55))
 
     ring = np.sqrt((ax - 0.21) ** 2 + (y - eye_y) ** 2)
@@ -212,7 +212,7 @@ def render_faces(
     mouth_y = np.float32(0.30)
     smile_outer = (y >= mouth_y - 0.03) & ((x / 0.25) ** 2 + ((y - mouth_y + 0.03) / 0.20) ** 2 <= 1.0)
     smile_inner = (y >= mouth_y) & ((x / 0.17) ** 2 + ((y - mouth_y) / 0.10) ** 2 <= 1.0)
-    neutral = (ax <= 0.15) & (np.abs(y - mouth_y - 0.04) <= 0.045)
+    neutral = (ax <= 0.17) & (np.abs(y - mouth_y - 0.04) <= 0.06)
     paint(np.where(smiling, smile_outer, neutral), lip_rgb)
     paint(smiling & smile_inner, np.full((n, 3), 0.97, np.float32))
 

@@ -1,0 +1,106 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datamodules.celeba import CelebADataModule
+from datamodules.celeba_files import read_attribute_file
+from datamodules.demo import DemoFacesDataModule
+from datamodules.demo_faces import DEMO_ATTRIBUTES, read_metadata
+from latentnav.errors import DataFormatError
+
+
+def fake_celeba(root, n=6, size=(178, 218)):
+    """A tiny folder in the real layout: JPEGs of CelebA's size, real-format list files."""
+    images = root / "img_align_celeba"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"{i + 1:06d}.jpg" for i in range(n)]
+    for name in names:
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        pixels[:, : size[0] // 2] = 0  # left half black: tells a flip from the original
+        Image.fromarray(pixels).save(images / name)
+    labels = np.where(rng.random((n, 3)) < 0.5, 1, -1)
+    rows = [name + " " + " ".join(f"{v:2d}" for v in row) for name, row in zip(names, labels)]
+    (root / "list_attr_celeba.txt").write_bytes(
+        (f"{n}\r\nSmiling Male Young \r\n" + "\r\n".join(rows) + "\r\n").encode()
+    )
+    parts = [0] * (n - 2) + [1, 2]
+    (root / "list_eval_partition.txt").write_text("".join(f"{a} {p}\n" for a, p in zip(names, parts)))
+    return labels
+
+
+def test_real_layout_crop_resize_and_targets(tmp_path):
+    labels = fake_celeba(tmp_path)
+    dm = CelebADataModule(str(tmp_path), attributes=["Young", "Smiling"], image_size=64, batch_size=4, hflip=False)
+    dm.setup("fit")
+    assert dm.attribute_names == ["Young", "Smiling"]
+    assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [4, 1, 1]
+    images, targets = next(iter(dm.train_dataloader()))
+    assert images.shape == (4, 3, 64, 64) and images.dtype == torch.float32
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    # Targets are {0, 1} in the requested column order, rows in file order (no shuffle of labels).
+    expected = torch.from_numpy((labels[:4][:, [2, 0]] > 0).astype(np.float32))
+    assert sorted(map(tuple, targets.tolist())) == sorted(map(tuple, expected.tolist()))
+    # The 178x178 centre crop keeps the black left half on the left.
+    image = dm.splits["val"].load_image(0)
+    assert image[:, :, :28].max() == -1.0 and image[:, :, 36:].mean() > -0.5
+
+
+def test_flips_seeded_per_rank(tmp_path):
+    fake_celeba(tmp_path, n=40)
+    dm = CelebADataModule(str(tmp_path), image_size=16, batch_size=38, hflip=True, seed=3)
+    dm.setup("fit")
+
+    def flips(rank):
+        dm.trainer = SimpleNamespace(global_rank=rank)
+        loader = dm.train_dataloader()
+        images, _ = next(iter(loader))
+        return (images[:, :, :, :8].mean((1, 2, 3)) > images[:, :, :, 8:].mean((1, 2, 3))).tolist()
+
+    rank0, rank0_again, rank1 = flips(0), flips(0), flips(1)
+    assert rank0 == rank0_again
+    assert rank0 != rank1
+    assert 0 < sum(rank0) < len(rank0)
+
+
+def test_bad_input_fails_before_training(tmp_path):
+    with pytest.raises(DataFormatError, match=r"data.root: folder .*nowhere not found"):
+        CelebADataModule(str(tmp_path / "nowhere")).setup("fit")
+    fake_celeba(tmp_path)
+    with pytest.raises(DataFormatError, match=r"unknown attribute name\(s\) Smilng; valid names: Smiling Male Young"):
+        CelebADataModule(str(tmp_path), attributes=["Smilng"]).setup("fit")
+    (tmp_path / "img_align_celeba" / "000003.jpg").write_bytes(b"\x00" * 64)
+    with pytest.raises(DataFormatError, match=r"000003.jpg: unreadable image"):
+        CelebADataModule(str(tmp_path)).setup("fit")
+    (tmp_path / "img_align_celeba" / "000003.jpg").unlink()
+    with pytest.raises(DataFormatError, match=r"missing, first 000003.jpg"):
+        CelebADataModule(str(tmp_path)).setup("fit")
+    (tmp_path / "list_eval_partition.txt").unlink()
+    with pytest.raises(DataFormatError, match=r"list_eval_partition.txt: file not found"):
+        CelebADataModule(str(tmp_path), verify_images=False).setup("fit")
+
+
+def test_demo_datamodule_reads_rendered_faces(demo_root):
+    dm = DemoFacesDataModule(root=str(demo_root), num_faces=4000, batch_size=16)
+    mtime = (demo_root / "list_attr_celeba.txt").stat().st_mtime_ns
+    dm.prepare_data()  # already rendered with these settings: nothing is rewritten
+    assert (demo_root / "list_attr_celeba.txt").stat().st_mtime_ns == mtime
+    dm.setup("fit")
+    assert dm.attribute_names == list(DEMO_ATTRIBUTES)
+    images, targets = next(iter(dm.val_dataloader()))
+    assert images.shape == (16, 3, 32, 32) and targets.shape == (16, len(DEMO_ATTRIBUTES))
+    table = read_attribute_file(demo_root / "list_attr_celeba.txt")
+    first_val = table.values[3200, :]
+    assert targets[0].tolist() == [float(v > 0) for v in first_val]
+
+
+def test_demo_datamodule_renders_when_missing_or_stale(tmp_path):
+    dm = DemoFacesDataModule(root=str(tmp_path / "demo"), num_faces=20)
+    dm.prepare_data()
+    assert read_metadata(tmp_path / "demo")["num"] == 20
+    DemoFacesDataModule(root=str(tmp_path / "demo"), num_faces=30).prepare_data()
+    assert read_metadata(tmp_path / "demo")["num"] == 30
+    assert len(read_attribute_file(tmp_path / "demo" / "list_attr_celeba.txt").filenames) == 30
