@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import os
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -83,10 +84,13 @@ def _load(path: Path, trust_pickle: bool, map_location) -> dict:
         raise DataFormatError(f"{path}: annotator file not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=not trust_pickle)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found is None:
+            raise DataFormatError(f"{path}: not a torch checkpoint (unpickling failed)") from None
         raise DataFormatError(
-            f"{path}: needs arbitrary code to unpickle; re-save its state dict with plain types, "
-            "or pass trust_pickle=True if you trust the file"
+            f"{path}: needs arbitrary code to unpickle ({found.group(1)}); re-save its state dict with plain "
+            "types, or pass trust_pickle=True if you trust the file"
         ) from None
     except (RuntimeError, EOFError, ValueError) as e:
         raise DataFormatError(f"{path}: not a torch checkpoint ({str(e).splitlines()[0][:120]})") from None
