@@ -50,9 +50,10 @@ class RunSummary(pl.Callback):
         self._t0 = time.perf_counter()
 
     def _report(self, trainer: pl.Trainer, split: str, header: str) -> None:
+        # trainer.log_dir is a broadcast under DDP: every rank must ask for it.
+        log_dir = Path(trainer.log_dir) if trainer.log_dir else None
         if not self.enabled or not trainer.is_global_zero:
             return
-        log_dir = Path(trainer.log_dir) if trainer.log_dir else None
         print(f"\nlatentnav: {header}")
         if log_dir is not None:
             print(f"  TensorBoard logs: {log_dir}   (view: tensorboard --logdir {log_dir.parent})")

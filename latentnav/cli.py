@@ -2,7 +2,7 @@
 
 Models and data are chosen in YAML with ``class_path`` / ``init_args`` (see ``configs/``).
 Every run gets, without asking: TensorBoard logging under ``runs/``, a checkpoint callback
-writing ``last.ckpt`` and the best checkpoint (configure under ``checkpoint:``), a
+writing the best checkpoint and ``last.ckpt`` (always the latest state) (configure under ``checkpoint:``), a
 per-process thread budget (``threads:``) and an end-of-run summary (``summary:``).
 """
 
@@ -12,9 +12,9 @@ import sys
 from typing import Optional
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
+from callbacks.checkpoint import Checkpoint
 from callbacks.run_summary import RunSummary
 from callbacks.thread_budget import ThreadBudget
 from latentnav.errors import LatentNavError
@@ -40,7 +40,7 @@ class LatentNavCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(Checkpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "best-{epoch}-{step}"})
         parser.add_lightning_class_args(ThreadBudget, "threads")
         parser.add_lightning_class_args(RunSummary, "summary")
