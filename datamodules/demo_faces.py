@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from latentnav.errors import ConfigError
+
 #: Attribute names, spelled and ordered as in CelebA's ``list_attr_celeba.txt``.
 DEMO_ATTRIBUTES: tuple[str, ...] = (
     "Bald",
@@ -230,7 +232,7 @@ def generate(
     depends only on ``(n, seed, image_size)``, not on ``chunk``.
     """
     if n < 1 or image_size < 16:
-        raise ValueError(f"demo faces: need n >= 1 and image_size >= 16, got n={n}, image_size={image_size}")
+        raise ConfigError(f"demo faces: need num_faces >= 1 and image_size >= 16, got {n} and {image_size}")
     rng = np.random.default_rng(seed)
     attrs = sample_attributes(n, rng)
     nuisance = _sample_nuisance(n, rng)

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from latentnav.cli import LatentNavCLI, main
+from tests.conftest import fake_celeba
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = str(REPO / "configs" / "classifier" / "demo.yaml")
+CELEBA_CONFIG = str(REPO / "configs" / "classifier" / "celeba.yaml")
 
 
 def demo_args(demo_root, *extra):
@@ -76,9 +78,46 @@ def test_ddp_two_processes_fit_and_metrics_match_one_process(demo_root, tmp_path
 def test_user_errors_are_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(REPO / "configs" / "classifier" / "celeba.yaml"),
+        main(["fit", "--config", CELEBA_CONFIG,
               "--data.init_args.root", str(tmp_path / "no_celeba_here"), "--trainer.enable_progress_bar", "false"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"latentnav: error: data.root: folder {tmp_path / 'no_celeba_here'} not found"
     assert not any("Traceback" in line for line in err)
+
+
+def test_predict_gives_probabilities_from_a_checkpoint(demo_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fit = LatentNavCLI(args=["fit", *demo_args(demo_root, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1")])
+    last = fit.trainer.checkpoint_callback.last_model_path
+    cli = LatentNavCLI(args=["predict", *demo_args(demo_root, "--trainer.limit_predict_batches", "2"), "--ckpt_path", last])
+    batches = cli.trainer.predict_loop.predictions
+    assert len(batches) == 2 and batches[0].shape == (64, 12)
+    assert 0.0 <= float(batches[0].min()) and float(batches[0].max()) <= 1.0
+
+
+def test_print_config_shows_every_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", DEMO_CONFIG, "--print_config"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for expected in ("class_path: lightning_modules.attribute_classifier.AttributeClassifier",
+                     "class_path: datamodules.demo.DemoFacesDataModule", "num_faces: 20000",
+                     "save_last: true", "monitor: val/acc_mean", "num_threads: null"):
+        assert expected in out, expected
+
+
+def test_celeba_config_trains_on_the_real_layout(tmp_path, monkeypatch):
+    """configs/classifier/celeba.yaml: 40 attributes, ResNet-18, 178x218 JPEGs cropped to 64 px."""
+    import yaml
+
+    names = yaml.safe_load(open(CELEBA_CONFIG))["model"]["init_args"]["attributes"]
+    assert len(names) == 40
+    fake_celeba(tmp_path / "celeba", n=6, names=names)
+    monkeypatch.chdir(tmp_path)
+    cli = LatentNavCLI(args=["fit", "--config", CELEBA_CONFIG, "--data.init_args.root", str(tmp_path / "celeba"),
+                             "--data.init_args.num_workers", "0", "--trainer.accelerator", "cpu",
+                             "--trainer.devices", "1", "--trainer.fast_dev_run", "1",
+                             "--trainer.enable_progress_bar", "false"])
+    assert cli.trainer.global_step == 1
+    assert type(cli.model.net).__name__ == "ResNet" and cli.model.net.fc.out_features == 40

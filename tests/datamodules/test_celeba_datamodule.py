@@ -3,33 +3,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from datamodules.celeba import CelebADataModule
+from tests.conftest import fake_celeba
 from datamodules.celeba_files import read_attribute_file
 from datamodules.demo import DemoFacesDataModule
 from datamodules.demo_faces import DEMO_ATTRIBUTES, read_metadata
 from latentnav.errors import DataFormatError
-
-
-def fake_celeba(root, n=6, size=(178, 218)):
-    """A tiny folder in the real layout: JPEGs of CelebA's size, real-format list files."""
-    images = root / "img_align_celeba"
-    images.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    names = [f"{i + 1:06d}.jpg" for i in range(n)]
-    for name in names:
-        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-        pixels[:, : size[0] // 2] = 0  # left half black: tells a flip from the original
-        Image.fromarray(pixels).save(images / name)
-    labels = np.where(rng.random((n, 3)) < 0.5, 1, -1)
-    rows = [name + " " + " ".join(f"{v:2d}" for v in row) for name, row in zip(names, labels)]
-    (root / "list_attr_celeba.txt").write_bytes(
-        (f"{n}\r\nSmiling Male Young \r\n" + "\r\n".join(rows) + "\r\n").encode()
-    )
-    parts = [0] * (n - 2) + [1, 2]
-    (root / "list_eval_partition.txt").write_text("".join(f"{a} {p}\n" for a, p in zip(names, parts)))
-    return labels
 
 
 def test_real_layout_crop_resize_and_targets(tmp_path):
