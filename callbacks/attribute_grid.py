@@ -49,7 +49,8 @@ class AttributeGrid(pl.Callback):
     """Logs :func:`labelled_grid` of the first validation batch every ``every_n_epochs``.
 
     Works with any module whose ``forward`` returns attribute logits and which has an
-    ``attributes`` list of names; does nothing without a TensorBoard logger.
+    ``attributes`` list of names; does nothing without a TensorBoard logger. The forward
+    runs on rank 0 alone, which suits DDP; under FSDP/DeepSpeed (sharded weights) leave it out.
     """
 
     def __init__(self, num_images: int = 16, scale: int = 4, every_n_epochs: int = 1) -> None:

@@ -131,6 +131,8 @@ class CelebADataModule(pl.LightningDataModule):
         super().__init__()
         if image_size < 8:
             raise ConfigError(f"data.image_size: expected at least 8 pixels, got {image_size}")
+        if crop_size is not None and crop_size < 1:
+            raise ConfigError(f"data.crop_size: expected a positive number of pixels or null, got {crop_size}")
         if batch_size < 1:
             raise ConfigError(f"data.batch_size: expected a positive integer, got {batch_size}")
         self.root = Path(root)
@@ -169,6 +171,7 @@ class CelebADataModule(pl.LightningDataModule):
         rows = split_indices(table, read_partition_file(part_path), part_path)
         if self.verify_images:
             check_images(self.image_dir, table.filenames)
+            self._check_crop(table.filenames[0])
         self.table = table
         for split, index in rows.items():
             self.splits[split] = CelebAAttributes(
@@ -180,6 +183,14 @@ class CelebADataModule(pl.LightningDataModule):
                 hflip=self.hflip and split == "train",
             )
 
+    def _check_crop(self, first: str) -> None:
+        from PIL import Image
+
+        with Image.open(self.image_dir / first) as im:
+            w, h = im.size
+        if self.crop_size is not None and self.crop_size > min(w, h):
+            raise ConfigError(f"data.crop_size: {self.crop_size} exceeds the images' size ({first} is {w}x{h})")
+
     def _rank(self) -> int:
         return self.trainer.global_rank if self.trainer is not None else 0
 
@@ -190,10 +201,19 @@ class CelebADataModule(pl.LightningDataModule):
         # One stream per (seed, rank): shuffling (without DDP) and the main-process flips.
         rank_seed = self.seed * 1_000_003 + self._rank()
         dataset.reseed(rank_seed)
+        sampler = None
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if not shuffle and world > 1:
+            # Lightning's default DistributedSampler pads with repeated images so every rank
+            # gets as many; evaluation would count those twice. This one does not pad.
+            from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=self._rank(), shuffle=False)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             worker_init_fn=_reseed_worker if self.num_workers > 0 else None,

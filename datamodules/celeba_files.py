@@ -61,7 +61,8 @@ def _read_lines(path: Path) -> list[str]:
         raise DataFormatError(f"{path}: file not found")
     try:
         # newline=None folds CRLF and CR into "\n"; the real files are plain ASCII.
-        with open(path, encoding="utf-8", newline=None) as f:
+        # utf-8-sig: files saved by Windows editors start with a byte-order mark.
+        with open(path, encoding="utf-8-sig", newline=None) as f:
             return f.read().split("\n")
     except UnicodeDecodeError as e:
         raise DataFormatError(f"{path}: not a text file ({e.reason} at byte {e.start})") from None
@@ -85,7 +86,7 @@ def read_attribute_file(path: str | os.PathLike) -> AttributeTable:
         raise DataFormatError(f"{path} line 2: attribute name {dup!r} appears twice")
     k = len(names)
     filenames: list[str] = []
-    values = np.empty((max(count, 0), k), dtype=np.int8)
+    rows: list[list[int]] = []
     allowed = {"1", "-1"}
     for lineno, line in enumerate(lines[2:], start=3):
         parts = line.split()
@@ -101,7 +102,7 @@ def read_attribute_file(path: str | os.PathLike) -> AttributeTable:
             raise DataFormatError(f"{path} line {lineno}: {names[j]} is {row[j]!r}, expected 1 or -1")
         if len(filenames) >= count:
             raise DataFormatError(f"{path}: line 1 says {count} images but there are more rows (line {lineno})")
-        values[len(filenames)] = [1 if v == "1" else -1 for v in row]
+        rows.append([1 if v == "1" else -1 for v in row])
         filenames.append(parts[0])
     if len(filenames) != count:
         raise DataFormatError(f"{path}: line 1 says {count} images but the file has {len(filenames)} rows")
@@ -109,7 +110,7 @@ def read_attribute_file(path: str | os.PathLike) -> AttributeTable:
         seen: set[str] = set()
         dup = next(f for f in filenames if f in seen or seen.add(f))
         raise DataFormatError(f"{path}: image {dup} is listed twice")
-    return AttributeTable(tuple(filenames), names, values)
+    return AttributeTable(tuple(filenames), names, np.array(rows, dtype=np.int8).reshape(len(rows), k))
 
 
 def read_partition_file(path: str | os.PathLike) -> dict[str, int]:

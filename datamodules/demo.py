@@ -7,6 +7,7 @@ from typing import Optional
 from pytorch_lightning.utilities import rank_zero_info
 
 from datamodules.celeba import CelebADataModule
+from latentnav.errors import ConfigError
 from datamodules.demo_faces import DEMO_ATTRIBUTES, RENDERER_VERSION, read_metadata, write_celeba_layout
 
 
@@ -34,6 +35,11 @@ class DemoFacesDataModule(CelebADataModule):
         hflip: bool = False,
         seed: int = 0,
     ) -> None:
+        # Checked here, on every rank: prepare_data() runs on one process only.
+        if num_faces < 10:
+            raise ConfigError(f"data.num_faces: expected at least 10 faces, got {num_faces}")
+        if image_size < 16:
+            raise ConfigError(f"data.image_size: the demo renderer needs at least 16 pixels, got {image_size}")
         super().__init__(
             root=root,
             attributes=attributes,

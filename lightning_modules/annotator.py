@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import pickle
-import re
 import sys
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentnav.errors import DataFormatError
+from latentnav.safe_load import safe_torch_load
 from lightning_modules.backbones import build_backbone
 
 BUNDLED = {"demo": Path(__file__).resolve().parent / "pretrained" / "demo_classifier.pt"}
@@ -68,6 +67,10 @@ class Annotator(nn.Module):
         # Lightning calls .train() on every submodule when an epoch starts: stay frozen.
         return super().train(False)
 
+    def requires_grad_(self, requires_grad: bool = True) -> "Annotator":
+        # A parent's requires_grad_(True) (common in GAN code) must not unfreeze the weights.
+        return super().requires_grad_(False)
+
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"annotator: expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
@@ -82,24 +85,15 @@ class Annotator(nn.Module):
 def _load(path: Path, trust_pickle: bool, map_location) -> dict:
     if not path.is_file():
         raise DataFormatError(f"{path}: annotator file not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=not trust_pickle)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found is None:
-            raise DataFormatError(f"{path}: not a torch checkpoint (unpickling failed)") from None
-        raise DataFormatError(
-            f"{path}: needs arbitrary code to unpickle ({found.group(1)}); re-save its state dict with plain "
-            "types, or pass trust_pickle=True if you trust the file"
-        ) from None
-    except (RuntimeError, EOFError, ValueError) as e:
-        raise DataFormatError(f"{path}: not a torch checkpoint ({str(e).splitlines()[0][:120]})") from None
+    return safe_torch_load(path, trust_pickle=trust_pickle, map_location=map_location)
 
 
 def _settings_and_weights(blob: dict, path: Path) -> tuple[dict, dict]:
     if not isinstance(blob, dict):
         raise DataFormatError(f"{path}: expected a dict checkpoint, got {type(blob).__name__}")
     if blob.get("format") == FORMAT:
+        if not isinstance(blob.get("settings"), dict) or not isinstance(blob.get("state_dict"), dict):
+            raise DataFormatError(f"{path}: exported annotator lacks its settings or state_dict")
         return blob["settings"], blob["state_dict"]
     if "hyper_parameters" in blob and "state_dict" in blob:  # written by train.py
         hp = blob["hyper_parameters"]

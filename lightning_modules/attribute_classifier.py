@@ -66,11 +66,18 @@ class AttributeClassifier(pl.LightningModule):
         return self.net(images)
 
     def setup(self, stage: Optional[str] = None) -> None:
-        names = getattr(self.trainer.datamodule, "attribute_names", None) if self._trainer is not None else None
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        names = getattr(datamodule, "attribute_names", None)
         if names is not None and list(names) != self.attributes:
             raise ConfigError(
                 f"model.attributes {self.attributes} do not match the data's columns {list(names)}; "
                 "set the same list (in the same order) for model and data"
+            )
+        size = getattr(datamodule, "image_size", None)
+        if size is not None and size != self.hparams.image_size:
+            raise ConfigError(
+                f"model.image_size {self.hparams.image_size} differs from data.image_size {size}; "
+                "the annotator resizes other images to model.image_size, so set both"
             )
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
@@ -78,15 +85,17 @@ class AttributeClassifier(pl.LightningModule):
         logits = self(images)
         loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
         self.metrics[split + "_"].update(torch.sigmoid(logits.float()), targets.int())
-        self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, sync_dist=split != "train",
+        self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, sync_dist=True,
                  batch_size=len(images), prog_bar=split == "train")
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")
-        if not torch.isfinite(loss):
+        # Decided together: a rank that stopped alone would leave the others waiting in DDP.
+        if self.trainer.strategy.reduce_boolean_decision(not torch.isfinite(loss).item(), all=False):
             raise TrainingDivergedError(
-                f"classifier loss is {loss.item()} at global step {self.global_step} (epoch {self.current_epoch}, "
+                f"classifier loss is not finite ({loss.item()} on rank {self.global_rank}) at global step "
+                f"{self.global_step} (epoch {self.current_epoch}, "
                 f"batch {batch_idx}); lower model.lr or check the data; last.ckpt holds the last good state"
             )
         return loss
@@ -123,5 +132,10 @@ class AttributeClassifier(pl.LightningModule):
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             return optimizer
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(total)))
+        # A lambda of the current run's length: a resume with a larger max_steps stretches the
+        # decay instead of restoring the old T_max (CosineAnnealingLR's state would).
+        total = max(1, int(total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

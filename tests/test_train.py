@@ -38,6 +38,9 @@ def test_bf16_fit_then_resume_continues_global_step(demo_root, tmp_path, monkeyp
     steps = {float(state["step"]) for state in optimizer.state.values()}
     assert steps == {10.0}  # Adam's state was restored at 6 and went on, not restarted
     assert resumed.trainer.lr_scheduler_configs[0].scheduler.last_epoch == 10
+    # The cosine decay follows the resumed run's length (10 steps): at its end the rate is 0,
+    # instead of climbing back up along the first run's 6-step period.
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
 
 
 def run_train(args, cwd):
@@ -84,6 +87,30 @@ def test_user_errors_are_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"latentnav: error: data.root: folder {tmp_path / 'no_celeba_here'} not found"
     assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("override, message", [
+    (["--data.init_args.batch_size", "0"], "data.batch_size: expected a positive integer, got 0"),
+    (["--model.init_args.backbone", "vgg"], "model.backbone: unknown backbone 'vgg'; expected one of small_cnn, resnet18, resnet34, resnet50"),
+    (["--ckpt_path", "nowhere/last.ckpt"], "--ckpt_path: checkpoint nowhere/last.ckpt not found"),
+])
+def test_errors_while_building_classes_are_one_line(tmp_path, monkeypatch, capsys, override, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", DEMO_CONFIG, "--data.init_args.root", str(tmp_path / "demo"), *override])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"latentnav: error: {message}"]
+
+
+def test_worker_tracebacks_are_reduced_to_their_message():
+    from latentnav.cli import one_line
+    from latentnav.errors import DataFormatError
+
+    wrapped = DataFormatError("Caught DataFormatError in DataLoader worker process 0.\nOriginal Traceback (most "
+                              "recent call last):\n  File \"x.py\", line 1\nlatentnav.errors.DataFormatError: "
+                              "/d/000001.jpg: unreadable image (OSError: truncated)\n")
+    assert one_line(wrapped) == "/d/000001.jpg: unreadable image (OSError: truncated)"
+    assert one_line(DataFormatError("plain message")) == "plain message"
 
 
 def test_predict_gives_probabilities_from_a_checkpoint(demo_root, tmp_path, monkeypatch):

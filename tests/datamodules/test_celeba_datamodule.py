@@ -9,7 +9,7 @@ from tests.conftest import fake_celeba
 from datamodules.celeba_files import read_attribute_file
 from datamodules.demo import DemoFacesDataModule
 from datamodules.demo_faces import DEMO_ATTRIBUTES, read_metadata
-from latentnav.errors import DataFormatError
+from latentnav.errors import ConfigError, DataFormatError
 
 
 def test_real_layout_crop_resize_and_targets(tmp_path):
@@ -35,7 +35,7 @@ def test_flips_seeded_per_rank(tmp_path):
     dm.setup("fit")
 
     def flips(rank):
-        dm.trainer = SimpleNamespace(global_rank=rank)
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2)
         loader = dm.train_dataloader()
         images, _ = next(iter(loader))
         return (images[:, :, :, :8].mean((1, 2, 3)) > images[:, :, :, 8:].mean((1, 2, 3))).tolist()
@@ -46,12 +46,38 @@ def test_flips_seeded_per_rank(tmp_path):
     assert 0 < sum(rank0) < len(rank0)
 
 
+def test_evaluation_splits_are_not_padded_across_ranks(tmp_path):
+    fake_celeba(tmp_path, n=9)  # 7 train, 1 val, 1 test: 1 val image over 2 ranks
+    dm = CelebADataModule(str(tmp_path), image_size=16, batch_size=4)
+    dm.setup("fit")
+    dm.splits["val"] = dm.splits["train"]  # 7 images: odd, so a padding sampler would repeat one
+    seen = []
+    for rank in (0, 1):
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2)
+        seen += list(dm.val_dataloader().sampler)
+    assert sorted(seen) == list(range(7))
+
+
+def test_workers_reseed_and_decode(tmp_path):
+    fake_celeba(tmp_path, n=12)
+    dm = CelebADataModule(str(tmp_path), image_size=16, batch_size=5, num_workers=2, hflip=True)
+    dm.setup("fit")
+    images = torch.cat([x for x, _ in dm.train_dataloader()])
+    assert images.shape == (10, 3, 16, 16)
+    flipped = (images[:, :, :, :8].mean((1, 2, 3)) > images[:, :, :, 8:].mean((1, 2, 3))).sum()
+    assert 0 < flipped < 10
+
+
 def test_bad_input_fails_before_training(tmp_path):
     with pytest.raises(DataFormatError, match=r"data.root: folder .*nowhere not found"):
         CelebADataModule(str(tmp_path / "nowhere")).setup("fit")
     fake_celeba(tmp_path)
     with pytest.raises(DataFormatError, match=r"unknown attribute name\(s\) Smilng; valid names: Smiling Male Young"):
         CelebADataModule(str(tmp_path), attributes=["Smilng"]).setup("fit")
+    with pytest.raises(ConfigError, match=r"data.crop_size: 300 exceeds the images' size \(000001.jpg is 178x218\)"):
+        CelebADataModule(str(tmp_path), crop_size=300).setup("fit")
+    with pytest.raises(ConfigError, match=r"data.crop_size: expected a positive number of pixels or null, got 0"):
+        CelebADataModule(str(tmp_path), crop_size=0)
     (tmp_path / "img_align_celeba" / "000003.jpg").write_bytes(b"\x00" * 64)
     with pytest.raises(DataFormatError, match=r"000003.jpg: unreadable image"):
         CelebADataModule(str(tmp_path)).setup("fit")

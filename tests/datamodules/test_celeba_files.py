@@ -40,6 +40,18 @@ def test_reads_real_format(tmp_path, crlf):
     assert [list(splits[s]) for s in ("train", "val", "test")] == [[0], [1], [2]]
 
 
+def test_byte_order_mark_and_huge_count(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + REAL_ATTR.encode())
+    assert read_attribute_file(path).filenames[0] == "000001.jpg"
+    part = tmp_path / "part.txt"
+    part.write_bytes(b"\xef\xbb\xbf" + REAL_PART.encode())
+    assert "000001.jpg" in read_partition_file(part)
+    huge = write(tmp_path, "huge.txt", "2025990000000\nA B \nx.jpg 1  1\n")
+    with pytest.raises(DataFormatError, match=r"line 1 says 2025990000000 images but the file has 1 rows"):
+        read_attribute_file(huge)
+
+
 def test_select_reorders_and_rejects_unknown(tmp_path):
     table = read_attribute_file(write(tmp_path, "a.txt", REAL_ATTR))
     sub = table.select(["Young", "Male"])

@@ -36,6 +36,7 @@ def test_annotator_is_frozen_but_passes_gradients(unseen_faces):
     annotator = load_annotator("demo")
     before = {k: v.clone() for k, v in annotator.state_dict().items()}
     annotator.train()  # what Lightning does to every submodule at each epoch start
+    annotator.requires_grad_(True)  # what GAN code often does to a parent module
     assert not annotator.training and not any(m.training for m in annotator.modules())
     assert not any(p.requires_grad for p in annotator.parameters())
     images = unseen_faces[0][:8].clone().requires_grad_(True)

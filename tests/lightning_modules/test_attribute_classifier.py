@@ -47,6 +47,12 @@ def test_attribute_mismatch_with_data_is_reported(demo_root):
         quiet_trainer(fast_dev_run=1).fit(model, dm)
 
 
+def test_image_size_mismatch_with_data_is_reported(demo_root):
+    dm = DemoFacesDataModule(root=str(demo_root), num_faces=4000)
+    with pytest.raises(ConfigError, match=r"model.image_size 64 differs from data.image_size 32"):
+        quiet_trainer(fast_dev_run=1).fit(AttributeClassifier(list(DEMO_ATTRIBUTES), image_size=64), dm)
+
+
 class NaNData(pl.LightningDataModule):
     def train_dataloader(self):
         images = torch.full((8, 3, 32, 32), float("nan"))
@@ -54,5 +60,5 @@ class NaNData(pl.LightningDataModule):
 
 
 def test_nan_loss_stops_with_a_clear_error():
-    with pytest.raises(TrainingDivergedError, match=r"classifier loss is nan at global step 0 \(epoch 0, batch 0\)"):
+    with pytest.raises(TrainingDivergedError, match=r"classifier loss is not finite \(nan on rank 0\) at global step 0 \(epoch 0, batch 0\)"):
         quiet_trainer(max_steps=2).fit(AttributeClassifier(["A", "B"]), NaNData())
