@@ -59,7 +59,7 @@ class RunSummary(pl.Callback):
             print(f"  TensorBoard logs: {log_dir}   (view: tensorboard --logdir {log_dir.parent})")
         ckpt = trainer.checkpoint_callback
         if isinstance(ckpt, ModelCheckpoint):
-            if ckpt.best_model_path:
+            if ckpt.best_model_path and ckpt.monitor:
                 score = f" ({ckpt.monitor}={float(ckpt.best_model_score):.4f})" if ckpt.best_model_score is not None else ""
                 print(f"  best checkpoint: {ckpt.best_model_path}{score}")
             if ckpt.last_model_path:

@@ -43,6 +43,25 @@ class LatentNavCLI(LightningCLI):
             **kwargs,
         )
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI replaces the model's arguments with the checkpoint's hyper-parameters.
+        # A generator given on the command line must not be swapped silently for the
+        # checkpoint's; other replaced values are reported.
+        sub = self.config.get("subcommand")
+        before = _model_args(self.config[sub]) if sub else {}
+        super()._parse_ckpt_path()
+        after = _model_args(self.config[sub]) if sub else {}
+        changed = {k: (before[k], after.get(k)) for k in before if k in after and before[k] != after[k]}
+        if "generator" in changed:
+            mine, theirs = changed.pop("generator")
+            raise ConfigError(
+                f"checkpoint was made with generator {theirs}, but model.generator is {mine}; "
+                "pass the checkpoint's generator to resume"
+            )
+        if changed:
+            listed = ", ".join(f"{k}={v[1]!r} (not {v[0]!r})" for k, v in changed.items())
+            print(f"latentnav: --ckpt_path restores the checkpoint's model arguments: {listed}", file=sys.stderr)
+
     def before_instantiate_classes(self) -> None:
         ckpt = (self.config.get(self.subcommand) or {}).get("ckpt_path") if self.subcommand else None
         if ckpt and ckpt not in _LIGHTNING_CKPT_ALIASES and not Path(ckpt).is_file():
@@ -53,6 +72,12 @@ class LatentNavCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "best-{epoch}-{step}"})
         parser.add_lightning_class_args(ThreadBudget, "threads")
         parser.add_lightning_class_args(RunSummary, "summary")
+
+
+def _model_args(config) -> dict:
+    model = config.get("model") if config is not None else None
+    args = getattr(model, "init_args", None) or getattr(model, "dict_kwargs", None) or {}
+    return dict(vars(args)) if hasattr(args, "__dict__") else dict(args)
 
 
 def user_error(exc: BaseException) -> Optional[LatentNavError]:

@@ -1,0 +1,12 @@
+"""Frozen, pretrained generators behind one contract (see ``generators.base``).
+
+    from generators import load_generator
+    G = load_generator("demo")                  # or a StyleGAN2 / TorchScript / state-dict file
+    z = G.sample(8, seed=0)                     # (8, 64) from the prior
+    images = G.synthesize(z)                    # (8, 3, 32, 32) in [-1, 1]
+"""
+
+from generators.base import FrozenGenerator
+from generators.loading import BUNDLED, load_generator
+
+__all__ = ["BUNDLED", "FrozenGenerator", "load_generator"]

@@ -1,0 +1,110 @@
+"""Generator utilities.
+
+    python -m generators info SOURCE                     what the contract sees
+    python -m generators export CKPT OUT                 DemoGAN checkpoint -> bundled format (EMA weights)
+    python -m generators convert IN OUT                  a trusted pickle -> a weights-only file
+    python -m generators quality [SOURCE] [--num 2000]   demo generator quality, judged by the demo classifier
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from latentnav.errors import LatentNavError
+
+
+def _plain(obj, dropped: list, where: str = ""):
+    """Keep tensors, numbers, strings and containers; Namespaces become dicts; note the rest."""
+    if isinstance(obj, (torch.Tensor, str, int, float, bool, type(None))):
+        return obj
+    if isinstance(obj, argparse.Namespace):
+        obj = vars(obj)
+    if isinstance(obj, dict):
+        return {k: v for k, v in ((k, _plain(v, dropped, f"{where}/{k}")) for k, v in obj.items()) if v is not _DROP}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(v for v in (_plain(v, dropped, f"{where}[{i}]") for i, v in enumerate(obj)) if v is not _DROP)
+    dropped.append(f"{where} ({type(obj).__name__})")
+    return _DROP
+
+
+_DROP = object()
+
+
+def quality_summary_for(source: str, num: int, annotator: str, seed: int) -> dict:
+    """Quality figures of ``source``'s samples against freshly rendered demo faces, both judged by ``annotator``."""
+    from datamodules.demo_faces import generate
+    from generators import load_generator
+    from lightning_modules.annotator import load_annotator
+    from lightning_modules.generator_quality import AttributeStatistics, quality_summary
+
+    G, judge = load_generator(source), load_annotator(annotator)
+    real_images, _ = generate(num, seed=seed + 1, image_size=G.resolution)
+    real, fake = AttributeStatistics(len(judge.attributes)), AttributeStatistics(len(judge.attributes))
+    with torch.no_grad():
+        for chunk in torch.from_numpy(real_images).split(500):
+            real.update(judge(chunk.permute(0, 3, 1, 2).float() / 127.5 - 1))
+        z = G.sample(num, seed=seed)
+        for chunk in z.split(500):
+            fake.update(judge(G.synthesize(chunk)))
+    return quality_summary(fake.compute(), real.compute()["frequency"], judge.attributes)
+
+
+def quality(source: str, num: int, annotator: str, seed: int) -> str:
+    from lightning_modules.annotator import load_annotator
+    from lightning_modules.generator_quality import format_quality
+
+    return format_quality(quality_summary_for(source, num, annotator, seed), load_annotator(annotator).attributes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m generators")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("info")
+    p.add_argument("source")
+    p = sub.add_parser("export")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p = sub.add_parser("convert")
+    p.add_argument("source")
+    p.add_argument("out")
+    p = sub.add_parser("quality")
+    p.add_argument("source", nargs="?", default="demo")
+    p.add_argument("--num", type=int, default=2000)
+    p.add_argument("--annotator", default="demo")
+    p.add_argument("--seed", type=int, default=2024)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "info":
+            from generators import load_generator
+
+            G = load_generator(args.source)
+            print(f"{type(G).__name__}: resolution {G.resolution}, spaces "
+                  + ", ".join(f"{s} {G.latent_shape(s)}" for s in G.latent_spaces))
+            for k, v in G.identity.items():
+                print(f"  {k}: {v}")
+        elif args.command == "export":
+            from generators.loading import export_dcgan, sha256_of
+
+            out = export_dcgan(args.checkpoint, args.out)
+            print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, sha256 {sha256_of(out)[:12]})")
+        elif args.command == "convert":
+            blob = torch.load(args.source, map_location="cpu", weights_only=False)  # the user asked: trusted
+            dropped: list[str] = []
+            torch.save(_plain(blob, dropped), args.out)
+            print(f"wrote {args.out}" + (f"; dropped {', '.join(dropped)}" if dropped else ""))
+        else:
+            t0 = time.perf_counter()
+            print(quality(args.source, args.num, args.annotator, args.seed))
+            print(f"({args.num} samples, {time.perf_counter() - t0:.1f} s)")
+    except LatentNavError as e:
+        print(f"latentnav: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""FrozenGenerator adapters: the demo DCGAN, StyleGAN2 of the rosinality port, any z -> image module."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from generators.base import FrozenGenerator, linear_weight_as_matrix
+from generators.dcgan import DCGANGenerator
+from generators.stylegan2 import StyleGAN2Generator
+from latentnav.errors import ConfigError
+
+
+class DCGANAdapter(FrozenGenerator):
+    """The bundled demo generator: z (64,) ~ N(0, I) -> 32 px faces. Truncation scales z."""
+
+    latent_spaces = ("z",)
+
+    def __init__(self, net: DCGANGenerator, identity: Optional[dict] = None) -> None:
+        super().__init__(net.resolution, net.z_dim, identity)
+        self.net = net
+        self.freeze()
+
+    def _synthesize(self, latent, space, truncation, noise_mode):
+        return self.net(latent * truncation if truncation != 1.0 else latent)
+
+    def latent_weights(self, space: str = "z", layers: Optional[Sequence[int]] = None):
+        self._check_space(space)
+        return [("fc", linear_weight_as_matrix(self.net.fc))]
+
+
+class StyleGAN2Adapter(FrozenGenerator):
+    """StyleGAN2 with ``z``, ``w`` and ``w+`` latents, truncation around the mean w, and noise modes.
+
+    ``w_avg``: the checkpoint's ``latent_avg`` when present, else the mean of
+    ``mapping(z)`` over ``w_avg_samples`` seeded samples.
+    """
+
+    latent_spaces = ("z", "w", "w+")
+
+    def __init__(self, net: StyleGAN2Generator, w_avg: Optional[torch.Tensor] = None, w_avg_samples: int = 10000,
+                 identity: Optional[dict] = None) -> None:
+        super().__init__(net.config.size, net.config.style_dim, identity)
+        self.net = net
+        if w_avg is None:
+            with torch.no_grad():
+                z = torch.randn(w_avg_samples, self.z_dim, generator=torch.Generator().manual_seed(0))
+                w_avg = torch.cat([net.mapping(chunk) for chunk in z.split(1000)]).mean(0)
+            self.identity["w_avg"] = f"estimated from {w_avg_samples} samples"
+        self.register_buffer("w_avg", w_avg.reshape(self.z_dim).float().clone())
+        self.n_latent = net.config.n_latent
+        self.freeze()
+
+    def latent_shape(self, space: str = "z") -> tuple[int, ...]:
+        self._check_space(space)
+        return (self.n_latent, self.z_dim) if space == "w+" else (self.z_dim,)
+
+    def to_space(self, z: torch.Tensor, space: str) -> torch.Tensor:
+        self.check_latent(z, "z")
+        if space == "z":
+            return z
+        w = self.net.mapping(z)
+        return w if space == "w" else w.unsqueeze(1).repeat(1, self.n_latent, 1)
+
+    def _synthesize(self, latent, space, truncation, noise_mode):
+        if space == "z":
+            latent = self.net.mapping(latent)
+        if latent.ndim == 2:
+            latent = latent.unsqueeze(1).repeat(1, self.n_latent, 1)
+        if truncation != 1.0:
+            latent = self.w_avg + truncation * (latent - self.w_avg)
+        if noise_mode == "const":
+            noise = self.net.stored_noise()
+        elif noise_mode == "none":
+            noise = [torch.zeros_like(n) for n in self.net.stored_noise()]
+        else:
+            noise = [None] * self.net.config.num_layers
+        return self.net.synthesis(latent, noise)
+
+    def latent_weights(self, space: str = "w", layers: Optional[Sequence[int]] = None):
+        """``z``: the mapping's first layer. ``w``/``w+``: every style modulation (out = channels),
+        in w+ row order; ``layers`` picks indices of that list."""
+        self._check_space(space)
+        if space == "z":
+            return [("style.1", self.net.style[1].effective_weight().detach().clone())]
+        mods = self.net.modulation_layers()
+        chosen = range(len(mods)) if layers is None else layers
+        try:
+            return [(mods[i][0], mods[i][1].effective_weight().detach().clone()) for i in chosen]
+        except IndexError:
+            raise ConfigError(f"latent_weights: layer indices must be in 0..{len(mods) - 1}, got {list(chosen)}") from None
+
+
+def _weight_layer(module: nn.Module) -> Optional[nn.Module]:
+    """The first Linear / ConvTranspose2d / Conv2d (scripted or not) holding a weight."""
+    for m in module.modules():
+        kind = getattr(m, "original_name", type(m).__name__)
+        if kind in ("Linear", "ConvTranspose2d", "Conv2d") and hasattr(m, "weight"):
+            return m
+    return None
+
+
+class ModuleAdapter(FrozenGenerator):
+    """Any module mapping z (B, d) or (B, d, 1, 1) ~ N(0, I) to images (B, 3, R, R) in [-1, 1].
+
+    The latent size and resolution are given, or found by a probe call: candidate sizes
+    come from the first weight's shape, and the first that yields an image wins.
+    """
+
+    latent_spaces = ("z",)
+
+    def __init__(self, module: nn.Module, z_dim: Optional[int] = None, resolution: Optional[int] = None,
+                 identity: Optional[dict] = None, name: str = "generator") -> None:
+        for p in module.parameters():
+            p.requires_grad_(False)
+        module.eval()
+        z_dim, resolution, z_as_map = self._probe(module, z_dim, resolution, name)
+        super().__init__(resolution, z_dim, identity)
+        self.module = module
+        self.z_as_map = z_as_map
+        self.freeze()
+
+    @staticmethod
+    def _probe(module: nn.Module, z_dim: Optional[int], resolution: Optional[int], name: str):
+        if z_dim is not None:
+            candidates = [z_dim]
+        else:
+            layer = _weight_layer(module)
+            candidates = sorted(set(layer.weight.shape[:2])) if layer is not None else []
+            if not candidates:
+                raise ConfigError(f"{name}: cannot guess the latent size; give z_dim")
+        for d in candidates:
+            for as_map in (False, True):
+                z = torch.zeros((1, d, 1, 1) if as_map else (1, d))
+                try:
+                    with torch.no_grad():
+                        out = module(z)
+                except Exception:  # a wrong guess fails somewhere inside the module
+                    continue
+                if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[1] == 3 and out.shape[2] == out.shape[3]:
+                    if resolution is not None and out.shape[-1] != resolution:
+                        raise ConfigError(f"{name}: resolution is {out.shape[-1]}, config says {resolution}")
+                    return d, int(out.shape[-1]), as_map
+        tried = ", ".join(str(d) for d in candidates)
+        raise ConfigError(f"{name}: no latent size among {tried} gives a (1, 3, R, R) image; give z_dim")
+
+    def _synthesize(self, latent, space, truncation, noise_mode):
+        z = latent * truncation if truncation != 1.0 else latent
+        return self.module(z[:, :, None, None] if self.z_as_map else z)
+
+    def latent_weights(self, space: str = "z", layers: Optional[Sequence[int]] = None):
+        self._check_space(space)
+        layer = _weight_layer(self.module)
+        if layer is None:
+            raise ConfigError("latent_weights: the module has no Linear/ConvTranspose2d/Conv2d layer")
+        return [("first_layer", linear_weight_as_matrix(layer))]

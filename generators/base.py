@@ -1,0 +1,144 @@
+"""The frozen-generator contract every method in latentnav works against.
+
+A :class:`FrozenGenerator` wraps a pretrained network and promises:
+
+- ``latent_spaces``: the spaces it accepts, e.g. ``("z",)`` or ``("z", "w", "w+")``, with
+  ``latent_shape(space)`` giving one latent's shape (``(d,)``, or ``(n_latent, d)`` for ``w+``);
+- ``sample(n, seed=..., space=...)``: latents from the model's own prior (z ~ N(0, I),
+  w = mapping(z)), float32 on the wrapper's device;
+- ``synthesize(latent, space=..., truncation=..., noise_mode=...)``: images float32
+  (B, 3, resolution, resolution) in [-1, 1]. Gradients flow to the latent (later methods
+  need them); no gradient ever reaches the weights;
+- ``latent_weights(space)``: the weight matrices that act first on a latent of that space,
+  each as a matrix A of shape (out, d) with h = A @ latent (for the closed-form methods);
+- ``identity``: source path, sha256 and class, stored in the checkpoints of modules that
+  use the generator, so that resuming against another generator fails loudly.
+
+Frozen means: ``requires_grad_(False)`` at construction (before any DDP wrapping), eval
+mode that ``train()`` cannot undo, so batch-norm statistics never move.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from latentnav.errors import ConfigError
+
+NOISE_MODES = ("const", "random", "none")
+
+
+class FrozenGenerator(nn.Module):
+    """Base class; subclasses implement ``_synthesize``, ``_sample_z``/``_map`` and ``latent_weights``."""
+
+    latent_spaces: tuple[str, ...] = ("z",)
+
+    def __init__(self, resolution: int, z_dim: int, identity: Optional[dict] = None) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.z_dim = z_dim
+        self.identity = dict(identity or {})
+
+    def freeze(self) -> "FrozenGenerator":
+        """Call at the end of a subclass ``__init__``."""
+        self.requires_grad_(False)
+        super().train(False)
+        self.identity.setdefault("class", f"{type(self).__module__}.{type(self).__qualname__}")
+        return self
+
+    def train(self, mode: bool = True) -> "FrozenGenerator":
+        # Lightning calls train() on every submodule at each epoch start: stay in eval mode.
+        return super().train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "FrozenGenerator":
+        # A parent's requires_grad_(True) must not unfreeze the weights. Parameter by
+        # parameter, because TorchScript modules refuse Module.requires_grad_.
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    # ----------------------------------------------------------------- latents
+    def latent_shape(self, space: str = "z") -> tuple[int, ...]:
+        self._check_space(space)
+        return (self.z_dim,)
+
+    def _check_space(self, space: str) -> None:
+        if space not in self.latent_spaces:
+            raise ConfigError(
+                f"latent space {space!r} is not supported by {type(self).__name__}; "
+                f"expected one of {', '.join(self.latent_spaces)}"
+            )
+
+    def check_latent(self, latent: torch.Tensor, space: str = "z") -> None:
+        """Raise a one-line error unless ``latent`` is a batch of ``space`` latents."""
+        self._check_space(space)
+        shape = self.latent_shape(space)
+        if not isinstance(latent, torch.Tensor) or latent.ndim != len(shape) + 1 or tuple(latent.shape[1:]) != shape:
+            got = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
+            raise ConfigError(
+                f"{space} latent: expected shape (batch, {', '.join(map(str, shape))}), got {got}"
+            )
+
+    def sample(self, n: int, seed: Optional[int] = None, space: str = "z",
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``n`` latents of ``space`` from the prior; ``seed`` or ``generator`` make it reproducible."""
+        self._check_space(space)
+        if generator is None:
+            generator = torch.Generator()
+            generator.manual_seed(seed) if seed is not None else generator.seed()
+        z = torch.randn(n, self.z_dim, generator=generator).to(self.device)
+        return z if space == "z" else self.to_space(z, space)
+
+    def to_space(self, z: torch.Tensor, space: str) -> torch.Tensor:
+        """Map z latents (B, z_dim) to ``space`` (identity for ``z``)."""
+        self.check_latent(z, "z")
+        if space == "z":
+            return z
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- images
+    def synthesize(self, latent: torch.Tensor, space: str = "z", truncation: float = 1.0,
+                   noise_mode: str = "const") -> torch.Tensor:
+        """Images (B, 3, resolution, resolution) in [-1, 1] for a batch of latents of ``space``."""
+        self.check_latent(latent, space)
+        if noise_mode not in NOISE_MODES:
+            raise ConfigError(f"noise_mode: expected one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
+        return self._synthesize(latent.to(self.device), space, truncation, noise_mode)
+
+    def forward(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
+        return self.synthesize(latent, space)
+
+    def _synthesize(self, latent: torch.Tensor, space: str, truncation: float, noise_mode: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def latent_weights(self, space: str = "z", layers: Optional[Sequence[int]] = None) -> list[tuple[str, torch.Tensor]]:
+        """``[(name, A)]``: matrices (out, d) acting first on a ``space`` latent (h = A @ latent)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its latent-facing weights")
+
+
+def linear_weight_as_matrix(layer: nn.Module) -> torch.Tensor:
+    """The (out, d) matrix of the layer that acts first on a d-dimensional latent.
+
+    ``nn.Linear`` stores (out, in) already. A transposed convolution applied to a latent
+    seen as (B, d, 1, 1) stores (in=d, out, k, k): every output position is a linear map
+    of the latent, so the matrix is the weight permuted to (out, k, k, d) and flattened.
+    A convolution on a (B, d, 1, 1) latent only uses its kernel's centre tap. Scripted
+    (TorchScript) layers are recognised by their ``original_name``.
+    """
+    kind = getattr(layer, "original_name", type(layer).__name__)
+    w = layer.weight.detach()
+    if kind == "Linear":
+        return w.clone()
+    if kind == "ConvTranspose2d":
+        return w.permute(1, 2, 3, 0).reshape(-1, w.shape[0]).clone()
+    if kind == "Conv2d":
+        return w[:, :, w.shape[2] // 2, w.shape[3] // 2].clone()
+    raise ConfigError(f"latent weights: cannot read a matrix from a {kind}")

@@ -1,0 +1,151 @@
+"""``load_generator``: one entry point that recognises the format and returns the frozen wrapper."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from generators.adapters import DCGANAdapter, ModuleAdapter, StyleGAN2Adapter
+from generators.base import FrozenGenerator
+from generators.dcgan import DCGANGenerator
+from generators.stylegan2 import StyleGAN2Generator, infer_config, load_port_state_dict
+from latentnav.errors import ConfigError, DataFormatError
+from latentnav.safe_load import safe_torch_load
+
+BUNDLED = {"demo": Path(__file__).resolve().parent / "pretrained" / "demo_generator.pt"}
+FORMAT = "latentnav.generator/1"
+#: Classes that the port's own training checkpoints pickle besides tensors (its ``args``).
+PORT_SAFE_CLASSES = (argparse.Namespace,)
+CONVERT_HINT = "convert it once with 'python -m generators convert IN OUT' (which trusts it)"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
+
+
+def _import(class_path: str):
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"generator class_path: cannot import {class_path!r}") from None
+
+
+def _strict_load(module: torch.nn.Module, state_dict: dict, source: str) -> None:
+    own = module.state_dict()
+    unexpected = [k for k in state_dict if k not in own]
+    missing = [k for k in own if k not in state_dict]
+    if unexpected or missing:
+        raise DataFormatError(
+            f"{source}: state dict does not fit {type(module).__name__}; unexpected keys: "
+            f"{', '.join(unexpected[:3]) or 'none'}; missing keys: {', '.join(missing[:3]) or 'none'}"
+        )
+    try:
+        module.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise DataFormatError(f"{source}: {str(e).splitlines()[-1].strip()[:200]}") from None
+
+
+def load_generator(
+    source: str | os.PathLike = "demo",
+    *,
+    class_path: Optional[str] = None,
+    init_args: Optional[dict[str, Any]] = None,
+    z_dim: Optional[int] = None,
+    resolution: Optional[int] = None,
+    trust_pickle: bool = False,
+    w_avg_samples: int = 10000,
+    map_location: str | torch.device = "cpu",
+) -> FrozenGenerator:
+    """Load a pretrained generator, frozen, behind the :class:`FrozenGenerator` contract.
+
+    ``source`` is ``"demo"`` (the bundled demo GAN) or a file:
+
+    - a checkpoint of rosinality/stylegan2-pytorch (a dict with ``g_ema``; ``latent_avg``
+      used when present; the port's training checkpoints with ``args`` load safely too);
+    - a TorchScript file mapping z to images (``z_dim``/``resolution`` probed or given);
+    - a state dict (or a dict with ``state_dict``) for the ``nn.Module`` named by
+      ``class_path`` and built with ``init_args``;
+    - a file written by ``python -m generators export``.
+
+    Files are read with ``weights_only=True``; ``trust_pickle=True`` lifts that.
+    """
+    path = BUNDLED.get(str(source), Path(source))
+    if not path.is_file():
+        hint = "" if str(source) in BUNDLED else f" (bundled names: {', '.join(BUNDLED)})"
+        raise DataFormatError(f"{path}: generator file not found{hint}")
+    identity = {"source": str(path), "sha256": sha256_of(path)}
+
+    if _is_torchscript(path):
+        try:
+            module = torch.jit.load(str(path), map_location=map_location)
+        except RuntimeError as e:
+            raise DataFormatError(f"{path}: unreadable TorchScript file ({str(e).splitlines()[0][:120]})") from None
+        return ModuleAdapter(module, z_dim, resolution, dict(identity, format="torchscript"), name=str(path))
+
+    blob = safe_torch_load(path, trust_pickle=trust_pickle, allow=PORT_SAFE_CLASSES, map_location=map_location,
+                           convert_hint=CONVERT_HINT)
+    if not isinstance(blob, dict):
+        raise DataFormatError(f"{path}: unknown generator format (a {type(blob).__name__}, expected a dict)")
+
+    if class_path is not None:
+        cls = _import(class_path)
+        module = cls(**(init_args or {}))
+        state = blob.get("state_dict", blob)
+        _strict_load(module, state, str(path))
+        return ModuleAdapter(module, z_dim, resolution, dict(identity, format="class_path", class_path=class_path),
+                             name=str(path))
+
+    if blob.get("format") == FORMAT and blob.get("arch") == "dcgan":
+        net = DCGANGenerator(**blob["config"])
+        _strict_load(net, blob["state_dict"], str(path))
+        return DCGANAdapter(net, dict(identity, format="latentnav-dcgan"))
+
+    if "g_ema" in blob:
+        state = blob["g_ema"]
+        config = infer_config(state, str(path))
+        net = StyleGAN2Generator(config)
+        load_port_state_dict(net, state, str(path))
+        latent_avg = blob.get("latent_avg")
+        return StyleGAN2Adapter(net.to(map_location), w_avg=latent_avg, w_avg_samples=w_avg_samples,
+                                identity=dict(identity, format="rosinality-stylegan2"))
+
+    keys = ", ".join(sorted(map(str, blob))[:5])
+    raise DataFormatError(
+        f"{path}: unknown generator format (top-level keys: {keys}); expected a rosinality StyleGAN2 "
+        "checkpoint (g_ema), a TorchScript file, an exported latentnav generator, or give class_path"
+    )
+
+
+def export_dcgan(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write the EMA generator of a ``DemoGAN`` training checkpoint in the bundled format."""
+    blob = safe_torch_load(checkpoint)
+    hp = blob.get("hyper_parameters", {}) if isinstance(blob, dict) else {}
+    if "z_dim" not in hp or "state_dict" not in blob:
+        raise DataFormatError(f"{checkpoint}: not a DemoGAN checkpoint (no z_dim hyper-parameter)")
+    prefix = "generator_ema."
+    state = {k[len(prefix):]: v.clone() for k, v in blob["state_dict"].items() if k.startswith(prefix)}
+    config = {"z_dim": hp["z_dim"], "resolution": hp["resolution"], "channels": list(hp["g_channels"])}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": FORMAT, "arch": "dcgan", "config": config, "state_dict": state,
+                "trained": {"global_step": blob.get("global_step"), "checkpoint": Path(checkpoint).name}}, out)
+    return out
