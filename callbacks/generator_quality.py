@@ -66,9 +66,10 @@ class GeneratorQuality(pl.Callback):
         if step == 0 or step % self.every_n_steps:
             return
         self.last = self.measure(trainer, pl_module)
-        for key, value in self.last.items():
-            pl_module.log(f"quality/{key}", value, rank_zero_only=True)
         logger = trainer.logger
+        if trainer.is_global_zero and logger is not None:
+            # Straight to the logger: self.log would wait for log_every_n_steps.
+            logger.log_metrics({f"quality/{k}": v for k, v in self.last.items()}, step=step)
         if trainer.is_global_zero and isinstance(logger, TensorBoardLogger):
             import torchvision
 

@@ -83,6 +83,7 @@ class DemoGAN(pl.LightningModule):
             (grad,) = torch.autograd.grad(self.discriminator(real_r1).sum(), real_r1, create_graph=True)
             r1 = grad.float().pow(2).flatten(1).sum(1).mean()
             d_loss = d_loss + 0.5 * self.hparams.r1_gamma * self.hparams.r1_every * r1
+        self._stop_if_diverged(d_loss, "d_loss")
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
         opt_d.step()
@@ -91,20 +92,25 @@ class DemoGAN(pl.LightningModule):
         # Generator: non-saturating softplus(-D(G(z))).
         self.toggle_optimizer(opt_g)
         g_loss = F.softplus(-self.discriminator(self.generator(self._z(n)))).mean()
+        self._stop_if_diverged(g_loss, "g_loss")
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
         self.untoggle_optimizer(opt_g)
         self._update_ema()
 
-        if not (torch.isfinite(d_loss) and torch.isfinite(g_loss)):
-            raise TrainingDivergedError(
-                f"GAN loss is not finite at iteration {self.iteration} (d_loss {d_loss.item()}, g_loss "
-                f"{g_loss.item()}); lower model.lr or raise model.r1_gamma; last.ckpt holds the last good state"
-            )
         self.log_dict({"train/d_loss": d_loss, "train/g_loss": g_loss}, prog_bar=True, batch_size=n)
         if r1.item() > 0:
             self.log("train/r1", r1, batch_size=n)
+
+    def _stop_if_diverged(self, loss: torch.Tensor, name: str) -> None:
+        # Checked before the update, so the weights (and last.ckpt) stay good; decided by all
+        # ranks together, since one rank stopping alone would leave the others waiting.
+        if self.trainer.strategy.reduce_boolean_decision(not torch.isfinite(loss).item(), all=False):
+            raise TrainingDivergedError(
+                f"GAN {name} is not finite ({loss.item()} on rank {self.global_rank}) at iteration {self.iteration}; "
+                "lower model.lr or raise model.r1_gamma; last.ckpt holds the last good state"
+            )
 
     @torch.no_grad()
     def _update_ema(self) -> None:
