@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in G.identity.items():
                 print(f"  {k}: {v}")
         elif args.command == "export":
-            from generators.loading import export_dcgan, sha256_of
+            from generators.loading import export_dcgan
+            from latentnav.safe_load import sha256_of
 
             out = export_dcgan(args.checkpoint, args.out)
             print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, sha256 {sha256_of(out)[:12]})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import os
 import zipfile
@@ -15,23 +14,15 @@ import torch
 from generators.adapters import DCGANAdapter, ModuleAdapter, StyleGAN2Adapter
 from generators.base import FrozenGenerator
 from generators.dcgan import DCGANGenerator
-from generators.stylegan2 import StyleGAN2Generator, infer_config, load_port_state_dict
+from generators.stylegan2 import StyleGAN2Generator, infer_config
 from latentnav.errors import ConfigError, DataFormatError
-from latentnav.safe_load import safe_torch_load
+from latentnav.safe_load import safe_torch_load, sha256_of, strict_load_state_dict
 
 BUNDLED = {"demo": Path(__file__).resolve().parent / "pretrained" / "demo_generator.pt"}
 FORMAT = "latentnav.generator/1"
 #: Classes that the port's own training checkpoints pickle besides tensors (its ``args``).
 PORT_SAFE_CLASSES = (argparse.Namespace,)
 CONVERT_HINT = "convert it once with 'python -m generators convert IN OUT' (which trusts it)"
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -47,21 +38,6 @@ def _import(class_path: str):
         return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError, ValueError):
         raise ConfigError(f"generator class_path: cannot import {class_path!r}") from None
-
-
-def _strict_load(module: torch.nn.Module, state_dict: dict, source: str) -> None:
-    own = module.state_dict()
-    unexpected = [k for k in state_dict if k not in own]
-    missing = [k for k in own if k not in state_dict]
-    if unexpected or missing:
-        raise DataFormatError(
-            f"{source}: state dict does not fit {type(module).__name__}; unexpected keys: "
-            f"{', '.join(unexpected[:3]) or 'none'}; missing keys: {', '.join(missing[:3]) or 'none'}"
-        )
-    try:
-        module.load_state_dict(state_dict)
-    except RuntimeError as e:
-        raise DataFormatError(f"{source}: {str(e).splitlines()[-1].strip()[:200]}") from None
 
 
 def load_generator(
@@ -110,20 +86,20 @@ def load_generator(
         cls = _import(class_path)
         module = cls(**(init_args or {}))
         state = blob.get("state_dict", blob)
-        _strict_load(module, state, str(path))
+        strict_load_state_dict(module, state, str(path))
         return ModuleAdapter(module, z_dim, resolution, dict(identity, format="class_path", class_path=class_path),
                              name=str(path))
 
     if blob.get("format") == FORMAT and blob.get("arch") == "dcgan":
         net = DCGANGenerator(**blob["config"])
-        _strict_load(net, blob["state_dict"], str(path))
+        strict_load_state_dict(net, blob["state_dict"], str(path))
         return DCGANAdapter(net, dict(identity, format="latentnav-dcgan"))
 
     if "g_ema" in blob:
         state = blob["g_ema"]
         config = infer_config(state, str(path))
         net = StyleGAN2Generator(config)
-        load_port_state_dict(net, state, str(path))
+        strict_load_state_dict(net, state, str(path), what="g_ema")
         latent_avg = blob.get("latent_avg")
         return StyleGAN2Adapter(net.to(map_location), w_avg=latent_avg, w_avg_samples=w_avg_samples,
                                 identity=dict(identity, format="rosinality-stylegan2"))

@@ -317,20 +317,3 @@ def infer_config(state_dict: dict[str, torch.Tensor], source: str = "checkpoint"
             raise DataFormatError(f"{source}: g_ema lacks {key} (found {n_up} to_rgbs)")
         channels.append(state_dict[key].shape[1])
     return StyleGAN2Config(size=4 * 2**n_up, style_dim=style_dim, n_mlp=len(mlp), channels=tuple(channels))
-
-
-def load_port_state_dict(model: StyleGAN2Generator, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Strict load whose failure names the first unexpected and missing keys."""
-    own = model.state_dict()
-    unexpected = [k for k in state_dict if k not in own]
-    missing = [k for k in own if k not in state_dict]
-    if unexpected or missing:
-        raise DataFormatError(
-            f"{source}: g_ema does not match the inferred StyleGAN2 layout; "
-            f"unexpected keys: {', '.join(unexpected[:3]) or 'none'}; missing keys: {', '.join(missing[:3]) or 'none'}"
-        )
-    wrong = [k for k, v in state_dict.items() if tuple(v.shape) != tuple(own[k].shape)]
-    if wrong:
-        k = wrong[0]
-        raise DataFormatError(f"{source}: g_ema key {k} has shape {tuple(state_dict[k].shape)}, expected {tuple(own[k].shape)}")
-    model.load_state_dict(state_dict)

@@ -1,7 +1,9 @@
-"""``torch.load`` that never runs code from a file unless the user says they trust it."""
+"""Reading weights from files: ``torch.load`` that runs no code unless trusted, strict state-dict
+loading with errors that name the keys, and file hashes for identities."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -40,3 +42,28 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, allow: 
     except (RuntimeError, EOFError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataFormatError(f"{path}: not a torch checkpoint ({first[:120]})") from None
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def strict_load_state_dict(module: torch.nn.Module, state_dict: dict, source: str, what: str = "state dict") -> None:
+    """``load_state_dict(strict=True)`` whose failure is one line naming the first odd keys."""
+    own = module.state_dict()
+    unexpected = [k for k in state_dict if k not in own]
+    missing = [k for k in own if k not in state_dict]
+    if unexpected or missing:
+        raise DataFormatError(
+            f"{source}: {what} does not fit {type(module).__name__}; unexpected keys: "
+            f"{', '.join(unexpected[:3]) or 'none'}; missing keys: {', '.join(missing[:3]) or 'none'}"
+        )
+    wrong = [k for k, v in state_dict.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise DataFormatError(f"{source}: {what} key {k} has shape {tuple(state_dict[k].shape)}, expected {tuple(own[k].shape)}")
+    module.load_state_dict(state_dict)

@@ -17,7 +17,6 @@ Export a trained classifier to the small format (weights and settings only)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -27,20 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentnav.errors import DataFormatError
-from latentnav.safe_load import safe_torch_load
+from latentnav.safe_load import safe_torch_load, sha256_of, strict_load_state_dict
 from lightning_modules.backbones import build_backbone
 
 BUNDLED = {"demo": Path(__file__).resolve().parent / "pretrained" / "demo_classifier.pt"}
 FORMAT = "latentnav.annotator/1"
 _SETTINGS = ("attributes", "backbone", "width", "image_size")
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Annotator(nn.Module):
@@ -113,10 +104,7 @@ def load_annotator(
     path = BUNDLED.get(str(source), Path(source))
     settings, weights = _settings_and_weights(_load(path, trust_pickle, map_location), path)
     net = build_backbone(settings["backbone"], len(settings["attributes"]), width=settings.get("width", 32))
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as e:
-        raise DataFormatError(f"{path}: weights do not fit backbone {settings['backbone']!r}: {str(e).splitlines()[1].strip()[:200]}") from None
+    strict_load_state_dict(net, weights, str(path), what=f"weights of backbone {settings['backbone']!r}")
     return Annotator(net, settings["attributes"], settings.get("image_size", 32), source=str(path), sha256=sha256_of(path))
 
 

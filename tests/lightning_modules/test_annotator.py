@@ -6,7 +6,8 @@ import torch
 
 from datamodules.demo_faces import DEMO_ATTRIBUTES, generate
 from latentnav.errors import DataFormatError
-from lightning_modules.annotator import BUNDLED, FORMAT, export_annotator, load_annotator, sha256_of
+from latentnav.safe_load import sha256_of
+from lightning_modules.annotator import BUNDLED, FORMAT, export_annotator, load_annotator
 from lightning_modules.attribute_classifier import AttributeClassifier
 
 
