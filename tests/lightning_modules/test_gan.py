@@ -24,9 +24,9 @@ def images(n=32, value=None):
     return DataLoader(TensorDataset(x), batch_size=8)
 
 
-def fit(model, data, steps):
+def fit(model, data, steps, **kwargs):
     trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu")
+                         enable_model_summary=False, accelerator="cpu", **kwargs)
     trainer.fit(model, data)
     return trainer
 
@@ -45,6 +45,14 @@ def test_both_networks_learn_and_the_ema_follows():
         torch.testing.assert_close(ema, 0.5 * before + 0.5 * live)  # one EMA step with beta 0.5
     assert not model.generator_ema.training and not any(p.requires_grad for p in model.generator_ema.parameters())
     assert model(torch.randn(3, 64)).shape == (3, 3, 32, 32)
+
+
+def test_bf16_mixed_precision_steps():
+    pl.seed_everything(2)
+    model = DemoGAN(**SMALL, r1_every=1)
+    trainer = fit(model, images(), steps=4, precision="bf16-mixed")
+    assert trainer.precision == "bf16-mixed" and model.iteration == 2
+    assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in model.parameters())
 
 
 def test_r1_changes_the_discriminator_step():
