@@ -1,0 +1,147 @@
+"""(latent, classifier score) pairs: latents from the generator's prior, labelled by the frozen classifier.
+
+``prepare_data`` annotates once (on one process) and caches each split as a file under
+``cache_dir``; later runs, λ sweeps included, reuse it. The cache records the sha256 of the
+generator and classifier files, the latent space and the seed, and is rebuilt when any
+of them changes. Training shards the cached pairs across DDP ranks (disjoint).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from latentnav.errors import ConfigError
+from latentnav.safe_load import safe_torch_load, sha256_of
+
+FORMAT = "latentnav.annotated_latents/1"
+
+
+def _source_file(source: str, bundled: dict) -> Path:
+    return bundled.get(str(source), Path(source))
+
+
+class AnnotatedLatentsDataModule(pl.LightningDataModule):
+    """Batches ``(latents (B, d), targets (B, K))``.
+
+    Args:
+        generator, generator_options: the frozen generator (see ``generators.load_generator``).
+        annotator: the frozen attribute classifier (see ``lightning_modules.annotator``).
+        attributes: columns to keep, in order; None = all of the classifier's.
+        space: latent space to sample and store (``z``; ``w`` for StyleGAN2).
+        num_train, num_val: latents per split (val uses a different seed).
+        target: ``logits`` or ``probabilities`` of the classifier.
+        cache_dir: where the annotated splits are stored.
+    """
+
+    def __init__(
+        self,
+        generator: str = "demo",
+        annotator: str = "demo",
+        attributes: Optional[list[str]] = None,
+        space: str = "z",
+        num_train: int = 20000,
+        num_val: int = 2000,
+        target: Literal["logits", "probabilities"] = "logits",
+        batch_size: int = 256,
+        seed: int = 0,
+        cache_dir: str = "data/annotated_latents",
+        annotate_batch_size: int = 500,
+        generator_options: Optional[dict] = None,
+    ) -> None:
+        super().__init__()
+        if target not in ("logits", "probabilities"):
+            raise ConfigError(f"data.target: expected 'logits' or 'probabilities', got {target!r}")
+        self.generator, self.annotator = generator, annotator
+        self.generator_options = dict(generator_options or {})
+        self.attributes = list(attributes) if attributes is not None else None
+        self.space, self.target = space, target
+        self.sizes = {"train": num_train, "val": num_val}
+        self.batch_size, self.seed = batch_size, seed
+        self.cache_dir = Path(cache_dir)
+        self.annotate_batch_size = annotate_batch_size
+        self.data: dict[str, TensorDataset] = {}
+        self.names: Optional[list[str]] = None
+
+    def _key(self, split: str) -> dict:
+        from generators import BUNDLED as GENERATORS
+        from lightning_modules.annotator import BUNDLED as ANNOTATORS
+
+        return {
+            "format": FORMAT,
+            "generator_sha256": sha256_of(_source_file(self.generator, GENERATORS)),
+            "annotator_sha256": sha256_of(_source_file(self.annotator, ANNOTATORS)),
+            "space": self.space,
+            "num": self.sizes[split],
+            "seed": self.seed + (0 if split == "train" else 1_000_003),
+        }
+
+    def _path(self, split: str) -> Path:
+        return self.cache_dir / f"{split}.pt"
+
+    def _cached(self, split: str) -> Optional[dict]:
+        path = self._path(split)
+        if not path.is_file():
+            return None
+        blob = safe_torch_load(path)
+        return blob if all(blob.get(k) == v for k, v in self._key(split).items()) else None
+
+    def prepare_data(self) -> None:
+        for split in ("train", "val"):
+            if self._cached(split) is None:
+                self._annotate(split)
+
+    @torch.no_grad()
+    def _annotate(self, split: str) -> None:
+        from tqdm import tqdm
+
+        from generators import load_generator
+        from lightning_modules.annotator import load_annotator
+
+        key = self._key(split)
+        G = load_generator(self.generator, **self.generator_options)
+        judge = load_annotator(self.annotator)
+        latents = G.sample(key["num"], seed=key["seed"], space=self.space)
+        logits = []
+        for chunk in tqdm(latents.split(self.annotate_batch_size), desc=f"annotating {split} latents", leave=False):
+            logits.append(judge.logits(G.synthesize(chunk, space=self.space)).float())
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(dict(key, latents=latents.cpu(), logits=torch.cat(logits).cpu(), attributes=judge.attributes),
+                   self._path(split))
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.data:
+            return
+        for split in ("train", "val"):
+            blob = self._cached(split)
+            if blob is None:
+                raise ConfigError(f"{self._path(split)}: annotated latents missing or stale; run prepare_data()")
+            names = list(blob["attributes"])
+            wanted = self.attributes or names
+            unknown = [a for a in wanted if a not in names]
+            if unknown:
+                raise ConfigError(f"data.attributes: unknown {', '.join(unknown)}; the classifier has {' '.join(names)}")
+            cols = [names.index(a) for a in wanted]
+            scores = blob["logits"][:, cols]
+            if self.target == "probabilities":
+                scores = torch.sigmoid(scores)
+            self.data[split] = TensorDataset(blob["latents"].flatten(1), scores)
+            self.names = wanted
+
+    @property
+    def attribute_names(self) -> list[str]:
+        if self.names is None:
+            raise RuntimeError("attribute_names: call setup() first")
+        return self.names
+
+    def train_dataloader(self) -> DataLoader:
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        return DataLoader(self.data["train"], batch_size=self.batch_size, shuffle=True,
+                          generator=torch.Generator().manual_seed(self.seed * 1_000_003 + rank))
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.data["val"], batch_size=self.batch_size)
