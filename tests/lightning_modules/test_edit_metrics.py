@@ -1,0 +1,34 @@
+import math
+
+import pytest
+import torch
+
+from lightning_modules.edit_metrics import EditEffect, cosine_matrix
+
+
+def test_cosine_matrix():
+    d = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, -2.0]])
+    cos = cosine_matrix(d)
+    torch.testing.assert_close(torch.diag(cos), torch.ones(3))
+    assert cos[0, 1] == pytest.approx(1 / math.sqrt(2)) and cos[0, 2] == pytest.approx(0.0)
+
+
+def test_edit_effect_at_equal_target_success():
+    """Synthetic edits: attribute 0's probability rises linearly with alpha and drags attribute 1."""
+    alphas = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0]
+    metric = EditEffect(alphas, targets=[0, 1], num_attributes=2)
+    p0 = torch.tensor([[0.05, 0.5], [0.25, 0.5], [0.9, 0.5], [0.15, 0.5]])
+    for a, alpha in enumerate(alphas):
+        # direction 0: target rises by 0.1 per unit alpha, attribute 1 by 0.02 per unit
+        metric.update(0, a, p0, (p0 + torch.tensor([0.1, 0.02]) * alpha).clamp(0, 1))
+        # direction 1 cannot move its attribute past 0.5 (it only falls)
+        metric.update(1, a, p0, (p0 - torch.tensor([0.0, 0.01]) * alpha).clamp(0, 1))
+    out = metric.compute()
+    # Off samples of attribute 0 (p0 0.05, 0.25, 0.15) first count as flipped at alpha 6, 3 and 4:
+    # the flip rate is 1/3 at alpha 3 and 2/3 at alpha 4, so half flip at alpha 3.5.
+    assert out["step"][0].item() == pytest.approx(3.5)
+    # Mean change of attribute 1 at alpha = 3.5: 0.02 * 3.5 = 0.07
+    assert out["effect"][0, 1].item() == pytest.approx(0.07)
+    assert out["flip_at_2x"][0].item() == pytest.approx(1.0)
+    assert bool(out["cannot_flip"][1]) and not bool(out["cannot_flip"][0])
+    assert out["off_target_abs_mean"].item() == pytest.approx(0.07)
