@@ -48,6 +48,10 @@ class SupervisedDirections(pl.LightningModule):
         self.register_buffer("target_std", torch.ones(len(attributes)))
         self.register_buffer("fitted_scale", torch.zeros((), dtype=torch.bool))
 
+    @property
+    def method_name(self) -> str:
+        return f"linear map, lambda={self.hparams.ortho_weight:g} ({self.hparams.ortho_norm})"
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised attribute scores (B, K) predicted from latents (B, d)."""
         return self.map(z)
@@ -95,11 +99,6 @@ class SupervisedDirections(pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.map.parameters(), lr=self.hparams.lr)
-
-    def export(self) -> dict:
-        """What a ``directions.npz`` holds (without the generator identity, added by the writer)."""
-        return {"directions": self.directions().cpu().float().numpy(), "names": list(self.attributes),
-                "method": f"linear_map(lambda={self.hparams.ortho_weight},{self.hparams.ortho_norm})"}
 
 
 def planted_problem(n: int, latent_dim: int, num_attributes: int, seed: int = 0, noise: float = 0.01) -> tuple:
