@@ -154,4 +154,21 @@ class DirectionReport(pl.Callback):
             rows.append(torch.cat(list(G.synthesize(batch, self.space)), dim=2))
         grid = torch.cat(rows, dim=1)
         grid = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-        return np.kron(grid, np.ones((scale, scale, 1), dtype=np.uint8))
+        return labelled_rows(np.kron(grid, np.ones((scale, scale, 1), dtype=np.uint8)), names,
+                             [f"{a:+g}" for a in alphas])
+
+
+def labelled_rows(grid: np.ndarray, row_names: list[str], column_names: list[str], margin: int = 110) -> np.ndarray:
+    """Add row names on the left and column names on top of an image grid (uint8 HWC)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w, _ = grid.shape
+    row_h, col_w, top = h // len(row_names), w // len(column_names), 14
+    canvas = Image.new("RGB", (w + margin, h + top), (255, 255, 255))
+    canvas.paste(Image.fromarray(grid), (margin, top))
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
+    for i, name in enumerate(row_names):
+        draw.text((2, top + i * row_h + row_h // 2 - 5), name, fill=(0, 0, 0), font=font)
+    for j, name in enumerate(column_names):
+        draw.text((margin + j * col_w + col_w // 2 - 8, 1), name, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)

@@ -1,0 +1,106 @@
+"""Edit images along learned directions: a PNG strip and a GIF per attribute.
+
+    python -m latentnav.edit runs/directions/linear_map_lambda0.npz --attributes Young Smiling \\
+        --seeds 0 1 2 3 --alpha -6 6 --steps 9 --out edits/
+    python -m latentnav.edit DIRECTIONS --latents my_latents.pt --attributes Male --keep Wearing_Lipstick
+
+``--keep A B``: conditional edit (InterFaceGAN): the span of the kept attributes' directions is
+projected out of the edit direction. The directions file must have been made on the same
+generator (its sha256 is checked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentnav.errors import ConfigError, LatentNavError
+
+
+def edit_direction(directions: torch.Tensor, names: list[str], attribute: str, keep: list[str]) -> torch.Tensor:
+    from lightning_modules.interfacegan import conditional_direction
+
+    for name in [attribute, *keep]:
+        if name not in names:
+            raise ConfigError(f"attribute {name!r} is not in the directions file; it has {' '.join(names)}")
+    return conditional_direction(directions, names.index(attribute), [names.index(k) for k in keep if k != attribute])
+
+
+@torch.no_grad()
+def render_edits(G, latents: torch.Tensor, direction: torch.Tensor, alphas: np.ndarray, space: str) -> torch.Tensor:
+    """Images (len(alphas), B, 3, R, R) in [-1, 1]."""
+    d = direction.to(latents.device).view_as(latents[0])
+    return torch.stack([G.synthesize(latents + float(a) * d, space) for a in alphas])
+
+
+def to_uint8(frames: torch.Tensor, scale: int) -> np.ndarray:
+    x = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return np.kron(x, np.ones((1, scale, scale, 1), dtype=np.uint8))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m latentnav.edit", description=__doc__.split("\n\n")[0])
+    parser.add_argument("directions", help="a directions.npz written by a directions run")
+    parser.add_argument("--generator", default=None, help="generator source (default: the one recorded in the file)")
+    parser.add_argument("--attributes", nargs="+", required=True)
+    parser.add_argument("--keep", nargs="*", default=[], help="attributes whose directions are projected out")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
+    source.add_argument("--latents", help="a .pt file holding a (B, ...) tensor of latents in the file's space")
+    parser.add_argument("--alpha", nargs=2, type=float, default=[-6.0, 6.0], metavar=("MIN", "MAX"))
+    parser.add_argument("--steps", type=int, default=9)
+    parser.add_argument("--scale", type=int, default=3, help="pixel upscaling of the outputs")
+    parser.add_argument("--out", default="edits")
+    args = parser.parse_args(argv)
+    try:
+        from callbacks.direction_report import labelled_rows, read_directions
+        from generators import load_generator
+        from latentnav.safe_load import safe_torch_load
+
+        path = Path(args.directions)
+        if not path.is_file():
+            raise ConfigError(f"{path}: directions file not found")
+        found = read_directions(path)
+        recorded = found["generator"]
+        G = load_generator(args.generator or recorded.get("source", "demo"))
+        if recorded.get("sha256") and recorded["sha256"] != G.identity.get("sha256"):
+            raise ConfigError(f"{path} was made for generator {recorded.get('source')} (sha256 {recorded['sha256'][:12]}), "
+                              f"not {G.identity['source']} (sha256 {G.identity['sha256'][:12]})")
+        space = found["latent_space"]
+        if args.latents:
+            latents = safe_torch_load(args.latents)
+            if not isinstance(latents, torch.Tensor):
+                raise ConfigError(f"{args.latents}: expected a tensor of latents, got {type(latents).__name__}")
+            G.check_latent(latents.float(), space)
+            latents = latents.float()
+        else:
+            latents = torch.cat([G.sample(1, seed=s, space=space) for s in args.seeds])
+        alphas = np.linspace(args.alpha[0], args.alpha[1], args.steps)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        from PIL import Image
+
+        for attribute in args.attributes:
+            d = edit_direction(found["directions"], found["names"], attribute, args.keep)
+            frames = to_uint8(render_edits(G, latents, d, alphas, space).flatten(0, 1), args.scale)
+            frames = frames.reshape(len(alphas), len(latents), *frames.shape[1:])
+            strip = np.concatenate([np.concatenate(list(frames[:, b]), axis=1) for b in range(len(latents))], axis=0)
+            rows = [f"sample {b}" for b in range(len(latents))]
+            tag = attribute + (f"_keep_{'_'.join(args.keep)}" if args.keep else "")
+            Image.fromarray(labelled_rows(strip, rows, [f"{a:+.1f}" for a in alphas], margin=60)).save(out / f"{tag}.png")
+            gif = [Image.fromarray(np.concatenate(list(frames[i]), axis=1)) for i in range(len(alphas))]
+            gif += gif[-2:0:-1]  # there and back
+            gif[0].save(out / f"{tag}.gif", save_all=True, append_images=gif[1:], duration=120, loop=0)
+            print(f"wrote {out / (tag + '.png')} and {out / (tag + '.gif')}")
+    except LatentNavError as e:
+        print(f"latentnav: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
