@@ -31,6 +31,14 @@ def read_directions(path: str | Path) -> dict:
                 "generator": json.loads(str(blob["generator"]))}
 
 
+def conditional_directions(directions: torch.Tensor) -> torch.Tensor:
+    """Row i projected onto the orthogonal complement of the other rows (unit rows, (K, d))."""
+    from lightning_modules.interfacegan import conditional_direction
+
+    k = len(directions)
+    return torch.stack([conditional_direction(directions, i, [j for j in range(k) if j != i]) for i in range(k)])
+
+
 def heatmap(matrix: torch.Tensor, cell: int = 12) -> np.ndarray:
     """(K, K) values in [-1, 1] -> uint8 RGB image, blue negative, red positive."""
     m = matrix.clamp(-1, 1).cpu().numpy()
@@ -54,11 +62,12 @@ class DirectionReport(pl.Callback):
 
     def __init__(self, generator: str = "demo", annotator: str = "demo", space: str = "z", reference: str = "Young",
                  num_samples: int = 400, seed: int = 12345, compare_with: Optional[str] = None,
-                 export_to: Optional[str] = None, method: str = "linear_map") -> None:
+                 export_to: Optional[str] = None, method: str = "linear_map", conditional: bool = True) -> None:
         self.generator_source, self.annotator_source = generator, annotator
         self.space, self.reference = space, reference
         self.num_samples, self.seed = num_samples, seed
         self.compare_with, self.export_to, self.method = compare_with, export_to, method
+        self.conditional = conditional
         self.results: dict = {}
 
     def _measure(self, trainer, G, judge, directions, names) -> dict:
@@ -79,6 +88,11 @@ class DirectionReport(pl.Callback):
         if self.compare_with:
             other = read_directions(self.compare_with)
             runs[f"{other['method']}"] = (other["directions"], other["names"])
+        if self.conditional:
+            # Beyond the paper: each direction with all other attributes' directions projected
+            # out (InterFaceGAN's conditional edit, conditioned on everything else).
+            for label, (d, n) in list(runs.items()):
+                runs[f"{label}, conditional on all others"] = (conditional_directions(d), n)
         self.results = {label: dict(self._measure(trainer, G, judge, d, n), directions=d, names=n)
                         for label, (d, n) in runs.items()}
         if not trainer.is_global_zero:

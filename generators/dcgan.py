@@ -7,6 +7,8 @@ closed-form methods (SeFa) factorise.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -51,15 +53,32 @@ class DCGANDiscriminator(nn.Module):
     faces, and the R1 penalty needs per-sample gradients that BN would mix.
     """
 
-    def __init__(self, resolution: int = 32, channels: tuple[int, ...] = (32, 64, 128, 256)) -> None:
+    def __init__(self, resolution: int = 32, channels: tuple[int, ...] = (32, 64, 128, 256), mbstd_group: int = 0) -> None:
         super().__init__()
         num_down = (resolution // 4).bit_length() - 1
         layers: list[nn.Module] = [nn.Conv2d(3, channels[0], 3, padding=1), nn.LeakyReLU(0.2)]
         for i in range(num_down):
             layers += [nn.Conv2d(channels[i], channels[i + 1], 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(channels[num_down] * 16, 1)
+        self.mbstd_group = mbstd_group
+        self.head = nn.Linear((channels[num_down] + (1 if mbstd_group else 0)) * 16, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, R, R) in [-1, 1] -> logits (B,)."""
-        return self.head(self.features(images).flatten(1)).squeeze(1)
+        x = self.features(images)
+        if self.mbstd_group:
+            x = minibatch_stddev(x, self.mbstd_group)
+        return self.head(x.flatten(1)).squeeze(1)
+
+
+def minibatch_stddev(x: torch.Tensor, group: int) -> torch.Tensor:
+    """Append one channel: the feature standard deviation across groups of samples.
+
+    A generator that drops modes (e.g. never draws hats) makes batches less varied than
+    real ones; this lets the discriminator see it (StyleGAN's minibatch standard deviation).
+    """
+    n, c, h, w = x.shape
+    g = math.gcd(group, n)
+    std = x.view(g, -1, c, h, w).float().var(dim=0, unbiased=False).add(1e-8).sqrt().mean(dim=(1, 2, 3))
+    std = std.to(x.dtype).view(-1, 1, 1, 1).repeat(g, 1, h, w)
+    return torch.cat([x, std], dim=1)

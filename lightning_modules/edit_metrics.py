@@ -98,6 +98,45 @@ class EditEffect(Metric):
                 "cannot_flip": torch.isnan(step)}
 
 
+def guided_step(generator, annotator, latents: torch.Tensor, direction: torch.Tensor, keep: Sequence[int],
+                step: float, space: str = "z") -> torch.Tensor:
+    """One classifier-guided move: ``direction`` with, per sample, the gradients of the kept
+    attributes' logits (through the frozen generator and classifier) projected out, so that
+    to first order the move leaves those attributes unchanged. Returns the moved latents."""
+    z = latents.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = annotator.logits(generator.synthesize(z, space))[:, list(keep)]
+        grads = [torch.autograd.grad(logits[:, j].sum(), z, retain_graph=j < len(keep) - 1)[0].flatten(1)
+                 for j in range(len(keep))]
+    basis, _ = torch.linalg.qr(torch.stack(grads, dim=2))  # (B, n, m) orthonormal columns
+    d = direction.flatten().to(z).expand(len(z), -1)
+    d = d - torch.einsum("bnm,bm->bn", basis, torch.einsum("bnm,bn->bm", basis, d))
+    d = torch.nn.functional.normalize(d, dim=1)
+    return (latents + step * d.view_as(latents)).detach()
+
+
+@torch.no_grad()
+def measure_guided_edits(generator, annotator, directions: torch.Tensor, targets: Sequence[int], alphas: Sequence[float],
+                         num_samples: int = 100, seed: int = 0, space: str = "z", substep: float = 0.5,
+                         metric: Optional[EditEffect] = None) -> dict[str, torch.Tensor]:
+    """:class:`EditEffect` of classifier-guided edits: each direction is followed in small steps,
+    keeping every other classifier attribute fixed to first order (see :func:`guided_step`)."""
+    metric = metric or EditEffect(alphas, targets, len(annotator.attributes))
+    latents = generator.sample(num_samples, seed=seed, space=space)
+    unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latents.device)
+    p0 = annotator(generator.synthesize(latents, space))
+    for i, d in enumerate(unit):
+        keep = [j for j in range(len(annotator.attributes)) if j != targets[i]]
+        z, at = latents, 0.0
+        for a, alpha in enumerate(alphas):
+            while at < alpha - 1e-9:
+                move = min(substep, alpha - at)
+                z = guided_step(generator, annotator, z, d, keep, move, space)
+                at += move
+            metric.update(i, a, p0, p0 if alpha == 0 else annotator(generator.synthesize(z, space)))
+    return metric.compute()
+
+
 @torch.no_grad()
 def measure_edits(generator, annotator, directions: torch.Tensor, targets: Sequence[int], alphas: Sequence[float],
                   num_samples: int = 500, seed: int = 0, space: str = "z", batch_size: int = 250,

@@ -64,11 +64,14 @@ class SupervisedDirections(pl.LightningModule):
         if not self.hparams.standardize:
             return y
         if not bool(self.fitted_scale):
-            # Averaged over ranks so that every process standardises the same way.
-            mean = self.trainer.strategy.reduce(y.mean(0), reduce_op="mean") if self._trainer else y.mean(0)
-            std = self.trainer.strategy.reduce(y.std(0), reduce_op="mean") if self._trainer else y.std(0)
+            # First moments averaged over ranks (equal batch sizes): every process standardises
+            # the same way, and as one process would with the whole global batch.
+            moments = torch.stack([y.mean(0), y.pow(2).mean(0)])
+            if self._trainer is not None:
+                moments = self.trainer.strategy.reduce(moments, reduce_op="mean")
+            mean, var = moments[0], (moments[1] - moments[0].pow(2)).clamp_min(0)
             self.target_mean.copy_(mean)
-            self.target_std.copy_(std.clamp_min(1e-6))
+            self.target_std.copy_(var.sqrt().clamp_min(1e-6))
             self.fitted_scale.fill_(True)
         return (y - self.target_mean) / self.target_std
 
