@@ -1,9 +1,15 @@
 """(latent, classifier score) pairs: latents from the generator's prior, labelled by the frozen classifier.
 
-``prepare_data`` annotates once (on one process) and caches each split as a file under
-``cache_dir``; later runs, λ sweeps included, reuse it. The cache records the sha256 of the
-generator and classifier files, the latent space and the seed, and is rebuilt when any
-of them changes. Training shards the cached pairs across DDP ranks (disjoint).
+Two modes:
+
+- ``cached`` (default): ``prepare_data`` annotates once (on one process, with a progress bar)
+  and caches each split as a file under ``cache_dir``; later runs, λ sweeps included, reuse
+  it. The cache records the sha256 of the generator and classifier files, the latent space
+  and the seed, and is rebuilt when any of them changes. Training shards the cached pairs
+  across DDP ranks (disjoint). ``python -m datamodules.annotated_latents`` fills the cache.
+- ``stream``: every training batch is freshly sampled from the prior and labelled on the fly
+  (never the same latent twice; streams disjoint per rank and worker by seed); validation
+  still uses the cached split.
 """
 
 from __future__ import annotations
@@ -52,8 +58,13 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
         cache_dir: str = "data/annotated_latents",
         annotate_batch_size: int = 500,
         generator_options: Optional[dict] = None,
+        mode: Literal["cached", "stream"] = "cached",
+        stream_batches_per_epoch: int = 100,
     ) -> None:
         super().__init__()
+        if mode not in ("cached", "stream"):
+            raise ConfigError(f"data.mode: expected 'cached' or 'stream', got {mode!r}")
+        self.mode, self.stream_batches_per_epoch = mode, stream_batches_per_epoch
         if target not in ("logits", "probabilities"):
             raise ConfigError(f"data.target: expected 'logits' or 'probabilities', got {target!r}")
         self.generator, self.annotator = generator, annotator
@@ -91,7 +102,7 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
         return blob if all(blob.get(k) == v for k, v in self._key(split).items()) else None
 
     def prepare_data(self) -> None:
-        for split in ("train", "val"):
+        for split in (("val",) if self.mode == "stream" else ("train", "val")):
             if self._cached(split) is None:
                 self._annotate(split)
 
@@ -116,7 +127,7 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
     def setup(self, stage: Optional[str] = None) -> None:
         if self.data:
             return
-        for split in ("train", "val"):
+        for split in (("val",) if self.mode == "stream" else ("train", "val")):
             blob = self._cached(split)
             if blob is None:
                 raise ConfigError(f"{self._path(split)}: annotated latents missing or stale; run prepare_data()")
@@ -140,8 +151,74 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self.trainer is not None else 0
+        if self.mode == "stream":
+            from generators import load_generator
+            from lightning_modules.annotator import load_annotator
+
+            stream = LabelledLatentStream(load_generator(self.generator, **self.generator_options),
+                                          load_annotator(self.annotator), self.names, self.space, self.target,
+                                          self.batch_size, self.stream_batches_per_epoch, self.seed, rank)
+            return DataLoader(stream, batch_size=None)
         return DataLoader(self.data["train"], batch_size=self.batch_size, shuffle=True,
                           generator=torch.Generator().manual_seed(self.seed * 1_000_003 + rank))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.data["val"], batch_size=self.batch_size)
+
+
+class LabelledLatentStream(torch.utils.data.IterableDataset):
+    """Endless-per-epoch batches ``(latents, targets)`` sampled and labelled on the fly.
+
+    The stream of (rank r, worker w, epoch e) is seeded by (seed, r, w, e), so ranks and
+    workers never share latents and a rerun reproduces them. Targets use the same
+    columns and kind (logits / probabilities) as the cached mode.
+    """
+
+    def __init__(self, generator, annotator, names: list[str], space: str, target: str, batch_size: int,
+                 batches: int, seed: int, rank: int) -> None:
+        self.generator, self.annotator = generator, annotator
+        self.columns = [annotator.attributes.index(n) for n in names]
+        self.space, self.target = space, target
+        self.batch_size, self.batches, self.seed, self.rank = batch_size, batches, seed, rank
+        self.epoch = 0
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        g = torch.Generator().manual_seed(hash((self.seed, self.rank, worker, self.epoch)) % (2**63))
+        self.epoch += 1
+        for _ in range(worker, self.batches, workers):
+            with torch.no_grad():
+                latents = self.generator.sample(self.batch_size, space=self.space, generator=g)
+                scores = self.annotator.logits(self.generator.synthesize(latents, self.space))[:, self.columns].float()
+            yield latents.flatten(1).cpu(), (torch.sigmoid(scores) if self.target == "probabilities" else scores).cpu()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Fill the annotation cache once: python -m datamodules.annotated_latents [--generator G] [...]"""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m datamodules.annotated_latents")
+    parser.add_argument("--generator", default="demo")
+    parser.add_argument("--annotator", default="demo")
+    parser.add_argument("--space", default="z")
+    parser.add_argument("--num-train", type=int, default=20000)
+    parser.add_argument("--num-val", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", default="data/annotated_latents/demo")
+    args = parser.parse_args(argv)
+    try:
+        dm = AnnotatedLatentsDataModule(generator=args.generator, annotator=args.annotator, space=args.space,
+                                        num_train=args.num_train, num_val=args.num_val, seed=args.seed,
+                                        cache_dir=args.cache_dir)
+        dm.prepare_data()
+    except ConfigError as e:
+        print(f"latentnav: error: {e}", file=sys.stderr)
+        return 2
+    print(f"annotated latents in {args.cache_dir}: train.pt ({args.num_train}), val.pt ({args.num_val})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
