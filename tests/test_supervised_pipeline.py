@@ -1,0 +1,92 @@
+"""The supervised demo end to end on the bundled generator and classifier: λ = 0, then λ > 0
+compared with it; the tables, directions.npz and the edit command."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from callbacks.direction_report import DirectionReport, read_directions
+from latentnav import edit
+from latentnav.cli import LatentNavCLI
+from lightning_modules.edit_metrics import cosine_matrix
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(config, tmp_path, *extra):
+    common = ["--data.init_args.num_train", "4000", "--data.init_args.num_val", "500",
+              "--data.init_args.cache_dir", str(tmp_path / "cache"), "--trainer.max_epochs", "8",
+              "--trainer.callbacks.num_samples", "100", "--trainer.enable_progress_bar", "false",
+              "--trainer.enable_model_summary", "false"]
+    cli = LatentNavCLI(args=["fit", "--config", str(REPO / "configs" / "supervised" / config), *common, *extra])
+    report = next(c for c in cli.trainer.callbacks if isinstance(c, DirectionReport))
+    return cli, report.results
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("supervised")
+    import os
+
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        zero_cli, _ = run("demo_no_ortho.yaml", tmp_path)
+        cli, results = run("demo.yaml", tmp_path)
+    finally:
+        os.chdir(old)
+    return tmp_path, zero_cli, cli, results
+
+
+def test_regulariser_disentangles_and_cuts_off_target_change(runs):
+    tmp_path, _, cli, results = runs
+    this, zero = results["this run"], results["linear map, lambda=0 (squared)"]
+    names = this["names"]
+    cos_zero, cos_this = cosine_matrix(zero["directions"]), cosine_matrix(this["directions"])
+    for a, b in (("Male", "Wearing_Lipstick"), ("Young", "Gray_Hair"), ("Male", "No_Beard")):
+        assert abs(cos_zero[names.index(a), names.index(b)]) >= 0.3, (a, b)  # entangled without it
+    assert (cos_this - torch.eye(len(names))).abs().max() <= 0.10  # near-orthogonal with it
+    assert this["off_target_abs_mean"] < zero["off_target_abs_mean"]
+
+
+def test_outputs_of_a_run(runs):
+    tmp_path, _, cli, _ = runs
+    log_dir = tmp_path / cli.trainer.log_dir
+    report = (log_dir / "report.md").read_text()
+    assert "## Cosine of the Young direction with the others" in report
+    assert "| attribute | this run | linear map, lambda=0 (squared) |" in report
+    assert "## One edit along Young" in report and "## Summary at equal target success" in report
+    for name in ("cosines.png", "edit_grid.png", "directions.npz"):
+        assert (log_dir / name).is_file(), name
+    found = read_directions(log_dir / "directions.npz")
+    assert found["directions"].shape == (12, 64) and found["latent_space"] == "z"
+    assert found["generator"]["source"].endswith("demo_generator.pt") and len(found["generator"]["sha256"]) == 64
+    assert torch.allclose(found["directions"].norm(dim=1), torch.ones(12), atol=1e-5)
+
+
+def test_edit_command(runs, tmp_path, capsys):
+    run_dir, _, cli, _ = runs
+    npz = str(run_dir / cli.trainer.log_dir / "directions.npz")
+    assert edit.main([npz, "--attributes", "Young", "Smiling", "--seeds", "0", "1", "--steps", "5",
+                      "--out", str(tmp_path / "edits")]) == 0
+    from PIL import Image
+
+    strip = Image.open(tmp_path / "edits" / "Young.png")
+    assert strip.size[0] > 5 * 32 * 3 and strip.size[1] > 2 * 32 * 3
+    assert Image.open(tmp_path / "edits" / "Smiling.gif").n_frames == 8  # 5 steps there and 3 back
+    assert edit.main([npz, "--attributes", "Male", "--keep", "Wearing_Lipstick", "--seeds", "0", "--steps", "3",
+                      "--out", str(tmp_path / "edits")]) == 0
+    assert (tmp_path / "edits" / "Male_keep_Wearing_Lipstick.png").is_file()
+    capsys.readouterr()
+    assert edit.main([npz, "--attributes", "Smilng", "--out", str(tmp_path / "edits")]) == 2
+    assert "attribute 'Smilng' is not in the directions file; it has Bald" in capsys.readouterr().err
+    torch.save(torch.zeros(2, 63), tmp_path / "bad.pt")
+    assert edit.main([npz, "--attributes", "Male", "--latents", str(tmp_path / "bad.pt"), "--out", str(tmp_path)]) == 2
+    assert "z latent: expected shape (batch, 64), got (2, 63)" in capsys.readouterr().err
+    np.savez(tmp_path / "other.npz", directions=np.zeros((1, 64), np.float32), names=np.array(["Male"]),
+             method=np.array("x"), latent_space=np.array("z"),
+             generator=np.array('{"sha256": "0000000000000000", "source": "elsewhere.pt"}'))
+    assert edit.main([str(tmp_path / "other.npz"), "--attributes", "Male", "--generator", "demo"]) == 2
+    assert "was made for generator elsewhere.pt (sha256 000000000000)" in capsys.readouterr().err
