@@ -155,6 +155,21 @@ class DirectionReport(pl.Callback):
             cannot = [n for n, c in zip(r["names"], r["cannot_flip"].tolist()) if c] or ["none"]
             lines.append(f"| {label} | {float(r['off_target_abs_mean']):.3f} | {float(r['off_target_abs_max']):.3f} | "
                          f"{', '.join(cannot)} |")
+        for label in labels:
+            r = self.results[label]
+            lines += ["", f"## Per direction ({label})", "",
+                      "Step alpha at which the attribute flips on half of the samples where it was off, the flip "
+                      "rate reached at 2x and 3x that step, and the largest change of any other attribute.", "",
+                      "| direction | step | flip at 2x | flip at 3x | largest off-target dp |", "|---|---|---|---|---|"]
+            for i, name in enumerate(r["names"]):
+                if bool(r["cannot_flip"][i]):
+                    lines.append(f"| {name} | cannot flip on the grid | | | |")
+                    continue
+                off = r["effect"][i].clone()
+                off[all_names.index(name)] = 0
+                worst = int(off.abs().argmax())
+                lines.append(f"| {name} | {float(r['step'][i]):.2f} | {float(r['flip_at_2x'][i]):.2f} | "
+                             f"{float(r['flip_at_3x'][i]):.2f} | {all_names[worst]} {_fmt(float(off[worst]))} |")
         return "\n".join(lines) + "\n"
 
     @torch.no_grad()

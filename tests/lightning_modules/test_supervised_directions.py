@@ -45,3 +45,34 @@ def test_large_lambda_gives_orthonormal_rows():
     off_free = (free.directions() @ free.directions().T - torch.eye(5)).abs().max()
     off_ortho = (ortho.directions() @ ortho.directions().T - torch.eye(5)).abs().max()
     assert off_free > 0.5 and off_ortho < 0.02
+
+
+class FullBatch(pl.LightningDataModule):
+    """The whole planted problem as one global batch, split evenly across ranks."""
+
+    def __init__(self, processes: int) -> None:
+        super().__init__()
+        self.z, self.y, _, _ = planted_problem(512, latent_dim=8, num_attributes=3, seed=3, noise=0.3)
+        self.batch = 512 // processes
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(self.z, self.y), batch_size=self.batch)
+
+    def val_dataloader(self):
+        return DataLoader(TensorDataset(self.z, self.y), batch_size=self.batch)
+
+
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch():
+    """Tolerance: 1e-4 on weights and metrics (float32 all-reduce order)."""
+    results = {}
+    for processes, strategy in ((1, "auto"), (2, "ddp_spawn")):
+        pl.seed_everything(0)
+        model = SupervisedDirections(["a", "b", "c"], 8, ortho_weight=0.5, lr=0.05)
+        trainer = pl.Trainer(max_epochs=15, accelerator="cpu", devices=processes, strategy=strategy, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(model, FullBatch(processes))
+        results[processes] = (model.map.weight.detach().clone(), float(trainer.callback_metrics["val/mse"]),
+                              float(trainer.callback_metrics["val/max_abs_cos"]))
+    torch.testing.assert_close(results[2][0], results[1][0], atol=1e-4, rtol=1e-4)
+    assert abs(results[2][1] - results[1][1]) < 1e-4 and abs(results[2][2] - results[1][2]) < 1e-4
+    assert not torch.allclose(results[1][0], torch.zeros_like(results[1][0]))
