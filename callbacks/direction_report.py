@@ -62,12 +62,14 @@ class DirectionReport(pl.Callback):
 
     def __init__(self, generator: str = "demo", annotator: str = "demo", space: str = "z", reference: str = "Young",
                  num_samples: int = 400, seed: int = 12345, compare_with: Optional[str] = None,
-                 export_to: Optional[str] = None, method: str = "linear_map", conditional: bool = True) -> None:
+                 export_to: Optional[str] = None, method: str = "linear_map", conditional: bool = True,
+                 guided_samples: int = 0) -> None:
         self.generator_source, self.annotator_source = generator, annotator
         self.space, self.reference = space, reference
         self.num_samples, self.seed = num_samples, seed
         self.compare_with, self.export_to, self.method = compare_with, export_to, method
         self.conditional = conditional
+        self.guided_samples = guided_samples
         self.results: dict = {}
 
     def _measure(self, trainer, G, judge, directions, names) -> dict:
@@ -95,6 +97,17 @@ class DirectionReport(pl.Callback):
                 runs[f"{label}, conditional on all others"] = (conditional_directions(d), n)
         self.results = {label: dict(self._measure(trainer, G, judge, d, n), directions=d, names=n)
                         for label, (d, n) in runs.items()}
+        if self.guided_samples:
+            # Beyond the paper, slower: follow this run's directions in small steps, keeping all
+            # other attributes fixed to first order with the classifier's gradients.
+            from lightning_modules.edit_metrics import measure_guided_edits
+
+            d, n = runs["this run"]
+            targets = [judge.attributes.index(x) for x in n]
+            metric = EditEffect(DEFAULT_ALPHAS, targets, len(judge.attributes)).to(G.device)
+            guided = measure_guided_edits(G, judge, d, targets, DEFAULT_ALPHAS, self.guided_samples // trainer.world_size,
+                                          self.seed + trainer.global_rank, self.space, metric=metric)
+            self.results["this run, classifier-guided"] = dict(guided, directions=d, names=n)
         if not trainer.is_global_zero:
             return
         path = write_directions(log_dir / "directions.npz", runs["this run"][0], names,

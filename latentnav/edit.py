@@ -37,6 +37,24 @@ def render_edits(G, latents: torch.Tensor, direction: torch.Tensor, alphas: np.n
     return torch.stack([G.synthesize(latents + float(a) * d, space) for a in alphas])
 
 
+@torch.no_grad()
+def render_guided_edits(G, judge, latents: torch.Tensor, direction: torch.Tensor, alphas: np.ndarray, space: str,
+                        keep: list[int], substep: float = 0.5) -> torch.Tensor:
+    """Like :func:`render_edits`, following the classifier-guided path from alpha 0 both ways."""
+    from lightning_modules.edit_metrics import guided_step
+
+    frames: dict[float, torch.Tensor] = {}
+    for sign in (1.0, -1.0):
+        z, at = latents, 0.0
+        for a in sorted((float(a) for a in alphas if a * sign >= 0), key=abs):
+            while at < abs(a) - 1e-9:
+                move = min(substep, abs(a) - at)
+                z = guided_step(G, judge, z, sign * direction, keep, move, space) if keep else z + sign * move * direction.view_as(z[0])
+                at += move
+            frames[a] = G.synthesize(z, space)
+    return torch.stack([frames[float(a)] for a in alphas])
+
+
 def to_uint8(frames: torch.Tensor, scale: int) -> np.ndarray:
     x = ((frames.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return np.kron(x, np.ones((1, scale, scale, 1), dtype=np.uint8))
@@ -54,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", nargs=2, type=float, default=[-6.0, 6.0], metavar=("MIN", "MAX"))
     parser.add_argument("--steps", type=int, default=9)
     parser.add_argument("--scale", type=int, default=3, help="pixel upscaling of the outputs")
+    parser.add_argument("--guided", action="store_true",
+                        help="classifier-guided: follow the direction in small steps, keeping the --keep attributes "
+                             "fixed with the classifier's gradients through the generator (slower)")
+    parser.add_argument("--annotator", default="demo", help="classifier for --guided")
     parser.add_argument("--out", default="edits")
     args = parser.parse_args(argv)
     try:
@@ -85,12 +107,25 @@ def main(argv: list[str] | None = None) -> int:
         from PIL import Image
 
         for attribute in args.attributes:
-            d = edit_direction(found["directions"], found["names"], attribute, args.keep)
-            frames = to_uint8(render_edits(G, latents, d, alphas, space).flatten(0, 1), args.scale)
+            if args.guided:
+                from lightning_modules.annotator import load_annotator
+
+                judge = load_annotator(args.annotator)
+                edit_direction(found["directions"], found["names"], attribute, args.keep)  # checks the names
+                unknown = [k for k in args.keep if k not in judge.attributes]
+                if unknown:
+                    raise ConfigError(f"--keep: {', '.join(unknown)} not among the classifier's {' '.join(judge.attributes)}")
+                d = torch.nn.functional.normalize(found["directions"][found["names"].index(attribute)].float(), dim=0)
+                keep = [judge.attributes.index(k) for k in args.keep]
+                images = render_guided_edits(G, judge, latents, d, alphas, space, keep)
+            else:
+                images = render_edits(G, latents, edit_direction(found["directions"], found["names"], attribute, args.keep),
+                                      alphas, space)
+            frames = to_uint8(images.flatten(0, 1), args.scale)
             frames = frames.reshape(len(alphas), len(latents), *frames.shape[1:])
             strip = np.concatenate([np.concatenate(list(frames[:, b]), axis=1) for b in range(len(latents))], axis=0)
             rows = [f"sample {b}" for b in range(len(latents))]
-            tag = attribute + (f"_keep_{'_'.join(args.keep)}" if args.keep else "")
+            tag = attribute + (f"_keep_{'_'.join(args.keep)}" if args.keep else "") + ("_guided" if args.guided else "")
             Image.fromarray(labelled_rows(strip, rows, [f"{a:+.1f}" for a in alphas], margin=60)).save(out / f"{tag}.png")
             gif = [Image.fromarray(np.concatenate(list(frames[i]), axis=1)) for i in range(len(alphas))]
             gif += gif[-2:0:-1]  # there and back

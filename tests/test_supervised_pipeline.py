@@ -79,6 +79,9 @@ def test_edit_command(runs, tmp_path, capsys):
     assert edit.main([npz, "--attributes", "Male", "--keep", "Wearing_Lipstick", "--seeds", "0", "--steps", "3",
                       "--out", str(tmp_path / "edits")]) == 0
     assert (tmp_path / "edits" / "Male_keep_Wearing_Lipstick.png").is_file()
+    assert edit.main([npz, "--attributes", "Male", "--keep", "Wearing_Lipstick", "--guided", "--seeds", "0",
+                      "--steps", "3", "--alpha", "-1", "1", "--out", str(tmp_path / "edits")]) == 0
+    assert (tmp_path / "edits" / "Male_keep_Wearing_Lipstick_guided.gif").is_file()
     capsys.readouterr()
     assert edit.main([npz, "--attributes", "Smilng", "--out", str(tmp_path / "edits")]) == 2
     assert "attribute 'Smilng' is not in the directions file; it has Bald" in capsys.readouterr().err
