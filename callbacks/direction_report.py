@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from latentnav.errors import ConfigError, DataFormatError
 from lightning_modules.edit_metrics import EditEffect, cosine_matrix, measure_edits
 
 DEFAULT_ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
@@ -25,10 +26,16 @@ def write_directions(path: Path, directions: torch.Tensor, names: list[str], met
 
 
 def read_directions(path: str | Path) -> dict:
-    with np.load(path, allow_pickle=False) as blob:
-        return {"directions": torch.from_numpy(blob["directions"]), "names": [str(n) for n in blob["names"]],
-                "method": str(blob["method"]), "latent_space": str(blob["latent_space"]),
-                "generator": json.loads(str(blob["generator"]))}
+    """Load a ``directions.npz``; a missing or malformed file is one clear error."""
+    if not Path(path).is_file():
+        raise DataFormatError(f"{path}: directions file not found")
+    try:
+        with np.load(path, allow_pickle=False) as blob:
+            return {"directions": torch.from_numpy(blob["directions"]), "names": [str(n) for n in blob["names"]],
+                    "method": str(blob["method"]), "latent_space": str(blob["latent_space"]),
+                    "generator": json.loads(str(blob["generator"]))}
+    except (ValueError, OSError, KeyError) as e:
+        raise DataFormatError(f"{path}: not a directions.npz ({type(e).__name__}: {str(e)[:100]})") from None
 
 
 def conditional_directions(directions: torch.Tensor) -> torch.Tensor:
@@ -72,19 +79,30 @@ class DirectionReport(pl.Callback):
         self.guided_samples = guided_samples
         self.results: dict = {}
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Fail before training, not after it: the run to compare with, and agreement with the data.
+        if self.compare_with and not Path(self.compare_with).is_file():
+            raise ConfigError(f"compare_with: {self.compare_with} not found (run the lambda = 0 config first)")
+        dm = trainer.datamodule
+        for field, mine in (("generator", self.generator_source), ("space", self.space)):
+            theirs = getattr(dm, field, None)
+            if theirs is not None and str(theirs) != str(mine):
+                raise ConfigError(f"DirectionReport.{field} is {mine!r} but data.{field} is {theirs!r}; set both alike")
+
     def _measure(self, trainer, G, judge, directions, names) -> dict:
         targets = [judge.attributes.index(n) for n in names]
         metric = EditEffect(DEFAULT_ALPHAS, targets, len(judge.attributes)).to(G.device)
-        per_rank = self.num_samples // trainer.world_size
-        return measure_edits(G, judge, directions, targets, DEFAULT_ALPHAS, per_rank, self.seed + trainer.global_rank,
-                             self.space, metric=metric)
+        return measure_edits(G, judge, directions, targets, DEFAULT_ALPHAS, self.num_samples, self.seed, self.space,
+                             metric=metric, rank=trainer.global_rank, world_size=trainer.world_size)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from generators import load_generator
         from lightning_modules.annotator import load_annotator
 
         log_dir = Path(trainer.log_dir or ".")
-        G, judge = load_generator(self.generator_source), load_annotator(self.annotator_source)
+        device = trainer.strategy.root_device  # the metric's all-gather runs on the process's device
+        G = load_generator(self.generator_source, map_location=device).to(device)
+        judge = load_annotator(self.annotator_source, map_location=device).to(device)
         names = list(pl_module.attributes)
         runs = {"this run": (pl_module.directions().cpu(), names)}
         if self.compare_with:
@@ -105,8 +123,9 @@ class DirectionReport(pl.Callback):
             d, n = runs["this run"]
             targets = [judge.attributes.index(x) for x in n]
             metric = EditEffect(DEFAULT_ALPHAS, targets, len(judge.attributes)).to(G.device)
-            guided = measure_guided_edits(G, judge, d, targets, DEFAULT_ALPHAS, self.guided_samples // trainer.world_size,
-                                          self.seed + trainer.global_rank, self.space, metric=metric)
+            guided = measure_guided_edits(G, judge, d, targets, DEFAULT_ALPHAS, self.guided_samples, self.seed,
+                                          self.space, metric=metric, rank=trainer.global_rank,
+                                          world_size=trainer.world_size)
             self.results["this run, classifier-guided"] = dict(guided, directions=d, names=n)
         if not trainer.is_global_zero:
             return

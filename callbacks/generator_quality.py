@@ -53,11 +53,10 @@ class GeneratorQuality(pl.Callback):
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         stats = self._stats(pl_module.device)
-        per_rank = self.num_samples // trainer.world_size
-        gen = torch.Generator().manual_seed(self.seed + trainer.global_rank)
+        # Every rank draws the same latents and judges its slice: 1 and N processes agree.
+        z_all = torch.randn(self.num_samples, pl_module.hparams.z_dim, generator=torch.Generator().manual_seed(self.seed))
         with torch.no_grad():
-            for start in range(0, per_rank, self.batch_size):
-                z = torch.randn(min(self.batch_size, per_rank - start), pl_module.hparams.z_dim, generator=gen)
+            for z in z_all[trainer.global_rank::trainer.world_size].split(self.batch_size):
                 stats.update(self.annotator(pl_module(z.to(pl_module.device)).float()))
         return quality_summary(stats.compute(), self.real_frequency, self.names)
 

@@ -21,14 +21,17 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from latentnav.errors import ConfigError
+from latentnav.errors import ConfigError, DataFormatError
 from latentnav.safe_load import safe_torch_load, sha256_of
 
 FORMAT = "latentnav.annotated_latents/1"
 
 
-def _source_file(source: str, bundled: dict) -> Path:
-    return bundled.get(str(source), Path(source))
+def _source_file(source: str, bundled: dict, what: str) -> Path:
+    path = bundled.get(str(source), Path(source))
+    if not path.is_file():
+        raise DataFormatError(f"data.{what}: {path} not found")
+    return path
 
 
 class AnnotatedLatentsDataModule(pl.LightningDataModule):
@@ -84,8 +87,8 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
 
         return {
             "format": FORMAT,
-            "generator_sha256": sha256_of(_source_file(self.generator, GENERATORS)),
-            "annotator_sha256": sha256_of(_source_file(self.annotator, ANNOTATORS)),
+            "generator_sha256": sha256_of(_source_file(self.generator, GENERATORS, "generator")),
+            "annotator_sha256": sha256_of(_source_file(self.annotator, ANNOTATORS, "annotator")),
             "space": self.space,
             "num": self.sizes[split],
             "seed": self.seed + (0 if split == "train" else 1_000_003),

@@ -47,6 +47,7 @@ class StyleGAN2Adapter(FrozenGenerator):
         if w_avg is None:
             with torch.no_grad():
                 z = torch.randn(w_avg_samples, self.z_dim, generator=torch.Generator().manual_seed(0))
+                z = z.to(next(net.parameters()).device)
                 w_avg = torch.cat([net.mapping(chunk) for chunk in z.split(1000)]).mean(0)
             self.identity["w_avg"] = f"estimated from {w_avg_samples} samples"
         self.register_buffer("w_avg", w_avg.reshape(self.z_dim).float().clone())

@@ -84,7 +84,10 @@ def load_generator(
 
     if class_path is not None:
         cls = _import(class_path)
-        module = cls(**(init_args or {}))
+        try:
+            module = cls(**(init_args or {}))
+        except TypeError as e:
+            raise ConfigError(f"generator init_args for {class_path}: {e}") from None
         state = blob.get("state_dict", blob)
         strict_load_state_dict(module, state, str(path))
         return ModuleAdapter(module, z_dim, resolution, dict(identity, format="class_path", class_path=class_path),

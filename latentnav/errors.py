@@ -20,3 +20,13 @@ class ConfigError(LatentNavError, ValueError):
 
 class TrainingDivergedError(LatentNavError, FloatingPointError):
     """A loss became NaN or infinite."""
+
+
+def check_attribute_columns(attributes: list[str], datamodule: object) -> None:
+    """The model's attribute list must be the data's columns, in order (when the data says)."""
+    names = getattr(datamodule, "attribute_names", None)
+    if names is not None and list(names) != list(attributes):
+        raise ConfigError(
+            f"model.attributes {list(attributes)} do not match the data's columns {list(names)}; "
+            "set the same list (in the same order) for model and data"
+        )

@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MultilabelAccuracy, MultilabelAUROC
 
-from latentnav.errors import ConfigError, TrainingDivergedError
+from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns
 from lightning_modules.backbones import build_backbone
 
 
@@ -67,12 +67,7 @@ class AttributeClassifier(pl.LightningModule):
 
     def setup(self, stage: Optional[str] = None) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
-        names = getattr(datamodule, "attribute_names", None)
-        if names is not None and list(names) != self.attributes:
-            raise ConfigError(
-                f"model.attributes {self.attributes} do not match the data's columns {list(names)}; "
-                "set the same list (in the same order) for model and data"
-            )
+        check_attribute_columns(self.attributes, datamodule)
         size = getattr(datamodule, "image_size", None)
         if size is not None and size != self.hparams.image_size:
             raise ConfigError(

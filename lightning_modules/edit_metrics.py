@@ -19,6 +19,8 @@ from typing import Optional, Sequence
 import torch
 from torchmetrics import Metric
 
+from latentnav.errors import ConfigError
+
 
 def cosine_matrix(directions: torch.Tensor) -> torch.Tensor:
     """(K, d) directions -> (K, K) cosines."""
@@ -30,7 +32,9 @@ def _interp(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor
     """Piecewise-linear ys(x) on increasing grid xs; ys may have trailing dims."""
     if x <= xs[0]:
         return ys[0]
-    if x >= xs[-1]:
+    if x > xs[-1]:  # beyond the grid: unknown, not the last value
+        return torch.full_like(ys[-1], math.nan)
+    if x == xs[-1]:
         return ys[-1]
     k = int(torch.searchsorted(xs, x.reshape(1)).item())
     t = (x - xs[k - 1]) / (xs[k] - xs[k - 1])
@@ -98,31 +102,48 @@ class EditEffect(Metric):
                 "cannot_flip": torch.isnan(step)}
 
 
+def project_out(d: torch.Tensor, vectors: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
+    """Remove from d (B, n) the span of vectors (B, n, m), per sample, then normalise.
+
+    The span's basis comes from an SVD that drops directions with tiny singular values, so
+    repeated or zero vectors do not wipe out d; a d that lies inside the span is an error.
+    """
+    if vectors.shape[-1] == 0:
+        return torch.nn.functional.normalize(d, dim=-1)
+    u, sv, _ = torch.linalg.svd(vectors, full_matrices=False)
+    keep = (sv > tol * sv.amax(dim=-1, keepdim=True).clamp_min(1e-30)).unsqueeze(-2)  # (B, 1, m)
+    u = u * keep
+    d = d - torch.einsum("bnm,bm->bn", u, torch.einsum("bnm,bn->bm", u, d))
+    norm = d.norm(dim=-1, keepdim=True)
+    if bool((norm < 1e-6).any()):
+        raise ConfigError("edit direction lies in the span of the kept attributes' directions; keep fewer attributes")
+    return d / norm
+
+
 def guided_step(generator, annotator, latents: torch.Tensor, direction: torch.Tensor, keep: Sequence[int],
                 step: float, space: str = "z") -> torch.Tensor:
     """One classifier-guided move: ``direction`` with, per sample, the gradients of the kept
     attributes' logits (through the frozen generator and classifier) projected out, so that
     to first order the move leaves those attributes unchanged. Returns the moved latents."""
+    keep = sorted(set(keep))
     z = latents.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = annotator.logits(generator.synthesize(z, space))[:, list(keep)]
         grads = [torch.autograd.grad(logits[:, j].sum(), z, retain_graph=j < len(keep) - 1)[0].flatten(1)
                  for j in range(len(keep))]
-    basis, _ = torch.linalg.qr(torch.stack(grads, dim=2))  # (B, n, m) orthonormal columns
     d = direction.flatten().to(z).expand(len(z), -1)
-    d = d - torch.einsum("bnm,bm->bn", basis, torch.einsum("bnm,bn->bm", basis, d))
-    d = torch.nn.functional.normalize(d, dim=1)
+    d = project_out(d, torch.stack(grads, dim=2) if grads else d.new_zeros(len(z), d.shape[1], 0))
     return (latents + step * d.view_as(latents)).detach()
 
 
 @torch.no_grad()
 def measure_guided_edits(generator, annotator, directions: torch.Tensor, targets: Sequence[int], alphas: Sequence[float],
                          num_samples: int = 100, seed: int = 0, space: str = "z", substep: float = 0.5,
-                         metric: Optional[EditEffect] = None) -> dict[str, torch.Tensor]:
+                         metric: Optional[EditEffect] = None, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
     """:class:`EditEffect` of classifier-guided edits: each direction is followed in small steps,
     keeping every other classifier attribute fixed to first order (see :func:`guided_step`)."""
     metric = metric or EditEffect(alphas, targets, len(annotator.attributes))
-    latents = generator.sample(num_samples, seed=seed, space=space)
+    latents = generator.sample(num_samples, seed=seed, space=space)[rank::world_size]
     unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latents.device)
     p0 = annotator(generator.synthesize(latents, space))
     for i, d in enumerate(unit):
@@ -140,10 +161,13 @@ def measure_guided_edits(generator, annotator, directions: torch.Tensor, targets
 @torch.no_grad()
 def measure_edits(generator, annotator, directions: torch.Tensor, targets: Sequence[int], alphas: Sequence[float],
                   num_samples: int = 500, seed: int = 0, space: str = "z", batch_size: int = 250,
-                  metric: Optional[EditEffect] = None) -> dict[str, torch.Tensor]:
-    """Run :class:`EditEffect` for unit ``directions`` (K, d) on ``num_samples`` latents of ``space``."""
+                  metric: Optional[EditEffect] = None, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+    """Run :class:`EditEffect` for unit ``directions`` (K, d) on ``num_samples`` latents of ``space``.
+
+    Under DDP every rank draws the same ``num_samples`` latents and edits its slice
+    ``rank::world_size``; the metric sums the slices, so 1 and N processes agree."""
     metric = metric or EditEffect(alphas, targets, len(annotator.attributes))
-    latents = generator.sample(num_samples, seed=seed, space=space)
+    latents = generator.sample(num_samples, seed=seed, space=space)[rank::world_size]
     unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latents.device)
     for chunk in latents.split(batch_size):
         p0 = annotator(generator.synthesize(chunk, space))

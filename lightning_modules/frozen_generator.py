@@ -32,6 +32,22 @@ class FrozenGeneratorModule(pl.LightningModule):
         self.generator = load_generator(generator, **(generator_options or {}))
         self.strict_loading = False
 
+    def requires_grad_(self, requires_grad: bool = True) -> "FrozenGeneratorModule":
+        # nn.Module.requires_grad_ sets every parameter directly: re-freeze the generator after it.
+        super().requires_grad_(requires_grad)
+        self.generator.requires_grad_(False)
+        return self
+
+    def unfreeze(self) -> None:
+        super().unfreeze()
+        self.generator.requires_grad_(False)
+        self.generator.train(False)
+
+    def on_train_start(self) -> None:
+        # Whatever happened in between, training starts with the generator frozen.
+        self.generator.requires_grad_(False)
+        self.generator.train(False)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(self.PREFIX)}
         checkpoint["generator_identity"] = dict(self.generator.identity)

@@ -68,8 +68,15 @@ class DemoGAN(pl.LightningModule):
         """Training iterations so far; Lightning's global_step counts both optimisers' steps."""
         return self.global_step // 2
 
+    def setup(self, stage: str) -> None:
+        # seed_everything gives every rank the same seed: under DDP each rank needs its own
+        # fake latents, or the discriminator sees the same fakes N times.
+        self._rng = None
+        if self._trainer is not None and self.trainer.world_size > 1:
+            self._rng = torch.Generator(device=self.device).manual_seed(torch.initial_seed() + 7919 * self.global_rank)
+
     def _z(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.hparams.z_dim, device=self.device)
+        return torch.randn(n, self.hparams.z_dim, device=self.device, generator=getattr(self, "_rng", None))
 
     def training_step(self, batch, batch_idx: int) -> None:
         real = batch[0] if isinstance(batch, (list, tuple)) else batch

@@ -6,18 +6,17 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from latentnav.errors import TrainingDivergedError
+from latentnav.errors import TrainingDivergedError, check_attribute_columns
 from lightning_modules.linear_map import LinearMap
 
 
 def conditional_direction(directions: torch.Tensor, target: int, keep: list[int]) -> torch.Tensor:
     """InterFaceGAN's conditional edit: direction ``target`` with the span of the ``keep`` directions
     projected out (so moving along it leaves those attributes' linear scores unchanged). (d,) unit."""
-    d = directions[target].float()
-    if keep:
-        basis, _ = torch.linalg.qr(directions[keep].float().T)  # (d, len(keep)) orthonormal
-        d = d - basis @ (basis.T @ d)
-    return F.normalize(d, dim=0)
+    from lightning_modules.edit_metrics import project_out
+
+    kept = sorted(set(keep) - {target})
+    return project_out(directions[target].float()[None], directions[kept].float().T[None])[0]
 
 
 class InterFaceGANBoundaries(pl.LightningModule):
@@ -60,6 +59,9 @@ class InterFaceGANBoundaries(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self.log("val/bce", self._loss(batch), sync_dist=True, batch_size=len(batch[0]))
+
+    def setup(self, stage: str) -> None:
+        check_attribute_columns(self.attributes, self.trainer.datamodule if self._trainer is not None else None)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.map.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

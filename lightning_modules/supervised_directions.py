@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from latentnav.errors import ConfigError, TrainingDivergedError
+from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns
 from lightning_modules.linear_map import LinearMap
 
 
@@ -60,10 +60,10 @@ class SupervisedDirections(pl.LightningModule):
         """Unit edit directions, one row per attribute: (K, d)."""
         return self.map.directions()
 
-    def _targets(self, y: torch.Tensor) -> torch.Tensor:
+    def _targets(self, y: torch.Tensor, fit: bool = False) -> torch.Tensor:
         if not self.hparams.standardize:
             return y
-        if not bool(self.fitted_scale):
+        if fit and not bool(self.fitted_scale):
             # First moments averaged over ranks (equal batch sizes): every process standardises
             # the same way, and as one process would with the whole global batch.
             moments = torch.stack([y.mean(0), y.pow(2).mean(0)])
@@ -75,16 +75,16 @@ class SupervisedDirections(pl.LightningModule):
             self.fitted_scale.fill_(True)
         return (y - self.target_mean) / self.target_std
 
-    def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _losses(self, batch, fit: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         z, y = batch
         if z.shape[1] != self.hparams.latent_dim:
             raise ConfigError(f"latents have size {z.shape[1]}, but model.latent_dim is {self.hparams.latent_dim}")
-        mse = F.mse_loss(self.map(z.float()), self._targets(y.float()))
+        mse = F.mse_loss(self.map(z.float()), self._targets(y.float(), fit))
         ortho = self.map.orthogonality(squared=self.hparams.ortho_norm == "squared")
         return mse, ortho
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        mse, ortho = self._losses(batch)
+        mse, ortho = self._losses(batch, fit=True)
         loss = mse + self.hparams.ortho_weight * ortho
         if self.trainer.strategy.reduce_boolean_decision(not torch.isfinite(loss).item(), all=False):
             raise TrainingDivergedError(f"linear-map loss is not finite at global step {self.global_step}; lower model.lr")
@@ -99,6 +99,9 @@ class SupervisedDirections(pl.LightningModule):
         cos = self.directions() @ self.directions().T
         off = cos - torch.diag(torch.diag(cos))
         self.log("val/max_abs_cos", off.abs().max(), sync_dist=True)
+
+    def setup(self, stage: str) -> None:
+        check_attribute_columns(self.attributes, self.trainer.datamodule if self._trainer is not None else None)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.map.parameters(), lr=self.hparams.lr)

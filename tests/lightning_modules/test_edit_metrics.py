@@ -32,3 +32,28 @@ def test_edit_effect_at_equal_target_success():
     assert out["flip_at_2x"][0].item() == pytest.approx(1.0)
     assert bool(out["cannot_flip"][1]) and not bool(out["cannot_flip"][0])
     assert out["off_target_abs_mean"].item() == pytest.approx(0.07)
+
+
+def test_projection_survives_repeated_or_zero_vectors():
+    from latentnav.errors import ConfigError
+    from lightning_modules.edit_metrics import project_out
+    from lightning_modules.interfacegan import conditional_direction
+
+    e = torch.eye(3)
+    d = project_out(e[1][None], torch.stack([e[0], 2 * e[0]], dim=1)[None])  # span is one line
+    torch.testing.assert_close(d[0], e[1])
+    d = project_out(e[1][None], torch.stack([e[0], torch.zeros(3)], dim=1)[None])
+    torch.testing.assert_close(d[0], e[1])
+    torch.testing.assert_close(conditional_direction(torch.stack([e[1], e[0], 2 * e[0]]), 0, [1, 2, 2]), e[1])
+    with pytest.raises(ConfigError, match="lies in the span"):
+        project_out(e[0][None], torch.stack([e[0], e[1]], dim=1)[None])
+
+
+def test_flip_beyond_the_grid_is_unknown():
+    metric = EditEffect([0.0, 1.0, 2.0, 4.0], targets=[0], num_attributes=1)
+    p0 = torch.tensor([[0.1], [0.2]])
+    for a, alpha in enumerate([0.0, 1.0, 2.0, 4.0]):
+        metric.update(0, a, p0, (p0 + 0.2 * alpha).clamp(0, 1))
+    out = metric.compute()
+    step, flip3 = out["step"].reshape(-1)[0], out["flip_at_3x"].reshape(-1)[0]  # torchmetrics squeezes size-1 results
+    assert 1.0 < step < 2.0 and math.isnan(flip3.item())

@@ -84,3 +84,13 @@ def test_generator_frozen_through_fit_and_left_out_of_checkpoints(tmp_path, monk
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"latentnav: error: checkpoint was made with generator {tmp_path / 'g.pt'} (sha256 ")
     assert "pass the same generator to resume" in err
+
+
+def test_parent_cannot_unfreeze_the_generator(tmp_path):
+    save_tiny(tmp_path / "g.pt")
+    module = LatentShift(str(tmp_path / "g.pt"))
+    module.requires_grad_(True)
+    module.unfreeze()
+    module.train()
+    assert module.shift.requires_grad
+    assert not any(p.requires_grad for p in module.generator.parameters()) and not module.generator.training
