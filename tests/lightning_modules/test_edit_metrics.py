@@ -57,3 +57,21 @@ def test_flip_beyond_the_grid_is_unknown():
     out = metric.compute()
     step, flip3 = out["step"].reshape(-1)[0], out["flip_at_3x"].reshape(-1)[0]  # torchmetrics squeezes size-1 results
     assert step == 2.0 and math.isnan(flip3.item())  # 3 x 2 = 6 lies beyond the grid (max 4)
+
+
+def test_rank_slices_add_up_to_one_process():
+    """What DDP does: every rank edits its slice of the same latents; summed states = one process."""
+    from generators import load_generator
+    from lightning_modules.annotator import load_annotator
+    from lightning_modules.edit_metrics import measure_edits
+
+    G, judge = load_generator("demo"), load_annotator("demo")
+    directions = torch.randn(2, 64, generator=torch.Generator().manual_seed(0))
+    alphas, targets = [0.0, 2.0, 4.0], [6, 11]
+    one = EditEffect(alphas, targets, 12)
+    measure_edits(G, judge, directions, targets, alphas, num_samples=12, seed=3, metric=one)
+    ranks = [EditEffect(alphas, targets, 12) for _ in range(2)]
+    for r, metric in enumerate(ranks):
+        measure_edits(G, judge, directions, targets, alphas, num_samples=12, seed=3, metric=metric, rank=r, world_size=2)
+    for key in ("delta_sum", "count", "flipped", "was_off"):
+        torch.testing.assert_close(getattr(ranks[0], key) + getattr(ranks[1], key), getattr(one, key))
