@@ -74,10 +74,11 @@ def test_demo_generator_quality_as_reported():
     assert summary["freq_gap_max"] <= REPORTED_FREQ_GAP_MAX + 0.02
 
 
-# Measured with `python -m generators quality demo --num 2000` for the shipped weights.
-REPORTED_CONFIDENT_MEAN = 0.90
-REPORTED_CONFIDENT_MIN = 0.75
-REPORTED_FREQ_GAP_MAX = 0.09
+# Measured with `python -m generators quality demo --num 2000` for the shipped weights
+# (8,750 iterations; the gap is Wearing_Hat: 0.041 generated vs 0.187 real).
+REPORTED_CONFIDENT_MEAN = 0.945
+REPORTED_CONFIDENT_MIN = 0.897
+REPORTED_FREQ_GAP_MAX = 0.146
 
 
 def test_unknown_spaces_and_missing_sources():
