@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from latentnav.errors import TrainingDivergedError, check_attribute_columns
+from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns
 from lightning_modules.linear_map import LinearMap
 
 
@@ -61,7 +61,10 @@ class InterFaceGANBoundaries(pl.LightningModule):
         self.log("val/bce", self._loss(batch), sync_dist=True, batch_size=len(batch[0]))
 
     def setup(self, stage: str) -> None:
-        check_attribute_columns(self.attributes, self.trainer.datamodule if self._trainer is not None else None)
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        check_attribute_columns(self.attributes, datamodule)
+        if getattr(datamodule, "target", "logits") != "logits":
+            raise ConfigError("InterFaceGAN boundaries need the classifier's logits: set data.target: logits")
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.map.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

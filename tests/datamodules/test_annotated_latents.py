@@ -7,7 +7,7 @@ from lightning_modules.annotator import load_annotator
 
 def test_annotates_once_and_reuses_the_cache(tmp_path):
     dm = AnnotatedLatentsDataModule(num_train=300, num_val=100, cache_dir=str(tmp_path), attributes=["Young", "Male"],
-                                    annotate_batch_size=128)
+                                    annotate_batch_size=128, target="logits")
     dm.prepare_data()
     mtime = (tmp_path / "train.pt").stat().st_mtime_ns
     dm.prepare_data()
@@ -32,7 +32,7 @@ def test_annotates_once_and_reuses_the_cache(tmp_path):
 def test_stream_mode_labels_fresh_latents_per_rank(tmp_path):
     from types import SimpleNamespace
 
-    dm = AnnotatedLatentsDataModule(num_train=10, num_val=50, cache_dir=str(tmp_path), mode="stream", batch_size=16,
+    dm = AnnotatedLatentsDataModule(num_train=10, num_val=50, cache_dir=str(tmp_path), mode="stream", batch_size=16, target="logits",
                                     stream_batches_per_epoch=3, attributes=["Smiling"])
     dm.prepare_data()
     assert not (tmp_path / "train.pt").exists()
