@@ -201,7 +201,8 @@ class LabelledLatentStream(torch.utils.data.IterableDataset):
 def main(argv: Optional[list[str]] = None) -> int:
     """Fill the annotation cache once: python -m datamodules.annotated_latents [--generator G] [...]"""
     import argparse
-    import sys
+
+    from latentnav.errors import run_command
 
     parser = argparse.ArgumentParser(prog="python -m datamodules.annotated_latents")
     parser.add_argument("--generator", default="demo")
@@ -212,14 +213,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default="data/annotated_latents/demo")
     args = parser.parse_args(argv)
-    try:
-        dm = AnnotatedLatentsDataModule(generator=args.generator, annotator=args.annotator, space=args.space,
-                                        num_train=args.num_train, num_val=args.num_val, seed=args.seed,
-                                        cache_dir=args.cache_dir)
-        dm.prepare_data()
-    except ConfigError as e:
-        print(f"latentnav: error: {e}", file=sys.stderr)
-        return 2
+    code = run_command(lambda: AnnotatedLatentsDataModule(
+        generator=args.generator, annotator=args.annotator, space=args.space, num_train=args.num_train,
+        num_val=args.num_val, seed=args.seed, cache_dir=args.cache_dir).prepare_data())
+    if code:
+        return code
     print(f"annotated latents in {args.cache_dir}: train.pt ({args.num_train}), val.pt ({args.num_val})")
     return 0
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentnav.errors import ConfigError
+from latentnav.errors import ConfigError, run_command
 
 #: Attribute names, spelled and ordered as in CelebA's ``list_attr_celeba.txt``.
 DEMO_ATTRIBUTES: tuple[str, ...] = (
@@ -304,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=32, help="side in pixels (default 32; 64 works too)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    write_celeba_layout(args.root, args.num, seed=args.seed, image_size=args.image_size)
+    code = run_command(lambda: write_celeba_layout(args.root, args.num, seed=args.seed, image_size=args.image_size))
+    if code:
+        return code
     print(f"wrote {args.num} faces ({args.image_size} px) to {args.root} in {time.perf_counter() - t0:.1f} s")
     return 0
 

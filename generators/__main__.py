@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from latentnav.errors import LatentNavError
+from latentnav.errors import run_command
 
 
 def _plain(obj, dropped: list, where: str = ""):
@@ -77,34 +77,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--annotator", default="demo")
     p.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args(argv)
-    try:
-        if args.command == "info":
-            from generators import load_generator
+    return run_command(lambda: _run(args))
 
-            G = load_generator(args.source)
-            print(f"{type(G).__name__}: resolution {G.resolution}, spaces "
-                  + ", ".join(f"{s} {G.latent_shape(s)}" for s in G.latent_spaces))
-            for k, v in G.identity.items():
-                print(f"  {k}: {v}")
-        elif args.command == "export":
-            from generators.loading import export_dcgan
-            from latentnav.safe_load import sha256_of
 
-            out = export_dcgan(args.checkpoint, args.out)
-            print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, sha256 {sha256_of(out)[:12]})")
-        elif args.command == "convert":
-            blob = torch.load(args.source, map_location="cpu", weights_only=False)  # the user asked: trusted
-            dropped: list[str] = []
-            torch.save(_plain(blob, dropped), args.out)
-            print(f"wrote {args.out}" + (f"; dropped {', '.join(dropped)}" if dropped else ""))
-        else:
-            t0 = time.perf_counter()
-            print(quality(args.source, args.num, args.annotator, args.seed))
-            print(f"({args.num} samples, {time.perf_counter() - t0:.1f} s)")
-    except LatentNavError as e:
-        print(f"latentnav: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "info":
+        from generators import load_generator
+
+        G = load_generator(args.source)
+        print(f"{type(G).__name__}: resolution {G.resolution}, spaces "
+              + ", ".join(f"{s} {G.latent_shape(s)}" for s in G.latent_spaces))
+        for k, v in G.identity.items():
+            print(f"  {k}: {v}")
+    elif args.command == "export":
+        from generators.loading import export_dcgan
+        from latentnav.safe_load import sha256_of
+
+        out = export_dcgan(args.checkpoint, args.out)
+        print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, sha256 {sha256_of(out)[:12]})")
+    elif args.command == "convert":
+        blob = torch.load(args.source, map_location="cpu", weights_only=False)  # the user asked: trusted
+        dropped: list[str] = []
+        torch.save(_plain(blob, dropped), args.out)
+        print(f"wrote {args.out}" + (f"; dropped {', '.join(dropped)}" if dropped else ""))
+    else:
+        t0 = time.perf_counter()
+        print(quality(args.source, args.num, args.annotator, args.seed))
+        print(f"({args.num} samples, {time.perf_counter() - t0:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ per-process thread budget (``threads:``) and an end-of-run summary (``summary:``
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -19,7 +18,7 @@ from pytorch_lightning.cli import LightningCLI
 from callbacks.checkpoint import Checkpoint
 from callbacks.run_summary import RunSummary
 from callbacks.thread_budget import ThreadBudget
-from latentnav.errors import ConfigError, LatentNavError
+from latentnav.errors import ConfigError, run_command
 
 _LIGHTNING_CKPT_ALIASES = {"best", "last", "hpc", "registry"}
 
@@ -80,33 +79,8 @@ def _model_args(config) -> dict:
     return dict(vars(args)) if hasattr(args, "__dict__") else dict(args)
 
 
-def user_error(exc: BaseException) -> Optional[LatentNavError]:
-    """The LatentNavError behind ``exc``, if any: jsonargparse wraps errors raised while
-    it builds the model and data, and DataLoader workers re-raise them with a traceback."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, LatentNavError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def one_line(error: LatentNavError) -> str:
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    if len(lines) <= 1:
-        return lines[0] if lines else type(error).__name__
-    last = re.match(r"^[\w.]*Error: (.*)$", lines[-1].strip())  # a worker's re-raised traceback
-    return last.group(1) if last else lines[-1].strip()
-
-
 def main(args: Optional[list[str]] = None) -> None:
     """Entry point of ``train.py`` and ``latentnav-train``: user errors print as one line."""
-    try:
-        LatentNavCLI(args=args)
-    except Exception as e:
-        error = user_error(e)
-        if error is None:
-            raise
-        print(f"latentnav: error: {one_line(error)}", file=sys.stderr)
-        raise SystemExit(2) from None
+    code = run_command(lambda: LatentNavCLI(args=args))
+    if code:
+        raise SystemExit(code)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentnav.errors import ConfigError, LatentNavError
+from latentnav.errors import ConfigError, run_command
 
 
 def edit_direction(directions: torch.Tensor, names: list[str], attribute: str, keep: list[str]) -> torch.Tensor:
@@ -78,64 +78,60 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annotator", default="demo", help="classifier for --guided")
     parser.add_argument("--out", default="edits")
     args = parser.parse_args(argv)
-    try:
-        from callbacks.direction_report import labelled_rows, read_directions
-        from generators import load_generator
-        from latentnav.safe_load import safe_torch_load
+    return run_command(lambda: _run(args))
 
-        path = Path(args.directions)
-        if not path.is_file():
-            raise ConfigError(f"{path}: directions file not found")
-        found = read_directions(path)
-        recorded = found["generator"]
-        G = load_generator(args.generator or recorded.get("source", "demo"))
-        if recorded.get("sha256") and recorded["sha256"] != G.identity.get("sha256"):
-            raise ConfigError(f"{path} was made for generator {recorded.get('source')} (sha256 {recorded['sha256'][:12]}), "
-                              f"not {G.identity['source']} (sha256 {G.identity['sha256'][:12]})")
-        space = found["latent_space"]
-        if args.latents:
-            latents = safe_torch_load(args.latents)
-            if not isinstance(latents, torch.Tensor):
-                raise ConfigError(f"{args.latents}: expected a tensor of latents, got {type(latents).__name__}")
-            G.check_latent(latents.float(), space)
-            latents = latents.float()
+
+def _run(args: argparse.Namespace) -> None:
+    from callbacks.direction_report import labelled_rows, read_directions
+    from generators import load_generator
+    from latentnav.safe_load import safe_torch_load
+
+    path = Path(args.directions)
+    found = read_directions(path)  # a missing or malformed file is one line
+    recorded = found["generator"]
+    G = load_generator(args.generator or recorded.get("source", "demo"))
+    if recorded.get("sha256") and recorded["sha256"] != G.identity.get("sha256"):
+        raise ConfigError(f"{path} was made for generator {recorded.get('source')} (sha256 {recorded['sha256'][:12]}), "
+                          f"not {G.identity['source']} (sha256 {G.identity['sha256'][:12]})")
+    space = found["latent_space"]
+    if args.latents:
+        latents = safe_torch_load(args.latents)
+        if not isinstance(latents, torch.Tensor):
+            raise ConfigError(f"{args.latents}: expected a tensor of latents, got {type(latents).__name__}")
+        G.check_latent(latents.float(), space)
+        latents = latents.float()
+    else:
+        latents = torch.cat([G.sample(1, seed=s, space=space) for s in args.seeds])
+    alphas = np.linspace(args.alpha[0], args.alpha[1], args.steps)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    for attribute in args.attributes:
+        if args.guided:
+            from lightning_modules.annotator import load_annotator
+
+            judge = load_annotator(args.annotator)
+            edit_direction(found["directions"], found["names"], attribute, args.keep)  # checks the names
+            unknown = [k for k in args.keep if k not in judge.attributes]
+            if unknown:
+                raise ConfigError(f"--keep: {', '.join(unknown)} not among the classifier's {' '.join(judge.attributes)}")
+            d = torch.nn.functional.normalize(found["directions"][found["names"].index(attribute)].float(), dim=0)
+            keep = [judge.attributes.index(k) for k in args.keep]
+            images = render_guided_edits(G, judge, latents, d, alphas, space, keep)
         else:
-            latents = torch.cat([G.sample(1, seed=s, space=space) for s in args.seeds])
-        alphas = np.linspace(args.alpha[0], args.alpha[1], args.steps)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        from PIL import Image
-
-        for attribute in args.attributes:
-            if args.guided:
-                from lightning_modules.annotator import load_annotator
-
-                judge = load_annotator(args.annotator)
-                edit_direction(found["directions"], found["names"], attribute, args.keep)  # checks the names
-                unknown = [k for k in args.keep if k not in judge.attributes]
-                if unknown:
-                    raise ConfigError(f"--keep: {', '.join(unknown)} not among the classifier's {' '.join(judge.attributes)}")
-                d = torch.nn.functional.normalize(found["directions"][found["names"].index(attribute)].float(), dim=0)
-                keep = [judge.attributes.index(k) for k in args.keep]
-                images = render_guided_edits(G, judge, latents, d, alphas, space, keep)
-            else:
-                images = render_edits(G, latents, edit_direction(found["directions"], found["names"], attribute, args.keep),
-                                      alphas, space)
-            frames = to_uint8(images.flatten(0, 1), args.scale)
-            frames = frames.reshape(len(alphas), len(latents), *frames.shape[1:])
-            strip = np.concatenate([np.concatenate(list(frames[:, b]), axis=1) for b in range(len(latents))], axis=0)
-            rows = [f"sample {b}" for b in range(len(latents))]
-            tag = attribute + (f"_keep_{'_'.join(args.keep)}" if args.keep else "") + ("_guided" if args.guided else "")
-            Image.fromarray(labelled_rows(strip, rows, [f"{a:+.1f}" for a in alphas], margin=60)).save(out / f"{tag}.png")
-            gif = [Image.fromarray(np.concatenate(list(frames[i]), axis=1)) for i in range(len(alphas))]
-            gif += gif[-2:0:-1]  # there and back
-            gif[0].save(out / f"{tag}.gif", save_all=True, append_images=gif[1:], duration=120, loop=0)
-            print(f"wrote {out / (tag + '.png')} and {out / (tag + '.gif')}")
-    except LatentNavError as e:
-        print(f"latentnav: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+            images = render_edits(G, latents, edit_direction(found["directions"], found["names"], attribute, args.keep),
+                                  alphas, space)
+        frames = to_uint8(images.flatten(0, 1), args.scale)
+        frames = frames.reshape(len(alphas), len(latents), *frames.shape[1:])
+        strip = np.concatenate([np.concatenate(list(frames[:, b]), axis=1) for b in range(len(latents))], axis=0)
+        rows = [f"sample {b}" for b in range(len(latents))]
+        tag = attribute + (f"_keep_{'_'.join(args.keep)}" if args.keep else "") + ("_guided" if args.guided else "")
+        Image.fromarray(labelled_rows(strip, rows, [f"{a:+.1f}" for a in alphas], margin=60)).save(out / f"{tag}.png")
+        gif = [Image.fromarray(np.concatenate(list(frames[i]), axis=1)) for i in range(len(alphas))]
+        gif += gif[-2:0:-1]  # there and back
+        gif[0].save(out / f"{tag}.gif", save_all=True, append_images=gif[1:], duration=120, loop=0)
+        print(f"wrote {out / (tag + '.png')} and {out / (tag + '.gif')}")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,6 +5,12 @@ subclass of :class:`LatentNavError` whose message names the file or field and sa
 was expected. ``train.py`` prints such errors as a single line instead of a traceback.
 """
 
+from __future__ import annotations
+
+import re
+import sys
+from typing import Callable, Optional
+
 
 class LatentNavError(Exception):
     """Base class: a problem with the user's input, reported as one line."""
@@ -30,3 +36,36 @@ def check_attribute_columns(attributes: list[str], datamodule: object) -> None:
             f"model.attributes {list(attributes)} do not match the data's columns {list(names)}; "
             "set the same list (in the same order) for model and data"
         )
+
+
+def user_error(exc: BaseException) -> Optional[LatentNavError]:
+    """The LatentNavError behind ``exc``, if any: jsonargparse wraps errors raised while
+    it builds the model and data, and DataLoader workers re-raise them with a traceback."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, LatentNavError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def one_line(error: LatentNavError) -> str:
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(error).__name__
+    last = re.match(r"^[\w.]*Error: (.*)$", lines[-1].strip())  # a worker's re-raised traceback
+    return last.group(1) if last else lines[-1].strip()
+
+
+def run_command(body: Callable[[], object]) -> int:
+    """Run a command's body; a user error (however wrapped) prints as one line and gives 2."""
+    try:
+        body()
+    except Exception as e:
+        error = user_error(e)
+        if error is None:
+            raise
+        print(f"latentnav: error: {one_line(error)}", file=sys.stderr)
+        return 2
+    return 0

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentnav.errors import DataFormatError
+from latentnav.errors import DataFormatError, run_command
 from latentnav.safe_load import safe_torch_load, sha256_of, strict_load_state_dict
 from lightning_modules.backbones import build_backbone
 
@@ -124,11 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("checkpoint")
     export.add_argument("out")
     args = parser.parse_args(argv)
-    try:
-        out = export_annotator(args.checkpoint, args.out)
-    except DataFormatError as e:
-        print(f"latentnav: error: {e}", file=sys.stderr)
-        return 2
+    out = Path(args.out)
+    code = run_command(lambda: export_annotator(args.checkpoint, out))
+    if code:
+        return code
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, sha256 {sha256_of(out)[:12]})")
     return 0
 

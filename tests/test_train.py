@@ -103,7 +103,7 @@ def test_errors_while_building_classes_are_one_line(tmp_path, monkeypatch, capsy
 
 
 def test_worker_tracebacks_are_reduced_to_their_message():
-    from latentnav.cli import one_line
+    from latentnav.errors import one_line
     from latentnav.errors import DataFormatError
 
     wrapped = DataFormatError("Caught DataFormatError in DataLoader worker process 0.\nOriginal Traceback (most "
@@ -148,3 +148,21 @@ def test_celeba_config_trains_on_the_real_layout(tmp_path, monkeypatch):
                              "--trainer.enable_progress_bar", "false"])
     assert cli.trainer.global_step == 1
     assert type(cli.model.net).__name__ == "ResNet" and cli.model.net.fc.out_features == 40
+
+
+def test_every_command_reports_user_errors_as_one_line(tmp_path, capsys):
+    from datamodules import annotated_latents, demo_faces
+    from latentnav import edit
+    from lightning_modules import annotator
+
+    assert demo_faces.main([str(tmp_path / "faces"), "--num", "0"]) == 2
+    assert annotated_latents.main(["--generator", str(tmp_path / "g.pt"), "--cache-dir", str(tmp_path)]) == 2
+    assert annotator.main(["export", str(tmp_path / "x.ckpt"), str(tmp_path / "y.pt")]) == 2
+    assert edit.main([str(tmp_path / "d.npz"), "--attributes", "Male"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "latentnav: error: demo faces: need num_faces >= 1 and image_size >= 16, got 0 and 32",
+        f"latentnav: error: data.generator: {tmp_path / 'g.pt'} not found",
+        f"latentnav: error: {tmp_path / 'x.ckpt'}: annotator file not found",
+        f"latentnav: error: {tmp_path / 'd.npz'}: directions file not found",
+    ]
