@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -17,11 +18,17 @@ from lightning_modules.edit_metrics import EditEffect, cosine_matrix, measure_ed
 DEFAULT_ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
 
 
-def write_directions(path: Path, directions: torch.Tensor, names: list[str], method: str, space: str, identity: dict) -> Path:
-    """``directions.npz``: directions (K, d) float32, names, method, latent_space, generator identity (JSON)."""
+def write_directions(path: Path, directions: torch.Tensor, names: list[str], method: str, space: str, identity: dict,
+                     seconds: Optional[float] = None, **extra: np.ndarray) -> Path:
+    """``directions.npz``: directions (K, d) float32, names, method, latent_space, generator identity (JSON),
+    optionally ``seconds`` (the method's compute time) and extra arrays (e.g. ``eigenvalues`` (K,))."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if seconds is not None:
+        extra["seconds"] = np.array(float(seconds))
     np.savez(path, directions=directions.detach().cpu().float().numpy(), names=np.array(names), method=np.array(method),
-             latent_space=np.array(space), generator=np.array(json.dumps(identity, sort_keys=True)))
+             latent_space=np.array(space), generator=np.array(json.dumps(identity, sort_keys=True)),
+             **{k: np.asarray(v) for k, v in extra.items()})
     return path
 
 
@@ -31,11 +38,17 @@ def read_directions(path: str | Path) -> dict:
         raise DataFormatError(f"{path}: directions file not found")
     try:
         with np.load(path, allow_pickle=False) as blob:
-            return {"directions": torch.from_numpy(blob["directions"]), "names": [str(n) for n in blob["names"]],
-                    "method": str(blob["method"]), "latent_space": str(blob["latent_space"]),
-                    "generator": json.loads(str(blob["generator"]))}
+            found = {"directions": torch.from_numpy(blob["directions"]), "names": [str(n) for n in blob["names"]],
+                     "method": str(blob["method"]), "latent_space": str(blob["latent_space"]),
+                     "generator": json.loads(str(blob["generator"]))}
+            found.update({k: blob[k] for k in blob.files if k not in found})
     except (ValueError, OSError, KeyError) as e:
         raise DataFormatError(f"{path}: not a directions.npz ({type(e).__name__}: {str(e)[:100]})") from None
+    d = found["directions"]
+    if d.ndim != 2 or len(found["names"]) != len(d):
+        raise DataFormatError(f"{path}: expected directions (K, d) with K names, got shape {tuple(d.shape)} "
+                              f"and {len(found['names'])} names")
+    return found
 
 
 def conditional_directions(directions: torch.Tensor) -> torch.Tensor:
@@ -78,6 +91,10 @@ class DirectionReport(pl.Callback):
         self.conditional = conditional
         self.guided_samples = guided_samples
         self.results: dict = {}
+        self._t0: Optional[float] = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._t0 = time.perf_counter()
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Fail before training, not after it: the run to compare with, and agreement with the data.
@@ -100,6 +117,7 @@ class DirectionReport(pl.Callback):
         from lightning_modules.annotator import load_annotator
 
         log_dir = Path(trainer.log_dir or ".")
+        seconds = time.perf_counter() - self._t0 if self._t0 is not None else None  # training, not this report
         device = trainer.strategy.root_device  # the metric's all-gather runs on the process's device
         G = load_generator(self.generator_source, map_location=device).to(device)
         judge = load_annotator(self.annotator_source, map_location=device).to(device)
@@ -130,10 +148,10 @@ class DirectionReport(pl.Callback):
         if not trainer.is_global_zero:
             return
         path = write_directions(log_dir / "directions.npz", runs["this run"][0], names,
-                                getattr(pl_module, "method_name", self.method), self.space, G.identity)
+                                getattr(pl_module, "method_name", self.method), self.space, G.identity, seconds=seconds)
         if self.export_to:
             write_directions(Path(self.export_to), runs["this run"][0], names,
-                             getattr(pl_module, "method_name", self.method), self.space, G.identity)
+                             getattr(pl_module, "method_name", self.method), self.space, G.identity, seconds=seconds)
         report = self.report(judge.attributes)
         (log_dir / "report.md").write_text(report)
         from PIL import Image

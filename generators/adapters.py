@@ -82,7 +82,8 @@ class StyleGAN2Adapter(FrozenGenerator):
 
     def latent_weights(self, space: str = "w", layers: Optional[Sequence[int]] = None):
         """``z``: the mapping's first layer. ``w``/``w+``: every style modulation (out = channels),
-        in w+ row order; ``layers`` picks indices of that list."""
+        listed as conv1, to_rgb1, convs.0, convs.1, ..., to_rgbs.0, ... (the w+ row each reads:
+        conv1 0, to_rgb1 1, convs.j j + 1, to_rgbs.j 2j + 3); ``layers`` picks indices of that list."""
         self._check_space(space)
         if space == "z":
             return [("style.1", self.net.style[1].effective_weight().detach().clone())]

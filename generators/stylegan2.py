@@ -286,7 +286,7 @@ class StyleGAN2Generator(nn.Module):
         return [getattr(self.noises, f"noise_{i}") for i in range(self.config.num_layers)]
 
     def modulation_layers(self) -> list[tuple[str, EqualLinear]]:
-        """(name, modulation) of every style-consuming layer, in w+ row order."""
+        """(name, modulation) of every style-consuming layer: conv1, to_rgb1, convs.*, to_rgbs.*."""
         layers = [("conv1", self.conv1.conv.modulation), ("to_rgb1", self.to_rgb1.conv.modulation)]
         for j, conv in enumerate(self.convs):
             layers.append((f"convs.{j}", conv.conv.modulation))

@@ -18,9 +18,9 @@ class SmallCNN(nn.Module):
     the last feature map is pooled to 4x4 so the head's size does not depend on it.
     """
 
-    def __init__(self, num_outputs: int, width: int = 32) -> None:
+    def __init__(self, num_outputs: int, width: int = 32, in_channels: int = 3) -> None:
         super().__init__()
-        chans = [3, width, width, 2 * width, 4 * width]
+        chans = [in_channels, width, width, 2 * width, 4 * width]
         layers: list[nn.Module] = []
         for i in range(4):
             layers += [

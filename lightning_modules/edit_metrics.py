@@ -160,7 +160,7 @@ def measure_guided_edits(generator, annotator, directions: torch.Tensor, targets
 
 @torch.no_grad()
 def measure_edits(generator, annotator, directions: torch.Tensor, targets: Sequence[int], alphas: Sequence[float],
-                  num_samples: int = 500, seed: int = 0, space: str = "z", batch_size: int = 250,
+                  num_samples: int = 500, seed: int = 0, space: str = "z", batch_size: int = 100,
                   metric: Optional[EditEffect] = None, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
     """Run :class:`EditEffect` for unit ``directions`` (K, d) on ``num_samples`` latents of ``space``.
 

@@ -1,0 +1,69 @@
+"""Every N training steps: an edit grid of all of the model's directions, to TensorBoard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+
+
+@torch.no_grad()
+def edit_grid(G, directions: torch.Tensor, space: str, latent: torch.Tensor, alphas: Sequence[float],
+              names: Sequence[str], scale: int = 1) -> np.ndarray:
+    """uint8 HWC image: one row per direction (unit rows of ``directions`` (K, d)), one column per
+    alpha, all from the single ``latent`` (1, ...); rows and columns labelled."""
+    from callbacks.direction_report import labelled_rows
+
+    unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latent.device)
+    rows = []
+    for d in unit:
+        batch = torch.cat([latent + a * d.view_as(latent[0]) for a in alphas])
+        rows.append(torch.cat(list(G.synthesize(batch, space)), dim=2))
+    grid = ((torch.cat(rows, dim=1).clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    grid = np.kron(grid, np.ones((scale, scale, 1), dtype=np.uint8))
+    return labelled_rows(grid, list(names), [f"{a:+g}" for a in alphas], margin=80)
+
+
+class DirectionGrid(pl.Callback):
+    """Renders ``pl_module.directions()`` with ``pl_module.generator`` every ``every_n_steps``
+    training steps (and at the end of fit, also as ``edit_grid.png`` in the log folder).
+
+    Args:
+        every_n_steps: 0 = only at the end.
+        alphas: shifts along each unit direction (columns).
+        seed: the sample every row starts from.
+        scale: pixel upscaling.
+    """
+
+    def __init__(self, every_n_steps: int = 500, alphas: Sequence[float] = (-6, -3, 0, 3, 6), seed: int = 0,
+                 scale: int = 1) -> None:
+        self.every_n_steps, self.alphas, self.seed, self.scale = every_n_steps, tuple(alphas), seed, scale
+
+    def _render(self, pl_module) -> np.ndarray:
+        G, space = pl_module.generator, getattr(pl_module, "space", "z")
+        latent = G.sample(1, seed=self.seed, space=space)
+        directions = pl_module.directions()
+        names = getattr(pl_module, "direction_names", None) or [f"d{i:02d}" for i in range(len(directions))]
+        return edit_grid(G, directions, space, latent, self.alphas, names, self.scale)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every_n_steps and step % self.every_n_steps == 0 and trainer.is_global_zero \
+                and isinstance(trainer.logger, TensorBoardLogger):
+            trainer.logger.experiment.add_image("directions/edit_grid", self._render(pl_module), step, dataformats="HWC")
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        grid = self._render(pl_module)
+        if isinstance(trainer.logger, TensorBoardLogger):
+            trainer.logger.experiment.add_image("directions/edit_grid", grid, trainer.global_step, dataformats="HWC")
+        if trainer.log_dir:
+            from PIL import Image
+
+            Path(trainer.log_dir).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(grid).save(Path(trainer.log_dir) / "edit_grid.png")

@@ -1,0 +1,269 @@
+"""Name directions by what they do, and compare methods on one yardstick.
+
+    python -m latentnav.compare --config configs/compare/demo.yaml
+    python -m latentnav.compare --directions [a.npz, b.npz] --out runs/comparison
+
+For every ``directions.npz`` (all made on one generator), with the attribute classifier:
+
+1. **Naming.** Each unit direction is moved by ``naming_alpha`` both ways on ``num_samples``
+   latents; the sign whose largest attribute *increase* is larger is kept (unsupervised and
+   closed-form directions have no intrinsic sign), and the direction is named by that attribute.
+2. **Edit effect at equal target success** (the supervised issue's :class:`EditEffect`): each
+   oriented direction is stepped until its named attribute flips on half of the samples where
+   it was off. At that step: purity = the named attribute's change / the total absolute change
+   of all attributes (1 = it moves nothing else), and the off-target change = the mean absolute
+   change of the other attributes. A direction *controls* its attribute when its purity is
+   >= ``purity_threshold`` and it reaches that 50 % flip rate within the step grid.
+3. **Comparison**: ``comparison.md`` (per method: attributes controlled, mean off-target change,
+   compute time; per attribute: each method's best direction), ``effects_<method>.png``
+   heat-maps (rows = directions, columns = attributes, red = up, blue = down), ``names_<file>.tsv``,
+   and the same in TensorBoard under ``out/tensorboard``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from latentnav.errors import ConfigError, run_command
+
+
+@torch.no_grad()
+def attribute_changes(G, judge, directions: torch.Tensor, alpha: float, latents: torch.Tensor, space: str,
+                      batch_size: int = 100) -> torch.Tensor:
+    """Mean change of every attribute's probability, (K, A) float64, moving ``latents`` by
+    ``alpha`` along each unit row of ``directions`` (K, d)."""
+    unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latents.device)
+    total = torch.zeros(len(unit), len(judge.attributes), dtype=torch.float64)
+    for chunk in latents.split(batch_size):
+        p0 = judge(G.synthesize(chunk, space)).double()
+        for i, d in enumerate(unit):
+            p1 = judge(G.synthesize(chunk + alpha * d.view_as(chunk[0]), space)).double()
+            total[i] += (p1 - p0).sum(0).cpu()
+    return total / len(latents)
+
+
+def name_directions(plus: torch.Tensor, minus: torch.Tensor) -> dict:
+    """From changes (K, A) at +alpha and -alpha: per direction the kept sign (+1/-1), the named
+    attribute index, its change and the purity (change / total absolute change)."""
+    up_plus, j_plus = plus.max(1)
+    up_minus, j_minus = minus.max(1)
+    use_plus = up_plus >= up_minus
+    sign = torch.where(use_plus, 1.0, -1.0)
+    target = torch.where(use_plus, j_plus, j_minus)
+    chosen = torch.where(use_plus[:, None], plus, minus)
+    change = chosen.gather(1, target[:, None]).squeeze(1)
+    purity = change / chosen.abs().sum(1).clamp_min(1e-12)
+    return {"sign": sign, "target": target, "change": change, "purity": purity, "changes": chosen}
+
+
+def _abbreviation(name: str) -> str:
+    parts = [p for p in re.split(r"[_\s]+", name) if p]
+    return "".join(p[0] for p in parts).upper() if len(parts) > 1 else name[:4]
+
+
+def _heatmap(effect: np.ndarray, row_names: list[str], column_names: list[str], cell: int = 16) -> np.ndarray:
+    from callbacks.direction_report import heatmap, labelled_rows
+
+    rgb = heatmap(torch.from_numpy(np.nan_to_num(effect, nan=0.0)), cell=cell)
+    return labelled_rows(rgb, row_names, [_abbreviation(c) for c in column_names], margin=150)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "method"
+
+
+def compare(files: list[str], annotator: str = "demo", generator: Optional[str] = None, num_samples: int = 400,
+            seed: int = 12345, naming_alpha: float = 2.0, purity_threshold: float = 0.5, batch_size: int = 100) -> dict:
+    """The comparison's numbers (see the module docstring) for a list of directions files."""
+    from callbacks.direction_report import DEFAULT_ALPHAS, read_directions
+    from generators import load_generator
+    from lightning_modules.annotator import load_annotator
+    from lightning_modules.edit_metrics import EditEffect, measure_edits
+
+    if not files:
+        raise ConfigError("directions: give at least one directions.npz")
+    found = [dict(read_directions(f), file=str(f)) for f in files]
+    shas = {f["generator"].get("sha256") for f in found}
+    if len(shas) > 1:
+        listed = ", ".join(f"{f['file']} ({str(f['generator'].get('sha256'))[:12]})" for f in found)
+        raise ConfigError(f"directions: the files were made on different generators: {listed}")
+    G = load_generator(generator or found[0]["generator"].get("source", "demo"))
+    if shas != {None} and G.identity.get("sha256") not in shas:
+        raise ConfigError(f"generator: {G.identity.get('source')} (sha256 {str(G.identity.get('sha256'))[:12]}) is "
+                          f"not the generator the directions were made on ({str(next(iter(shas)))[:12]})")
+    judge = load_annotator(annotator)
+    attributes = list(judge.attributes)
+    results = []
+    for f in found:
+        space = f["latent_space"]
+        d = torch.nn.functional.normalize(f["directions"].float(), dim=1)
+        if d.shape[1] != G.latent_shape(space)[-1]:
+            raise ConfigError(f"{f['file']}: directions have size {d.shape[1]}, the generator's {space} has "
+                              f"{G.latent_shape(space)[-1]}")
+        t0 = time.perf_counter()
+        latents = G.sample(num_samples, seed=seed, space=space)
+        named = name_directions(attribute_changes(G, judge, d, naming_alpha, latents, space, batch_size),
+                                attribute_changes(G, judge, d, -naming_alpha, latents, space, batch_size))
+        oriented = d * named["sign"][:, None]
+        targets = named["target"].tolist()
+        metric = EditEffect(DEFAULT_ALPHAS, targets, len(attributes))
+        effect = measure_edits(G, judge, oriented, targets, DEFAULT_ALPHAS, num_samples, seed, space, batch_size,
+                               metric=metric)
+        off = effect["effect"].clone()
+        for i, t in enumerate(targets):
+            off[i, t] = math.nan
+        off_mean = torch.nanmean(off.abs(), dim=1)  # NaN where the direction cannot flip its attribute
+        # Purity at equal target success (the 50 % flip step), from the edit-effect matrix; a
+        # direction that cannot flip its attribute keeps the naming step's purity.
+        at_step = effect["effect"]
+        target_change = at_step.gather(1, torch.tensor(targets)[:, None]).squeeze(1)
+        purity = torch.where(effect["cannot_flip"], named["purity"].double(),
+                             target_change / at_step.abs().sum(1).clamp_min(1e-12))
+        controls = (purity >= purity_threshold) & ~effect["cannot_flip"]
+        results.append({
+            "file": f["file"], "method": f["method"], "names": f["names"], "space": space,
+            "seconds": float(f["seconds"]) if "seconds" in f else math.nan,
+            "sign": named["sign"], "target": targets, "purity": purity, "change": named["change"],
+            "changes": torch.where(effect["cannot_flip"][:, None], named["changes"].double(), at_step),
+            "effect": effect["effect"], "step": effect["step"],
+            "off_target": off_mean, "controls": controls, "measure_seconds": time.perf_counter() - t0,
+        })
+    return {"attributes": attributes, "results": results, "generator": G.identity, "num_samples": num_samples,
+            "naming_alpha": naming_alpha, "purity_threshold": purity_threshold}
+
+
+def _f(x: float, fmt: str = ".3f") -> str:
+    return "n/a" if x != x else format(x, fmt)
+
+
+def report(summary: dict) -> str:
+    attrs, results = summary["attributes"], summary["results"]
+    lines = [f"# Comparison of edit directions on {summary['generator'].get('source')} "
+             f"(sha256 {str(summary['generator'].get('sha256'))[:12]})", "",
+             f"{summary['num_samples']} samples; naming at alpha = +/-{summary['naming_alpha']:g}; a direction "
+             f"controls its attribute when purity >= {summary['purity_threshold']:g} and it flips the attribute on "
+             "for half of the samples where it was off within the step grid. Off-target change: the mean absolute "
+             "change of the other attributes' probabilities at that step (equal target success).", "",
+             "## Per method", "",
+             "| method | directions | attributes controlled (purity >= threshold) | # | mean off-target change "
+             "(controlling directions) | compute time |", "|---|---|---|---|---|---|"]
+    for r in results:
+        ctrl = sorted({attrs[t] for t, c in zip(r["target"], r["controls"].tolist()) if c})
+        mask = r["controls"]
+        mean_off = float(r["off_target"][mask].mean()) if bool(mask.any()) else math.nan
+        secs = r["seconds"]
+        lines.append(f"| {r['method']} | {len(r['names'])} | {', '.join(ctrl) or 'none'} | {len(ctrl)} | "
+                     f"{_f(mean_off)} | {'n/a' if secs != secs else f'{secs:.2f} s'} |")
+    union_un = sorted({attrs[t] for r in results if not r["method"].startswith(("linear map", "InterFaceGAN"))
+                       for t, c in zip(r["target"], r["controls"].tolist()) if c})
+    lines += ["", f"Unsupervised and closed-form methods together control {len(union_un)} of {len(attrs)} "
+              f"attributes: {', '.join(union_un) or 'none'}.", "",
+              "## Per attribute: each method's best controlling direction", "",
+              "Off-target change of the direction with the highest purity among those that control the attribute "
+              "(purity in brackets); '-' = no direction controls it.", "",
+              "| attribute | " + " | ".join(r["method"] for r in results) + " |", "|---|" + "---|" * len(results)]
+    for j, a in enumerate(attrs):
+        cells = []
+        for r in results:
+            idx = [i for i, (t, c) in enumerate(zip(r["target"], r["controls"].tolist())) if c and t == j]
+            if not idx:
+                cells.append("-")
+                continue
+            best = max(idx, key=lambda i: float(r["purity"][i]))
+            cells.append(f"{_f(float(r['off_target'][best]))} ({float(r['purity'][best]):.2f})")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    for r in results:
+        lines += ["", f"## {r['method']} ({r['file']})", "",
+                  "| direction | named | sign | purity at the 50 % flip step | change at naming alpha | step to 50 % flip | "
+                  "off-target |",
+                  "|---|---|---|---|---|---|---|"]
+        for i, n in enumerate(r["names"]):
+            lines.append(f"| {n} | {attrs[r['target'][i]]}{'' if bool(r['controls'][i]) else ' (no control)'} | "
+                         f"{'+' if r['sign'][i] > 0 else '-'} | {float(r['purity'][i]):.2f} | "
+                         f"{float(r['change'][i]):+.3f} | {_f(float(r['step'][i]), '.2f')} | "
+                         f"{_f(float(r['off_target'][i]))} |")
+    lines += ["", "Attribute abbreviations in the heat-maps: " +
+              ", ".join(f"{_abbreviation(a)} = {a}" for a in attrs) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write(summary: dict, out: Path) -> Path:
+    """comparison.md, comparison.json, effects_*.png, names_*.tsv and TensorBoard under ``out``."""
+    from PIL import Image
+    from torch.utils.tensorboard import SummaryWriter
+
+    out.mkdir(parents=True, exist_ok=True)
+    text = report(summary)
+    (out / "comparison.md").write_text(text)
+    attrs = summary["attributes"]
+    writer = SummaryWriter(str(out / "tensorboard"))
+    writer.add_text("comparison", text, 0)
+    table = []
+    for r in summary["results"]:
+        slug = _slug(r["method"])
+        rows = [f"{n} -> {attrs[t]}{'' if c else ' (x)'}" for n, t, c in zip(r["names"], r["target"], r["controls"].tolist())]
+        img = _heatmap(r["changes"].numpy(), rows, attrs)
+        Image.fromarray(img).save(out / f"effects_{slug}.png")
+        writer.add_image(f"effects/{slug}", img, 0, dataformats="HWC")
+        mask = r["controls"]
+        writer.add_scalar(f"controlled/{slug}", int(len({t for t, c in zip(r['target'], mask.tolist()) if c})), 0)
+        if bool(mask.any()):
+            writer.add_scalar(f"off_target/{slug}", float(r["off_target"][mask].mean()), 0)
+        (out / f"names_{slug}.tsv").write_text("direction\tnamed\tsign\tpurity\toff_target\tcontrols\n" + "".join(
+            f"{n}\t{attrs[t]}\t{int(s)}\t{float(p):.4f}\t{float(o):.4f}\t{int(c)}\n"
+            for n, t, s, p, o, c in zip(r["names"], r["target"], r["sign"].tolist(), r["purity"], r["off_target"],
+                                        mask.tolist())))
+        table.append({"method": r["method"], "file": r["file"], "seconds": r["seconds"],
+                      "controls": sorted({attrs[t] for t, c in zip(r["target"], mask.tolist()) if c}),
+                      "mean_off_target": float(r["off_target"][mask].mean()) if bool(mask.any()) else None,
+                      "directions": [{"name": n, "named": attrs[t], "purity": float(p), "off_target": float(o),
+                                      "controls": bool(c)}
+                                     for n, t, p, o, c in zip(r["names"], r["target"], r["purity"], r["off_target"],
+                                                              mask.tolist())]})
+    writer.close()
+    (out / "comparison.json").write_text(json.dumps(table, indent=1, default=lambda x: None))
+    return out / "comparison.md"
+
+
+def main_function(directions: list[str], annotator: str = "demo", generator: Optional[str] = None,
+                  num_samples: int = 400, seed: int = 12345, naming_alpha: float = 2.0,
+                  purity_threshold: float = 0.5, batch_size: int = 100, out: str = "runs/comparison") -> None:
+    """Name every direction by the attribute it moves most and compare the methods.
+
+    Args:
+        directions: directions.npz files, all made on one generator.
+        annotator: attribute classifier (demo, or a checkpoint / exported file).
+        generator: generator source (default: the one recorded in the files; its sha256 must match).
+        num_samples: latents each direction is measured on.
+        seed: latent sampling seed.
+        naming_alpha: step (along the unit direction) at which directions are named.
+        purity_threshold: minimum purity for a direction to count as controlling its attribute.
+        batch_size: latents per generator call.
+        out: output folder.
+    """
+    t0 = time.perf_counter()
+    summary = compare(list(directions), annotator, generator, num_samples, seed, naming_alpha, purity_threshold,
+                      batch_size)
+    path = write(summary, Path(out))
+    print(f"latentnav: comparison of {len(directions)} method(s) in {time.perf_counter() - t0:.0f} s: {path}")
+    for line in report(summary).split("## Per attribute")[0].splitlines()[6:]:
+        print("  " + line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jsonargparse import CLI
+
+    return run_command(lambda: CLI(main_function, args=argv, as_positional=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

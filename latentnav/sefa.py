@@ -1,0 +1,130 @@
+"""SeFa (Shen & Zhou, CVPR 2021): closed-form directions from the weights that act first on the latent.
+
+    python -m latentnav.sefa --config configs/sefa/demo.yaml
+    python -m latentnav.sefa --generator ffhq.pt --space w --layers coarse --out sefa_coarse.npz
+
+For weights A_1..A_m (each (out_i, d), h_i = A_i latent) SeFa finds the unit directions n
+that change the first layers' outputs most: the top eigenvectors of AᵀA, A = [A_1; ...; A_m].
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Sequence, Union
+
+import torch
+
+from latentnav.errors import ConfigError, run_command
+
+GROUPS = ("all", "coarse", "middle", "fine")
+
+
+def sefa(weights: Sequence[torch.Tensor], num_directions: int, normalize_rows: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top ``num_directions`` eigenvectors of AᵀA as rows (K, d) and their eigenvalues (K,), descending.
+
+    ``normalize_rows``: scale each row of A (one output unit's weights) to unit length first,
+    as the authors' release does, so that no layer dominates by its weight scale alone.
+    Each eigenvector's sign is fixed (largest-magnitude entry positive) for reproducibility.
+    """
+    if not weights:
+        raise ConfigError("sefa: no weight matrices selected")
+    d = weights[0].shape[1]
+    bad = [tuple(w.shape) for w in weights if w.ndim != 2 or w.shape[1] != d]
+    if bad:
+        raise ConfigError(f"sefa: every weight must be (out, {d}); got {bad[0]}")
+    a = torch.cat([w.detach().double() for w in weights])
+    if normalize_rows:
+        a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    if not 1 <= num_directions <= d:
+        raise ConfigError(f"num_directions: expected 1..{d} (the latent size), got {num_directions}")
+    values, vectors = torch.linalg.eigh(a.T @ a)  # ascending
+    values, vectors = values.flip(0)[:num_directions], vectors.flip(1)[:, :num_directions].T
+    sign = torch.sign(vectors.gather(1, vectors.abs().argmax(1, keepdim=True)))
+    return (vectors * sign).float(), values.float()
+
+
+def layer_resolution(name: str) -> int:
+    """Output resolution of a StyleGAN2 style-consuming layer named as in ``modulation_layers``."""
+    if name in ("conv1", "to_rgb1"):
+        return 4
+    m = re.fullmatch(r"(convs|to_rgbs)\.(\d+)", name)
+    if not m:
+        raise ConfigError(f"layers: {name!r} is not a StyleGAN2 synthesis layer")
+    j = int(m.group(2))
+    return 2 ** ((j // 2 if m.group(1) == "convs" else j) + 3)
+
+
+def select_layers(named: list[tuple[str, torch.Tensor]], layers: Union[str, Sequence[int]]) -> list[tuple[str, torch.Tensor]]:
+    """Pick from ``latent_weights`` output. For StyleGAN2's styles the convolutions count
+    (``conv1``, ``convs.0``, ...; numbered in that order), not the to-RGB layers, as in SeFa:
+    ``all``; ``coarse`` 4-8 px; ``middle`` 16-32 px; ``fine`` 64 px and up; or explicit
+    indices into that list. Other generators have one latent-facing layer: ``all``."""
+    convs = [(n, w) for n, w in named if not n.startswith("to_rgb")]
+    is_style = all(re.fullmatch(r"conv1|convs\.\d+|to_rgb1|to_rgbs\.\d+", n) for n, _ in named)
+    if isinstance(layers, str):
+        if layers not in GROUPS:
+            raise ConfigError(f"layers: expected one of {', '.join(GROUPS)} or a list of indices, got {layers!r}")
+        if layers == "all":
+            return convs if is_style else named
+        if not is_style:
+            raise ConfigError(f"layers: {layers!r} needs a generator with per-layer styles (StyleGAN2 in w space)")
+        lo, hi = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}[layers]
+        chosen = [(n, w) for n, w in convs if lo <= layer_resolution(n) <= hi]
+        if not chosen:
+            raise ConfigError(f"layers: this generator has no {layers} layers")
+        return chosen
+    pool = convs if is_style else named
+    bad = [i for i in layers if not 0 <= int(i) < len(pool)]
+    if bad or not layers:
+        raise ConfigError(f"layers: indices must be in 0..{len(pool) - 1}, got {list(layers)}")
+    return [pool[int(i)] for i in layers]
+
+
+def run_sefa(G, space: str = "z", layers: Union[str, Sequence[int]] = "all", num_directions: int = 16,
+             normalize_rows: bool = True) -> dict:
+    """SeFa on a :class:`generators.FrozenGenerator`; returns directions, eigenvalues, layer names, seconds."""
+    t0 = time.perf_counter()
+    chosen = select_layers(G.latent_weights(space), layers)
+    directions, values = sefa([w for _, w in chosen], num_directions, normalize_rows)
+    return {"directions": directions, "eigenvalues": values, "layers": [n for n, _ in chosen],
+            "seconds": time.perf_counter() - t0}
+
+
+def main_function(generator: str = "demo", space: str = "z", layers: Union[str, list[int]] = "all",
+                  num_directions: int = 16, normalize_rows: bool = True,
+                  out: str = "runs/directions/sefa.npz") -> None:
+    """Closed-form directions (SeFa) written as a directions.npz with their eigenvalues.
+
+    Args:
+        generator: generator source (bundled name or file; see generators.load_generator).
+        space: latent space (z; w for StyleGAN2).
+        layers: all, coarse, middle, fine, or a list of layer indices (StyleGAN2 convolutions).
+        num_directions: K, the number of top eigenvectors kept.
+        normalize_rows: scale each weight row to unit length first (the authors' release).
+        out: the directions.npz to write.
+    """
+    from callbacks.direction_report import write_directions
+    from generators import load_generator
+
+    G = load_generator(generator)
+    found = run_sefa(G, space, layers, num_directions, normalize_rows)
+    label = layers if isinstance(layers, str) else ",".join(map(str, layers))
+    path = write_directions(Path(out), found["directions"], [f"sefa{i:02d}" for i in range(num_directions)],
+                            f"SeFa ({space}, layers {label})", space, G.identity, seconds=found["seconds"],
+                            eigenvalues=found["eigenvalues"].numpy())
+    top = ", ".join(f"{v:.3g}" for v in found["eigenvalues"][:5].tolist())
+    print(f"latentnav: SeFa on {len(found['layers'])} layer(s) in {found['seconds'] * 1000:.1f} ms; "
+          f"top eigenvalues {top}; written to {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jsonargparse import CLI
+
+    return run_command(lambda: CLI(main_function, args=argv, as_positional=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

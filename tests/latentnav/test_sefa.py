@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from callbacks.direction_report import read_directions
+from generators import load_generator
+from latentnav.errors import ConfigError
+from latentnav.sefa import layer_resolution, main, run_sefa, select_layers, sefa
+from tests.generators.test_stylegan2 import small_port_checkpoint
+
+
+def planted(seed=0):
+    """Two weight matrices acting on a 10-d latent, with a known spectrum of AᵀA."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(10, 10, generator=g, dtype=torch.float64))
+    spectrum = torch.linspace(10, 1, 10, dtype=torch.float64)
+    u, _ = torch.linalg.qr(torch.randn(30, 10, generator=g, dtype=torch.float64))
+    a = u @ torch.diag(spectrum.sqrt()) @ q.T  # AᵀA = Q diag(spectrum) Qᵀ
+    return [a[:12].float(), a[12:].float()], q, spectrum
+
+
+def test_directions_are_the_top_eigenvectors_of_AtA():
+    weights, q, spectrum = planted()
+    directions, values = sefa(weights, 4, normalize_rows=False)
+    torch.testing.assert_close(values, spectrum[:4].float(), atol=1e-4, rtol=1e-4)
+    cos = (directions.double() @ q[:, :4]).abs().diagonal()
+    assert cos.min() > 1 - 1e-5
+    a = torch.cat(weights).double()
+    reference_values, reference_vectors = torch.linalg.eigh(a.T @ a)
+    torch.testing.assert_close(values.double(), reference_values.flip(0)[:4], atol=1e-4, rtol=1e-4)
+    assert (directions.double() @ reference_vectors.flip(1)[:, :4]).abs().diagonal().min() > 1 - 1e-5
+    # The first direction maximises |A n| over unit n: better than any random direction.
+    randoms = torch.nn.functional.normalize(torch.randn(200, 10, dtype=torch.float64), dim=1)
+    assert (a @ directions[0].double()).norm() >= (randoms @ a.T).norm(dim=1).max()
+
+
+def test_row_normalisation_is_the_eigh_of_the_normalised_matrix():
+    weights, _, _ = planted(1)
+    directions, values = sefa(weights, 3, normalize_rows=True)
+    a = torch.cat(weights).double()
+    a = a / a.norm(dim=1, keepdim=True)
+    ref_values, ref_vectors = torch.linalg.eigh(a.T @ a)
+    torch.testing.assert_close(values.double(), ref_values.flip(0)[:3], atol=1e-4, rtol=1e-4)
+    assert (directions.double() @ ref_vectors.flip(1)[:, :3]).abs().diagonal().min() > 1 - 1e-5
+    assert torch.equal(directions, sefa(weights, 3)[0])  # deterministic signs
+
+
+def test_stylegan2_layer_groups(tmp_path):
+    G = load_generator(small_port_checkpoint(tmp_path)[0])  # 32 px: convs at 4, 8, 8, 16, 16, 32, 32
+    named = G.latent_weights("w")
+    assert [layer_resolution(n) for n, _ in named] == [4, 4, 8, 8, 16, 16, 32, 32, 8, 16, 32]
+    assert [n for n, _ in select_layers(named, "all")] == ["conv1"] + [f"convs.{j}" for j in range(6)]
+    assert [n for n, _ in select_layers(named, "coarse")] == ["conv1", "convs.0", "convs.1"]
+    assert [n for n, _ in select_layers(named, "middle")] == ["convs.2", "convs.3", "convs.4", "convs.5"]
+    with pytest.raises(ConfigError, match="this generator has no fine layers"):
+        select_layers(named, "fine")
+    assert [n for n, _ in select_layers(named, [0, 3])] == ["conv1", "convs.2"]
+    with pytest.raises(ConfigError, match=r"indices must be in 0..6, got \[7\]"):
+        select_layers(named, [7])
+    coarse = run_sefa(G, "w", "coarse", 5)
+    assert coarse["directions"].shape == (5, 32) and coarse["layers"] == ["conv1", "convs.0", "convs.1"]
+    assert not torch.allclose(coarse["directions"], run_sefa(G, "w", "middle", 5)["directions"])
+
+
+def test_command_on_the_demo_generator(tmp_path, capsys):
+    out = tmp_path / "sefa.npz"
+    assert main(["--num_directions", "6", "--out", str(out)]) == 0
+    found = read_directions(out)
+    G = load_generator("demo")
+    assert found["directions"].shape == (6, 64) and found["generator"]["sha256"] == G.identity["sha256"]
+    assert found["method"] == "SeFa (z, layers all)" and float(found["seconds"]) > 0
+    assert np.all(np.diff(found["eigenvalues"]) <= 0)
+    torch.testing.assert_close(found["directions"] @ found["directions"].T, torch.eye(6), atol=1e-5, rtol=0)
+    assert main(["--layers", "coarse", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().endswith("'coarse' needs a generator with per-layer styles "
+                                                    "(StyleGAN2 in w space)")
+    assert main(["--num_directions", "65", "--out", str(out)]) == 2
+    assert "num_directions: expected 1..64 (the latent size), got 65" in capsys.readouterr().err

@@ -1,0 +1,122 @@
+"""The unsupervised method: one batched generator call, learning on the demo generator, DDP, errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import pytorch_lightning as pl
+import torch
+
+from datamodules.latent_shifts import LatentShiftsDataModule
+from latentnav.cli import LatentNavCLI
+from latentnav.errors import ConfigError, TrainingDivergedError
+from lightning_modules.unsupervised_directions import UnsupervisedDirections
+from tests.generators.test_stylegan2 import small_port_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def trainer(**kw):
+    defaults = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False)
+    return pl.Trainer(**{**defaults, **kw})
+
+
+class CountingSynthesis:
+    def __init__(self, G):
+        self.calls, self.inner = 0, G._synthesize
+        G._synthesize = self
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.inner(*args)
+
+
+@pytest.mark.parametrize("space", ["z", "w"])
+def test_pair_images_come_from_one_call_and_equal_separate_calls(tmp_path, space):
+    source = "demo" if space == "z" else str(small_port_checkpoint(tmp_path)[0])
+    model = UnsupervisedDirections(source, space=space, num_directions=5, direction_type="free")
+    G = model.generator
+    z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(0))
+    k, eps = torch.tensor([0, 4, 2, 2]), torch.tensor([3.0, -1.0, 0.5, -6.0])
+    counter = CountingSynthesis(G)
+    x0, x1 = model.pair_images(z, k, eps)
+    assert counter.calls == 1
+    latent = z if space == "z" else G.to_space(z, "w")
+    a = model.direction_matrix.matrix.detach()
+    separate0 = G.synthesize(latent, space)
+    separate1 = G.synthesize(latent + eps[:, None] * a[:, k].T, space)
+    torch.testing.assert_close(x0, separate0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x1, separate1, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(x0, x1)
+
+
+def test_learns_on_the_demo_generator_with_the_config(tmp_path, monkeypatch):
+    """The shipped config, shortened: RCA well above chance (1/8) after 250 steps; the generator
+    stays frozen and out of the checkpoint; the exported directions load in the edit command."""
+    from latentnav.edit import main as edit_main
+    from generators import load_generator
+
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load((ROOT / "configs" / "unsupervised" / "demo.yaml").read_text())
+    config["model"]["init_args"]["num_directions"] = config["data"]["init_args"]["num_directions"] = 8
+    config["data"]["init_args"].update(steps_per_epoch=125, num_val=256)
+    config["trainer"].update(max_steps=250, enable_progress_bar=False)
+    grid, export = config["trainer"]["callbacks"]
+    grid["init_args"]["every_n_steps"] = 100
+    export["init_args"]["export_to"] = "k8.npz"
+    (tmp_path / "k8.yaml").write_text(yaml.safe_dump(config))
+    cli = LatentNavCLI(args=["fit", "--config", "k8.yaml"])
+    model = cli.model
+    rca = float(cli.trainer.callback_metrics["val/rca"])
+    assert rca > 0.6, rca
+    reference = load_generator("demo")
+    for (name, p), (_, q) in zip(model.generator.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(p, q), name
+    assert not model.generator.training and not any(p.requires_grad for p in model.generator.parameters())
+    ckpt = torch.load(cli.trainer.checkpoint_callback.last_model_path, weights_only=True)
+    assert not [k for k in ckpt["state_dict"] if k.startswith("generator.")]
+    assert any(k.startswith("direction_matrix.") for k in ckpt["state_dict"])
+    log_dir = Path(cli.trainer.log_dir)
+    assert (log_dir / "edit_grid.png").is_file()
+    blob = np.load("k8.npz")
+    assert blob["directions"].shape == (8, 64) and str(blob["method"]) == "unsupervised (unit, K=8)"
+    assert float(blob["seconds"]) > 0
+    assert edit_main(["k8.npz", "--attributes", "d03", "--seeds", "0", "--steps", "3", "--out", "edits"]) == 0
+    assert (tmp_path / "edits" / "d03.png").is_file()
+
+
+def test_two_process_ddp_fit_and_validation_equal_one_process():
+    """A real 2-process run (ddp_spawn); validating the same weights on 1 and 2 processes gives the same RCA
+    and shift error (the validation set is sliced across ranks and the torchmetrics are synced)."""
+    def data():
+        return LatentShiftsDataModule(latent_dim=64, num_directions=4, batch_size=8, steps_per_epoch=6, num_val=40)
+
+    pl.seed_everything(0)
+    model = UnsupervisedDirections("demo", num_directions=4, reconstructor_width=8)
+    before = model.direction_matrix.matrix.detach().clone()
+    trainer(max_steps=6, devices=2, strategy="ddp_spawn", num_sanity_val_steps=0).fit(model, data())
+    assert not torch.allclose(model.direction_matrix.matrix.detach(), before)  # weights came back trained
+    metrics = {}
+    for devices, strategy in ((1, "auto"), (2, "ddp_spawn")):
+        t = trainer(devices=devices, strategy=strategy)
+        t.validate(model, data(), verbose=False)
+        metrics[devices] = (float(t.callback_metrics["val/rca"]), float(t.callback_metrics["val/shift_error"]))
+    assert metrics[1] == pytest.approx(metrics[2], abs=1e-6)
+
+
+def test_mismatched_data_and_diverging_loss_are_one_line_errors(monkeypatch):
+    model = UnsupervisedDirections("demo", num_directions=4, reconstructor_width=8)
+    with pytest.raises(ConfigError, match="data.num_directions is 3, but model.num_directions is 4; set both alike"):
+        trainer(fast_dev_run=1).fit(model, LatentShiftsDataModule(num_directions=3, batch_size=4))
+    with pytest.raises(ConfigError, match="data.latent_dim is 32, but the generator's z size is 64"):
+        trainer(fast_dev_run=1).fit(model, LatentShiftsDataModule(latent_dim=32, num_directions=4, batch_size=4))
+    with pytest.raises(ConfigError, match="model.space: expected one of z for DCGANAdapter, got 'w'"):
+        UnsupervisedDirections("demo", space="w")
+    # bf16 autocast runs; a NaN from the reconstructor stops training with a clear error
+    trainer(fast_dev_run=1, precision="bf16-mixed").fit(model, LatentShiftsDataModule(num_directions=4, batch_size=4))
+    monkeypatch.setattr(model.reconstructor, "forward", lambda x0, x1: (torch.full((len(x0), 4), float("nan")),
+                                                                        torch.zeros(len(x0))))
+    with pytest.raises(TrainingDivergedError, match="unsupervised loss is not finite at global step 0"):
+        trainer(fast_dev_run=1).fit(model, LatentShiftsDataModule(num_directions=4, batch_size=4))
