@@ -53,10 +53,12 @@ class DCGANDiscriminator(nn.Module):
     faces, and the R1 penalty needs per-sample gradients that BN would mix.
     """
 
-    def __init__(self, resolution: int = 32, channels: tuple[int, ...] = (32, 64, 128, 256), mbstd_group: int = 0) -> None:
+    def __init__(self, resolution: int = 32, channels: tuple[int, ...] = (32, 64, 128, 256), mbstd_group: int = 0,
+                 pack: int = 1) -> None:
         super().__init__()
         num_down = (resolution // 4).bit_length() - 1
-        layers: list[nn.Module] = [nn.Conv2d(3, channels[0], 3, padding=1), nn.LeakyReLU(0.2)]
+        self.pack = pack
+        layers: list[nn.Module] = [nn.Conv2d(3 * pack, channels[0], 3, padding=1), nn.LeakyReLU(0.2)]
         for i in range(num_down):
             layers += [nn.Conv2d(channels[i], channels[i + 1], 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
@@ -64,7 +66,16 @@ class DCGANDiscriminator(nn.Module):
         self.head = nn.Linear((channels[num_down] + (1 if mbstd_group else 0)) * 16, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, R, R) in [-1, 1] -> logits (B,)."""
+        """Images (B, 3, R, R) in [-1, 1] -> logits (B // pack,).
+
+        ``pack`` > 1 (PacGAN): groups of ``pack`` samples are judged together, stacked on
+        channels, so a generator that drops a mode (hats) makes packs that look too alike.
+        """
+        if self.pack > 1:
+            n, c, h, w = images.shape
+            if n % self.pack:
+                raise ValueError(f"discriminator: batch {n} is not a multiple of pack={self.pack}")
+            images = images.reshape(n // self.pack, c * self.pack, h, w)
         x = self.features(images)
         if self.mbstd_group:
             x = minibatch_stddev(x, self.mbstd_group)

@@ -6,17 +6,20 @@
 For every ``directions.npz`` (all made on one generator), with the attribute classifier:
 
 1. **Naming.** Each unit direction is moved by ``naming_alpha`` both ways on ``num_samples``
-   latents; the sign whose largest attribute *increase* is larger is kept (unsupervised and
-   closed-form directions have no intrinsic sign), and the direction is named by that attribute.
+   latents and named by the attribute with the largest first-order change, (plus - minus) / 2;
+   it is oriented to raise that attribute (unsupervised and closed-form directions have no
+   intrinsic sign).
 2. **Edit effect at equal target success** (the supervised issue's :class:`EditEffect`): each
    oriented direction is stepped until its named attribute flips on half of the samples where
    it was off. At that step: purity = the named attribute's change / the total absolute change
-   of all attributes (1 = it moves nothing else), and the off-target change = the mean absolute
-   change of the other attributes. A direction *controls* its attribute when its purity is
+   of all attributes, both on the samples where the named attribute was off (1 = it moves
+   nothing else), and the off-target change = the mean absolute change of the other attributes
+   over all samples (as in the supervised report). A direction *controls* its attribute when its purity is
    >= ``purity_threshold`` and it reaches that 50 % flip rate within the step grid.
 3. **Comparison**: ``comparison.md`` (per method: attributes controlled, mean off-target change,
    compute time; per attribute: each method's best direction), ``effects_<method>.png``
-   heat-maps (rows = directions, columns = attributes, red = up, blue = down), ``names_<file>.tsv``,
+   heat-maps (rows = directions, columns = attributes: the change at the 50 % flip step on the
+   samples where the named attribute was off; red = up, blue = down), ``names_<method>.tsv``,
    and the same in TensorBoard under ``out/tensorboard``.
 """
 
@@ -53,16 +56,21 @@ def attribute_changes(G, judge, directions: torch.Tensor, alpha: float, latents:
 
 def name_directions(plus: torch.Tensor, minus: torch.Tensor) -> dict:
     """From changes (K, A) at +alpha and -alpha: per direction the kept sign (+1/-1), the named
-    attribute index, its change and the purity (change / total absolute change)."""
-    up_plus, j_plus = plus.max(1)
-    up_minus, j_minus = minus.max(1)
-    use_plus = up_plus >= up_minus
-    sign = torch.where(use_plus, 1.0, -1.0)
-    target = torch.where(use_plus, j_plus, j_minus)
-    chosen = torch.where(use_plus[:, None], plus, minus)
+    attribute index, its change and the purity (change / total absolute change).
+
+    The name is the attribute with the largest first-order effect, (plus - minus) / 2 (the
+    part of the change that flips with the direction's sign); the sign is the one that raises
+    it. (Taking the larger *increase* of either side instead names e.g. a Blond_Hair direction
+    "Black_Hair", because going against it turns other hair colours on.)
+    """
+    linear = (plus - minus) / 2
+    target = linear.abs().argmax(1)
+    sign = torch.sign(linear.gather(1, target[:, None]).squeeze(1))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    chosen = torch.where(sign[:, None] > 0, plus, minus)
     change = chosen.gather(1, target[:, None]).squeeze(1)
-    purity = change / chosen.abs().sum(1).clamp_min(1e-12)
-    return {"sign": sign, "target": target, "change": change, "purity": purity, "changes": chosen}
+    purity = change.clamp_min(0) / chosen.abs().sum(1).clamp_min(1e-12)
+    return {"sign": sign.float(), "target": target, "change": change, "purity": purity, "changes": chosen}
 
 
 def _abbreviation(name: str) -> str:
@@ -75,6 +83,10 @@ def _heatmap(effect: np.ndarray, row_names: list[str], column_names: list[str], 
 
     rgb = heatmap(torch.from_numpy(np.nan_to_num(effect, nan=0.0)), cell=cell)
     return labelled_rows(rgb, row_names, [_abbreviation(c) for c in column_names], margin=150)
+
+
+def _or_none(x: float) -> Optional[float]:
+    return None if x != x else x  # JSON has no NaN
 
 
 def _slug(text: str) -> str:
@@ -118,13 +130,18 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
         metric = EditEffect(DEFAULT_ALPHAS, targets, len(attributes))
         effect = measure_edits(G, judge, oriented, targets, DEFAULT_ALPHAS, num_samples, seed, space, batch_size,
                                metric=metric)
+        # torchmetrics squeezes one-element results: restore the (K,) and (K, A) shapes for K = 1.
+        k = len(d)
+        effect = {key: effect[key].reshape(k, -1) if key.startswith("effect") else effect[key].reshape(k)
+                  for key in ("effect", "effect_where_off", "step", "cannot_flip")}
         off = effect["effect"].clone()
         for i, t in enumerate(targets):
             off[i, t] = math.nan
         off_mean = torch.nanmean(off.abs(), dim=1)  # NaN where the direction cannot flip its attribute
-        # Purity at equal target success (the 50 % flip step), from the edit-effect matrix; a
-        # direction that cannot flip its attribute keeps the naming step's purity.
-        at_step = effect["effect"]
+        # Purity at equal target success (the 50 % flip step), on the samples the edit is for (its
+        # attribute was off): over all samples, an attribute that is on for most faces barely moves
+        # on average however clean the edit. A direction that cannot flip keeps the naming purity.
+        at_step = effect["effect_where_off"]
         target_change = at_step.gather(1, torch.tensor(targets)[:, None]).squeeze(1)
         purity = torch.where(effect["cannot_flip"], named["purity"].double(),
                              target_change / at_step.abs().sum(1).clamp_min(1e-12))
@@ -151,18 +168,22 @@ def report(summary: dict) -> str:
              f"(sha256 {str(summary['generator'].get('sha256'))[:12]})", "",
              f"{summary['num_samples']} samples; naming at alpha = +/-{summary['naming_alpha']:g}; a direction "
              f"controls its attribute when purity >= {summary['purity_threshold']:g} and it flips the attribute on "
-             "for half of the samples where it was off within the step grid. Off-target change: the mean absolute "
-             "change of the other attributes' probabilities at that step (equal target success).", "",
+             "for half of the samples where it was off within the step grid. Purity: at that step, the named "
+             "attribute's share of the total absolute change of all attributes' probabilities, on the samples where "
+             "it was off. Off-target change: the mean absolute change of the other attributes' probabilities at that "
+             "step over all samples (equal target success).", "",
              "## Per method", "",
              "| method | directions | attributes controlled (purity >= threshold) | # | mean off-target change "
-             "(controlling directions) | compute time |", "|---|---|---|---|---|---|"]
+             "(controlling directions) | mean off-target change (every direction that flips its attribute) | "
+             "compute time |", "|---|---|---|---|---|---|---|"]
     for r in results:
         ctrl = sorted({attrs[t] for t, c in zip(r["target"], r["controls"].tolist()) if c})
         mask = r["controls"]
         mean_off = float(r["off_target"][mask].mean()) if bool(mask.any()) else math.nan
         secs = r["seconds"]
         lines.append(f"| {r['method']} | {len(r['names'])} | {', '.join(ctrl) or 'none'} | {len(ctrl)} | "
-                     f"{_f(mean_off)} | {'n/a' if secs != secs else f'{secs:.2f} s'} |")
+                     f"{_f(mean_off)} | {_f(float(torch.nanmean(r['off_target'])))} | "
+                     f"{'n/a' if secs != secs else f'{secs:.2f} s'} |")
     union_un = sorted({attrs[t] for r in results if not r["method"].startswith(("linear map", "InterFaceGAN"))
                        for t, c in zip(r["target"], r["controls"].tolist()) if c})
     lines += ["", f"Unsupervised and closed-form methods together control {len(union_un)} of {len(attrs)} "
@@ -222,10 +243,11 @@ def write(summary: dict, out: Path) -> Path:
             f"{n}\t{attrs[t]}\t{int(s)}\t{float(p):.4f}\t{float(o):.4f}\t{int(c)}\n"
             for n, t, s, p, o, c in zip(r["names"], r["target"], r["sign"].tolist(), r["purity"], r["off_target"],
                                         mask.tolist())))
-        table.append({"method": r["method"], "file": r["file"], "seconds": r["seconds"],
+        table.append({"method": r["method"], "file": r["file"], "seconds": None if r["seconds"] != r["seconds"] else r["seconds"],
                       "controls": sorted({attrs[t] for t, c in zip(r["target"], mask.tolist()) if c}),
                       "mean_off_target": float(r["off_target"][mask].mean()) if bool(mask.any()) else None,
-                      "directions": [{"name": n, "named": attrs[t], "purity": float(p), "off_target": float(o),
+                      "mean_off_target_flipping": _or_none(float(torch.nanmean(r["off_target"]))),
+                      "directions": [{"name": n, "named": attrs[t], "purity": float(p), "off_target": _or_none(float(o)),
                                       "controls": bool(c)}
                                      for n, t, p, o, c in zip(r["names"], r["target"], r["purity"], r["off_target"],
                                                               mask.tolist())]})

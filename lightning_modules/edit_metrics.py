@@ -6,8 +6,9 @@
   attribute i flips on among samples where it was off. ``compute`` compares methods at
   *equal target success*: for each direction it finds the step alpha_i at which attribute i
   flips on half of those samples (linear interpolation on the grid), and reports
-  E[i, j] = mean change of attribute j's probability at alpha_i, plus the flip rate reached
-  at 2 alpha_i and 3 alpha_i. Directions that never reach a 0.5 flip rate on the grid get
+  E[i, j] = mean change of attribute j's probability at alpha_i, the same mean over only the
+  samples where attribute i was off (``effect_where_off``: the population the edit is for,
+  used for purity), plus the flip rate reached at 2 alpha_i and 3 alpha_i. Directions that never reach a 0.5 flip rate on the grid get
   NaN rows and are listed in ``cannot_flip``.
 """
 
@@ -62,6 +63,8 @@ class EditEffect(Metric):
         self.add_state("count", torch.zeros(n_dir, n_alpha, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("flipped", torch.zeros(n_dir, n_alpha, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("was_off", torch.zeros(n_dir, n_alpha, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("delta_off_sum", torch.zeros(n_dir, n_alpha, num_attributes, dtype=torch.float64),
+                       dist_reduce_fx="sum")
 
     def update(self, direction: int, alpha_index: int, p0: torch.Tensor, p1: torch.Tensor) -> None:
         p0, p1 = p0.detach().double(), p1.detach().double()
@@ -71,12 +74,15 @@ class EditEffect(Metric):
         self.count[direction, alpha_index] += len(p0)
         self.flipped[direction, alpha_index] += (off & (p1[:, t] > 0.5)).sum()
         self.was_off[direction, alpha_index] += off.sum()
+        self.delta_off_sum[direction, alpha_index] += (p1 - p0)[off].sum(0)
 
     def compute(self) -> dict[str, torch.Tensor]:
         mean_delta = self.delta_sum / self.count.clamp_min(1)[..., None]
+        mean_delta_off = self.delta_off_sum / self.was_off.clamp_min(1)[..., None]
         flip = self.flipped / self.was_off.clamp_min(1)
         n_dir, _, k = mean_delta.shape
         effect = torch.full((n_dir, k), math.nan, dtype=torch.float64)
+        effect_off = torch.full((n_dir, k), math.nan, dtype=torch.float64)
         step = torch.full((n_dir,), math.nan, dtype=torch.float64)
         flip2, flip3 = torch.full_like(step, math.nan), torch.full_like(step, math.nan)
         for i in range(n_dir):
@@ -91,12 +97,13 @@ class EditEffect(Metric):
                 alpha = self.alphas[a - 1] + (0.5 - f0) / (f1 - f0).clamp_min(1e-12) * (self.alphas[a] - self.alphas[a - 1])
             step[i] = alpha
             effect[i] = _interp(alpha, self.alphas, mean_delta[i])
+            effect_off[i] = _interp(alpha, self.alphas, mean_delta_off[i])
             flip2[i] = _interp(2 * alpha, self.alphas, flip[i])
             flip3[i] = _interp(3 * alpha, self.alphas, flip[i])
         off_target = effect.clone()
         for i, t in enumerate(self.targets):
             off_target[i, t] = math.nan
-        return {"effect": effect, "step": step, "flip_at_2x": flip2, "flip_at_3x": flip3,
+        return {"effect": effect, "effect_where_off": effect_off, "step": step, "flip_at_2x": flip2, "flip_at_3x": flip3,
                 "flip_curve": flip, "off_target_abs_mean": torch.nanmean(off_target.abs()),
                 "off_target_abs_max": torch.nan_to_num(off_target.abs(), nan=-1.0).max(),
                 "cannot_flip": torch.isnan(step)}

@@ -52,5 +52,10 @@ def test_w_space_pca_and_bad_input(tmp_path, capsys):
     assert main(["--num_directions", "5", "--num_samples", "2000", "--out", str(out)]) == 0
     found = read_directions(out)
     assert found["directions"].shape == (5, 64) and found["method"] == "GANSpace (z, net.fc)"
+    from latentnav.edit import main as edit_main
+
+    assert edit_main([str(out), "--attributes", "pc01", "--seeds", "0", "--steps", "3",
+                      "--out", str(tmp_path / "edits")]) == 0
+    assert (tmp_path / "edits" / "pc01.png").is_file()
     assert main(["--layer", "net.nope", "--out", str(out)]) == 2
     assert "layer: 'net.nope' is not a module of DCGANAdapter" in capsys.readouterr().err

@@ -71,6 +71,11 @@ def test_command_on_the_demo_generator(tmp_path, capsys):
     assert found["method"] == "SeFa (z, layers all)" and float(found["seconds"]) > 0
     assert np.all(np.diff(found["eigenvalues"]) <= 0)
     torch.testing.assert_close(found["directions"] @ found["directions"].T, torch.eye(6), atol=1e-5, rtol=0)
+    from latentnav.edit import main as edit_main
+
+    assert edit_main([str(out), "--attributes", "sefa00", "--seeds", "0", "--steps", "3",
+                      "--out", str(tmp_path / "edits")]) == 0
+    assert (tmp_path / "edits" / "sefa00.png").is_file()
     assert main(["--layers", "coarse", "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip().endswith("'coarse' needs a generator with per-layer styles "
                                                     "(StyleGAN2 in w space)")

@@ -32,6 +32,11 @@ def test_edit_effect_at_equal_target_success():
     assert out["flip_at_2x"][0].item() == pytest.approx(1.0)
     assert bool(out["cannot_flip"][1]) and not bool(out["cannot_flip"][0])
     assert out["off_target_abs_mean"].item() == pytest.approx(0.07)
+    # Over all four samples attribute 0 rises by (0.35 + 0.35 + 0.1 + 0.35) / 4 at alpha 3.5 (one
+    # sample is capped at 1); over the three where it was off, by 0.35 each.
+    assert out["effect"][0, 0].item() == pytest.approx((0.35 * 3 + 0.1) / 4)
+    assert out["effect_where_off"][0, 0].item() == pytest.approx(0.35)
+    assert out["effect_where_off"][0, 1].item() == pytest.approx(0.07)
 
 
 def test_projection_survives_repeated_or_zero_vectors():
