@@ -188,19 +188,21 @@ def report(summary: dict) -> str:
                        for t, c in zip(r["target"], r["controls"].tolist()) if c})
     lines += ["", f"Unsupervised and closed-form methods together control {len(union_un)} of {len(attrs)} "
               f"attributes: {', '.join(union_un) or 'none'}.", "",
-              "## Per attribute: each method's best controlling direction", "",
-              "Off-target change of the direction with the highest purity among those that control the attribute "
-              "(purity in brackets); '-' = no direction controls it.", "",
+              "## Per attribute: each method's purest direction", "",
+              "Purity and off-target change of the direction with the highest purity among those named by the "
+              "attribute that flip it on within the grid; **bold** = it controls the attribute (purity >= "
+              f"{summary['purity_threshold']:g}); '-' = no direction of the method flips it.", "",
               "| attribute | " + " | ".join(r["method"] for r in results) + " |", "|---|" + "---|" * len(results)]
     for j, a in enumerate(attrs):
         cells = []
         for r in results:
-            idx = [i for i, (t, c) in enumerate(zip(r["target"], r["controls"].tolist())) if c and t == j]
+            idx = [i for i, t in enumerate(r["target"]) if t == j and r["step"][i] == r["step"][i]]
             if not idx:
                 cells.append("-")
                 continue
             best = max(idx, key=lambda i: float(r["purity"][i]))
-            cells.append(f"{_f(float(r['off_target'][best]))} ({float(r['purity'][best]):.2f})")
+            cell = f"{float(r['purity'][best]):.2f} / {_f(float(r['off_target'][best]))}"
+            cells.append(f"**{cell}**" if bool(r["controls"][best]) else cell)
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     for r in results:
         lines += ["", f"## {r['method']} ({r['file']})", "",
