@@ -53,24 +53,24 @@ def test_pair_images_come_from_one_call_and_equal_separate_calls(tmp_path, space
 
 
 def test_learns_on_the_demo_generator_with_the_config(tmp_path, monkeypatch):
-    """The shipped config, shortened: RCA well above chance (1/8) after 250 steps; the generator
-    stays frozen and out of the checkpoint; the exported directions load in the edit command."""
+    """The shipped config (K = 16), shortened to 300 steps: the reconstructor already tells the 16
+    directions apart (0.95 measured at this point, 0.996 after 1,000 steps; chance is 1/16); the
+    generator stays frozen and out of the checkpoint; the exported directions load in the edit command."""
     from latentnav.edit import main as edit_main
     from generators import load_generator
 
     monkeypatch.chdir(tmp_path)
     config = yaml.safe_load((ROOT / "configs" / "unsupervised" / "demo.yaml").read_text())
-    config["model"]["init_args"]["num_directions"] = config["data"]["init_args"]["num_directions"] = 8
-    config["data"]["init_args"].update(steps_per_epoch=125, num_val=256)
-    config["trainer"].update(max_steps=250, enable_progress_bar=False)
+    config["data"]["init_args"].update(steps_per_epoch=150, num_val=256)
+    config["trainer"].update(max_steps=300, enable_progress_bar=False)
     grid, export = config["trainer"]["callbacks"]
     grid["init_args"]["every_n_steps"] = 100
-    export["init_args"]["export_to"] = "k8.npz"
-    (tmp_path / "k8.yaml").write_text(yaml.safe_dump(config))
-    cli = LatentNavCLI(args=["fit", "--config", "k8.yaml"])
+    export["init_args"]["export_to"] = "k16.npz"
+    (tmp_path / "k16.yaml").write_text(yaml.safe_dump(config))
+    cli = LatentNavCLI(args=["fit", "--config", "k16.yaml"])
     model = cli.model
     rca = float(cli.trainer.callback_metrics["val/rca"])
-    assert rca > 0.6, rca
+    assert rca >= 0.85, rca
     reference = load_generator("demo")
     for (name, p), (_, q) in zip(model.generator.state_dict().items(), reference.state_dict().items()):
         assert torch.equal(p, q), name
@@ -80,10 +80,10 @@ def test_learns_on_the_demo_generator_with_the_config(tmp_path, monkeypatch):
     assert any(k.startswith("direction_matrix.") for k in ckpt["state_dict"])
     log_dir = Path(cli.trainer.log_dir)
     assert (log_dir / "edit_grid.png").is_file()
-    blob = np.load("k8.npz")
-    assert blob["directions"].shape == (8, 64) and str(blob["method"]) == "unsupervised (unit, K=8)"
+    blob = np.load("k16.npz")
+    assert blob["directions"].shape == (16, 64) and str(blob["method"]) == "unsupervised (unit, K=16)"
     assert float(blob["seconds"]) > 0
-    assert edit_main(["k8.npz", "--attributes", "d03", "--seeds", "0", "--steps", "3", "--out", "edits"]) == 0
+    assert edit_main(["k16.npz", "--attributes", "d03", "--seeds", "0", "--steps", "3", "--out", "edits"]) == 0
     assert (tmp_path / "edits" / "d03.png").is_file()
 
 
