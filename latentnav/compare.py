@@ -74,15 +74,21 @@ def name_directions(plus: torch.Tensor, minus: torch.Tensor) -> dict:
 
 
 def _abbreviation(name: str) -> str:
-    parts = [p for p in re.split(r"[_\s]+", name) if p]
-    return "".join(p[0] for p in parts).upper() if len(parts) > 1 else name[:4]
+    """Black_Hair -> BlaH, Wearing_Lipstick -> WeaL, Smiling -> Smi: short column labels."""
+    parts = [p for p in re.split(r"[_\s]+", name) if p] or [name]
+    return parts[0][:3] + "".join(p[0] for p in parts[1:])
 
 
-def _heatmap(effect: np.ndarray, row_names: list[str], column_names: list[str], cell: int = 16) -> np.ndarray:
+def _labels(names: list[str]) -> list[str]:
+    short = [_abbreviation(n) for n in names]
+    return [s if short.count(s) == 1 else f"{s}{i}" for i, s in enumerate(short)]
+
+
+def _heatmap(effect: np.ndarray, row_names: list[str], column_names: list[str], cell: int = 28) -> np.ndarray:
     from callbacks.direction_report import heatmap, labelled_rows
 
     rgb = heatmap(torch.from_numpy(np.nan_to_num(effect, nan=0.0)), cell=cell)
-    return labelled_rows(rgb, row_names, [_abbreviation(c) for c in column_names], margin=150)
+    return labelled_rows(rgb, row_names, _labels(column_names), margin=170)
 
 
 def _or_none(x: float) -> Optional[float]:
@@ -215,7 +221,7 @@ def report(summary: dict) -> str:
                          f"{float(r['change'][i]):+.3f} | {_f(float(r['step'][i]), '.2f')} | "
                          f"{_f(float(r['off_target'][i]))} |")
     lines += ["", "Attribute abbreviations in the heat-maps: " +
-              ", ".join(f"{_abbreviation(a)} = {a}" for a in attrs) + "."]
+              ", ".join(f"{b} = {a}" for a, b in zip(attrs, _labels(attrs))) + "."]
     return "\n".join(lines) + "\n"
 
 
