@@ -55,6 +55,25 @@ def test_bf16_mixed_precision_steps():
     assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in model.parameters())
 
 
+def test_packed_discriminator_judges_pairs():
+    from generators.dcgan import DCGANDiscriminator
+
+    d = DCGANDiscriminator(32, (8, 16, 16, 16), pack=2)
+    x = torch.rand(6, 3, 32, 32) * 2 - 1
+    assert d(x).shape == (3,)
+    # the second logit depends on samples 2 and 3 only
+    y = x.clone()
+    y[3] = -y[3]
+    changed = (d(y) - d(x)).abs() > 0
+    assert changed.tolist() == [False, True, False]
+    with pytest.raises(ValueError, match="batch 5 is not a multiple of pack=2"):
+        d(x[:5])
+    pl.seed_everything(1)
+    model = DemoGAN(**SMALL, pack=2, r1_every=1)  # a full iteration with R1 on packed reals
+    fit(model, images(), steps=2)
+    assert model.iteration == 1 and all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_r1_changes_the_discriminator_step():
     results = []
     for gamma in (0.0, 100.0):
