@@ -1,8 +1,8 @@
 """Training triples for the unsupervised method: latents z, direction indices k, shifts eps.
 
 Nothing is stored: every batch is drawn afresh from seeded generators. Training streams are
-disjoint across DDP ranks and dataloader workers (seeded by seed, rank, worker and a pass
-counter); the validation set is one fixed draw that every rank slices ``rank::world_size``,
+disjoint across DDP ranks and dataloader workers (seeded by seed, rank, worker, epoch and a
+pass counter); the validation set is one fixed draw that every rank slices ``rank::world_size``,
 so validation metrics are the same on 1 or N processes.
 """
 
@@ -47,7 +47,9 @@ class _Stream(IterableDataset):
             return
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        g = torch.Generator().manual_seed(hash((self.seed, self.rank, worker, self.passes)) & (2**63 - 1))
+        # The epoch makes a resumed run draw new triples instead of replaying epoch 0's.
+        epoch = getattr(dm.trainer, "current_epoch", 0) if dm.trainer is not None else 0
+        g = torch.Generator().manual_seed(hash((self.seed, self.rank, worker, epoch, self.passes)) & (2**63 - 1))
         self.passes += 1
         for _ in range(worker, self.batches, workers):
             yield draw(dm.batch_size, dm.latent_dim, dm.num_directions, dm.shift_range, dm.shift_floor, g)

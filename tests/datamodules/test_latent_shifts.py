@@ -34,6 +34,11 @@ def test_batches_ranges_and_per_rank_streams():
     assert not torch.allclose(batches0[0][0], batches1[0][0])  # ranks draw different latents
     again = list(train0)  # the next epoch: a fresh stream, not a replay
     assert not torch.allclose(again[0][0], batches0[0][0])
+    # A resumed run (new dataloader, pass counter back at 0) at epoch 3 does not replay epoch 0.
+    dm.trainer = FakeTrainer(0, 2)
+    dm.trainer.current_epoch = 3
+    resumed = list(dm.train_dataloader())
+    assert not torch.allclose(resumed[0][0], batches0[0][0])
 
 
 def test_validation_set_is_the_same_for_any_world_size():
