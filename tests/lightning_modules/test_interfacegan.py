@@ -1,24 +1,28 @@
+import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.interfacegan import InterFaceGANBoundaries, conditional_direction
-
-
-import pytest
+from tests import ddp_spawn
 
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_normals_recover_planted_boundaries(processes):
-    pl.seed_everything(0)
-    g = torch.Generator().manual_seed(0)
-    normals = torch.nn.functional.normalize(torch.randn(3, 16, generator=g), dim=1)
-    z = torch.randn(4096, 16, generator=g)
-    logits = 8 * z @ normals.T  # confident far from the boundary, ambiguous near it
-    model = InterFaceGANBoundaries(["a", "b", "c"], 16, lr=0.05)
-    pl.Trainer(max_epochs=20, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-               enable_model_summary=False, accelerator="cpu", devices=processes,
-               strategy="ddp_spawn" if processes > 1 else "auto").fit(model, DataLoader(TensorDataset(z, logits), batch_size=256, shuffle=True))
+    def body():
+        pl.seed_everything(0)
+        g = torch.Generator().manual_seed(0)
+        normals = torch.nn.functional.normalize(torch.randn(3, 16, generator=g), dim=1)
+        z = torch.randn(4096, 16, generator=g)
+        logits = 8 * z @ normals.T  # confident far from the boundary, ambiguous near it
+        model = InterFaceGANBoundaries(["a", "b", "c"], 16, lr=0.05)
+        pl.Trainer(max_epochs=20, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, accelerator="cpu", devices=processes,
+                   strategy="ddp_spawn" if processes > 1 else "auto").fit(
+            model, DataLoader(TensorDataset(z, logits), batch_size=256, shuffle=True))
+        return model, normals
+
+    model, normals = ddp_spawn.run(body)
     cos = (model.directions() * normals).sum(1)
     assert cos.min() > 0.97
 

@@ -4,6 +4,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.linear_map import LinearMap
 from lightning_modules.supervised_directions import SupervisedDirections, planted_problem
+from tests import ddp_spawn
 
 
 def fit(model, z, y, epochs):
@@ -64,15 +65,16 @@ class FullBatch(pl.LightningDataModule):
 
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch():
     """Tolerance: 1e-4 on weights and metrics (float32 all-reduce order)."""
-    results = {}
-    for processes, strategy in ((1, "auto"), (2, "ddp_spawn")):
+    def fit_with(processes, strategy):
         pl.seed_everything(0)
         model = SupervisedDirections(["a", "b", "c"], 8, ortho_weight=0.5, lr=0.05)
         trainer = pl.Trainer(max_epochs=15, accelerator="cpu", devices=processes, strategy=strategy, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(model, FullBatch(processes))
-        results[processes] = (model.map.weight.detach().clone(), float(trainer.callback_metrics["val/mse"]),
-                              float(trainer.callback_metrics["val/max_abs_cos"]))
+        return (model.map.weight.detach().clone(), float(trainer.callback_metrics["val/mse"]),
+                float(trainer.callback_metrics["val/max_abs_cos"]))
+
+    results = {1: fit_with(1, "auto"), 2: ddp_spawn.run(lambda: fit_with(2, "ddp_spawn"))}
     torch.testing.assert_close(results[2][0], results[1][0], atol=1e-4, rtol=1e-4)
     assert abs(results[2][1] - results[1][1]) < 1e-4 and abs(results[2][2] - results[1][2]) < 1e-4
     assert not torch.allclose(results[1][0], torch.zeros_like(results[1][0]))

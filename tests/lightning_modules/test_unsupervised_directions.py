@@ -12,6 +12,7 @@ from datamodules.latent_shifts import LatentShiftsDataModule
 from latentnav.cli import LatentNavCLI
 from latentnav.errors import ConfigError, TrainingDivergedError
 from lightning_modules.unsupervised_directions import UnsupervisedDirections
+from tests import ddp_spawn
 from tests.generators.test_stylegan2 import small_port_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,17 +94,23 @@ def test_two_process_ddp_fit_and_validation_equal_one_process():
     def data():
         return LatentShiftsDataModule(latent_dim=64, num_directions=4, batch_size=8, steps_per_epoch=6, num_val=40)
 
-    pl.seed_everything(0)
-    model = UnsupervisedDirections("demo", num_directions=4, reconstructor_width=8)
-    before = model.direction_matrix.matrix.detach().clone()
-    trainer(max_steps=6, devices=2, strategy="ddp_spawn", num_sanity_val_steps=0).fit(model, data())
-    assert not torch.allclose(model.direction_matrix.matrix.detach(), before)  # weights came back trained
-    metrics = {}
-    for devices, strategy in ((1, "auto"), (2, "ddp_spawn")):
+    def fit():
+        pl.seed_everything(0)
+        model = UnsupervisedDirections("demo", num_directions=4, reconstructor_width=8)
+        before = model.direction_matrix.matrix.detach().clone()
+        trainer(max_steps=6, devices=2, strategy="ddp_spawn", num_sanity_val_steps=0).fit(model, data())
+        return model, before
+
+    def validate(model, devices, strategy):
         t = trainer(devices=devices, strategy=strategy)
         t.validate(model, data(), verbose=False)
-        metrics[devices] = (float(t.callback_metrics["val/rca"]), float(t.callback_metrics["val/shift_error"]))
-    assert metrics[1] == pytest.approx(metrics[2], abs=1e-6)
+        return float(t.callback_metrics["val/rca"]), float(t.callback_metrics["val/shift_error"])
+
+    model, before = ddp_spawn.run(fit)
+    assert not torch.allclose(model.direction_matrix.matrix.detach(), before)  # weights came back trained
+    one = validate(model, 1, "auto")
+    two = ddp_spawn.run(lambda: validate(model, 2, "ddp_spawn"))
+    assert one == pytest.approx(two, abs=1e-6)
 
 
 def test_mismatched_data_and_diverging_loss_are_one_line_errors(monkeypatch):
