@@ -6,8 +6,7 @@ import torch
 from generators import BUNDLED, load_generator
 from generators.adapters import DCGANAdapter, ModuleAdapter
 from latentnav.errors import ConfigError, DataFormatError
-from lightning_modules.annotator import load_annotator
-from tests.generators.tiny import TinyGenerator, save_tiny
+from tests.generators.tiny import save_tiny
 
 
 def test_torchscript_generator_is_probed(tmp_path):
