@@ -3,7 +3,8 @@
 Models and data are chosen in YAML with ``class_path`` / ``init_args`` (see ``configs/``).
 Every run gets, without asking: TensorBoard logging under ``runs/``, a checkpoint callback
 writing the best checkpoint and ``last.ckpt`` (always the latest state) (configure under ``checkpoint:``), a
-per-process thread budget (``threads:``) and an end-of-run summary (``summary:``).
+per-process thread budget (``threads:``), an end-of-run summary (``summary:``) and a clean
+exit of distributed ranks (``callbacks/process_group_exit.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI
 
 from callbacks.checkpoint import Checkpoint
+from callbacks.process_group_exit import ProcessGroupExit
 from callbacks.run_summary import RunSummary
 from callbacks.thread_budget import ThreadBudget
 from latentnav.errors import ConfigError, run_command
@@ -65,6 +67,12 @@ class LatentNavCLI(LightningCLI):
         ckpt = (self.config.get(self.subcommand) or {}).get("ckpt_path") if self.subcommand else None
         if ckpt and ckpt not in _LIGHTNING_CKPT_ALIASES and not Path(ckpt).is_file():
             raise ConfigError(f"--ckpt_path: checkpoint {ckpt} not found")
+
+    def instantiate_trainer(self, **kwargs) -> pl.Trainer:
+        # Not a config key: a clean exit of distributed ranks is not a choice (see the callback).
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.append(ProcessGroupExit())
+        return trainer
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(Checkpoint, "checkpoint")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from callbacks import process_group_exit
 from callbacks.attribute_grid import _GREEN, _ORANGE, _RED, labelled_grid
 from callbacks.run_summary import format_table, per_name_table
 from callbacks.thread_budget import ThreadBudget, threads_per_process
@@ -56,3 +57,23 @@ def test_thread_budget_sets_torch_threads(monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(previous)
+
+
+def test_process_group_exit_registers_one_handler_that_destroys_the_group(monkeypatch, tmp_path):
+    registered = []
+    monkeypatch.setattr(process_group_exit.atexit, "register", registered.append)
+    monkeypatch.setattr(process_group_exit, "_registered", False)
+    callback = process_group_exit.ProcessGroupExit()
+    callback.setup(None, None, "fit")
+    assert registered == []  # nothing to release outside a distributed run
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        callback.setup(None, None, "fit")
+        callback.setup(None, None, "validate")
+        assert registered == [process_group_exit.destroy_process_group]
+        registered[0]()
+        assert not torch.distributed.is_initialized()
+        registered[0]()  # a second call (e.g. Lightning's own handler ran first) is harmless
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.interfacegan import InterFaceGANBoundaries, conditional_direction
+from callbacks.process_group_exit import ProcessGroupExit
 from tests import ddp_spawn
 
 
@@ -18,7 +19,7 @@ def test_normals_recover_planted_boundaries(processes):
         model = InterFaceGANBoundaries(["a", "b", "c"], 16, lr=0.05)
         pl.Trainer(max_epochs=20, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                    enable_model_summary=False, accelerator="cpu", devices=processes,
-                   strategy="ddp_spawn" if processes > 1 else "auto").fit(
+                   strategy="ddp_spawn" if processes > 1 else "auto", callbacks=[ProcessGroupExit()]).fit(
             model, DataLoader(TensorDataset(z, logits), batch_size=256, shuffle=True))
         return model, normals
 

@@ -4,6 +4,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.linear_map import LinearMap
 from lightning_modules.supervised_directions import SupervisedDirections, planted_problem
+from callbacks.process_group_exit import ProcessGroupExit
 from tests import ddp_spawn
 
 
@@ -69,7 +70,8 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch():
         pl.seed_everything(0)
         model = SupervisedDirections(["a", "b", "c"], 8, ortho_weight=0.5, lr=0.05)
         trainer = pl.Trainer(max_epochs=15, accelerator="cpu", devices=processes, strategy=strategy, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             callbacks=[ProcessGroupExit()])
         trainer.fit(model, FullBatch(processes))
         return (model.map.weight.detach().clone(), float(trainer.callback_metrics["val/mse"]),
                 float(trainer.callback_metrics["val/max_abs_cos"]))

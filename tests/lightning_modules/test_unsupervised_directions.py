@@ -12,6 +12,7 @@ from datamodules.latent_shifts import LatentShiftsDataModule
 from latentnav.cli import LatentNavCLI
 from latentnav.errors import ConfigError, TrainingDivergedError
 from lightning_modules.unsupervised_directions import UnsupervisedDirections
+from callbacks.process_group_exit import ProcessGroupExit
 from tests import ddp_spawn
 from tests.generators.test_stylegan2 import small_port_checkpoint
 
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def trainer(**kw):
     defaults = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                    enable_model_summary=False)
+                    enable_model_summary=False, callbacks=[ProcessGroupExit()])
     return pl.Trainer(**{**defaults, **kw})
 
 
@@ -70,6 +71,7 @@ def test_learns_on_the_demo_generator_with_the_config(tmp_path, monkeypatch):
     (tmp_path / "k16.yaml").write_text(yaml.safe_dump(config))
     cli = LatentNavCLI(args=["fit", "--config", "k16.yaml"])
     model = cli.model
+    assert any(isinstance(c, ProcessGroupExit) for c in cli.trainer.callbacks)
     rca = float(cli.trainer.callback_metrics["val/rca"])
     assert rca >= 0.85, rca
     reference = load_generator("demo")
