@@ -35,6 +35,9 @@ class DemoGAN(pl.LightningModule):
         r1_every: apply R1 every this many steps (lazy regularisation).
         ema_beta: decay of the generator's moving average (0.999: ~700-step half-life).
         sample_seed: seed of the fixed latents behind the TensorBoard sample grid.
+        lr_decay_start: iteration at which both learning rates start to fall linearly to
+            ``lr * lr_final_ratio`` over ``lr_decay_iterations`` iterations (None: constant).
+            Set on every step from the iteration, so it also holds on a resumed run.
     """
 
     def __init__(
@@ -52,6 +55,9 @@ class DemoGAN(pl.LightningModule):
         r1_every: int = 4,
         ema_beta: float = 0.999,
         sample_seed: int = 0,
+        lr_decay_start: Optional[int] = None,
+        lr_decay_iterations: int = 4000,
+        lr_final_ratio: float = 0.1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -84,6 +90,10 @@ class DemoGAN(pl.LightningModule):
         real = batch[0] if isinstance(batch, (list, tuple)) else batch
         opt_g, opt_d = self.optimizers()
         n = len(real)
+        lr = self.learning_rate()
+        for opt in (opt_g, opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
 
         # Discriminator: softplus(D(fake)) + softplus(-D(real)), plus lazy R1 on reals.
         self.toggle_optimizer(opt_d)
@@ -113,8 +123,18 @@ class DemoGAN(pl.LightningModule):
         self._update_ema()
 
         self.log_dict({"train/d_loss": d_loss, "train/g_loss": g_loss}, prog_bar=True, batch_size=n)
+        if self.hparams.lr_decay_start is not None:
+            self.log("train/lr", lr, batch_size=n)
         if r1.item() > 0:
             self.log("train/r1", r1, batch_size=n)
+
+    def learning_rate(self) -> float:
+        """Both optimisers' learning rate at the current iteration."""
+        start = self.hparams.lr_decay_start
+        if start is None:
+            return self.hparams.lr
+        done = min(max((self.iteration - start) / max(1, self.hparams.lr_decay_iterations), 0.0), 1.0)
+        return self.hparams.lr * (1.0 - done * (1.0 - self.hparams.lr_final_ratio))
 
     def _stop_if_diverged(self, loss: torch.Tensor, name: str) -> None:
         # Checked before the update, so the weights (and last.ckpt) stay good; decided by all

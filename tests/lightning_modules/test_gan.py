@@ -47,6 +47,24 @@ def test_both_networks_learn_and_the_ema_follows():
     assert model(torch.randn(3, 64)).shape == (3, 3, 32, 32)
 
 
+
+def test_learning_rate_decays_linearly_and_reaches_the_optimisers():
+    model = DemoGAN(**SMALL, lr=1e-3, lr_decay_start=2, lr_decay_iterations=4, lr_final_ratio=0.1)
+    rates = []
+    for step in range(0, 18, 2):  # global_step counts both optimisers' steps
+        rates.append(round(DemoGAN.learning_rate(_At(model, step // 2)), 6))
+    assert rates == [1e-3, 1e-3, 1e-3, 7.75e-4, 5.5e-4, 3.25e-4, 1e-4, 1e-4, 1e-4]
+    assert DemoGAN(**SMALL, lr=1e-3).learning_rate() == 1e-3  # no decay unless asked
+    trainer = fit(model, images(n=64), steps=12)  # 6 iterations: the last step ran at iteration 5
+    assert [g["lr"] for opt in trainer.optimizers for g in opt.param_groups] == [pytest.approx(3.25e-4)] * 2
+
+
+class _At:
+    """A stand-in for a DemoGAN at a given iteration (learning_rate only reads hparams and iteration)."""
+
+    def __init__(self, model, iteration):
+        self.hparams, self.iteration = model.hparams, iteration
+
 def test_bf16_mixed_precision_steps():
     pl.seed_everything(2)
     model = DemoGAN(**SMALL, r1_every=1)
