@@ -16,9 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(config, tmp_path, *extra):
-    common = ["--data.init_args.num_train", "4000", "--data.init_args.num_val", "500",
-              "--data.init_args.cache_dir", str(tmp_path / "cache"), "--trainer.max_epochs", "8",
-              "--trainer.callbacks.num_samples", "100", "--trainer.enable_progress_bar", "false",
+    # The main job's scale (20,000 latents, 15 epochs, 400 edited samples): on the bundled generator the
+    # regulariser's off-target gain is about 10 %, which smaller runs (4,000 latents) do not resolve.
+    common = ["--data.init_args.cache_dir", str(tmp_path / "cache"), "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false"]
     cli = LatentNavCLI(args=["fit", "--config", str(REPO / "configs" / "supervised" / config), *common, *extra])
     report = next(c for c in cli.trainer.callbacks if isinstance(c, DirectionReport))
