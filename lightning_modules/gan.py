@@ -30,6 +30,7 @@ class DemoGAN(pl.LightningModule):
             Without it, the first demo generator under-produced hats (0.04 vs 0.20) and
             glasses (0.09 vs 0.22) after 8,500 iterations; with it (4), the same.
         pack: PacGAN packing: the discriminator judges this many samples at once (1: off).
+            The shipped demo generator uses 4: hats 0.13 vs 0.19 real (0.04 without packing).
         lr, beta1, beta2: Adam for both networks.
         r1_gamma: weight of the R1 penalty on real images; 0 disables it.
         r1_every: apply R1 every this many steps (lazy regularisation).
