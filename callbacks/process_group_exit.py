@@ -23,17 +23,12 @@ def destroy_process_group() -> None:
         torch.distributed.destroy_process_group()
 
 
-def destroy_process_group_at_exit() -> bool:
-    """Register :func:`destroy_process_group` with ``atexit`` once per process.
-
-    Returns True when this call registered it.
-    """
+def destroy_process_group_at_exit() -> None:
+    """Register :func:`destroy_process_group` with ``atexit`` once per process."""
     global _registered
-    if _registered:
-        return False
-    atexit.register(destroy_process_group)
-    _registered = True
-    return True
+    if not _registered:
+        atexit.register(destroy_process_group)
+        _registered = True
 
 
 class ProcessGroupExit(pl.Callback):

@@ -50,9 +50,7 @@ def test_both_networks_learn_and_the_ema_follows():
 
 def test_learning_rate_decays_linearly_and_reaches_the_optimisers():
     model = DemoGAN(**SMALL, lr=1e-3, lr_decay_start=2, lr_decay_iterations=4, lr_final_ratio=0.1)
-    rates = []
-    for step in range(0, 18, 2):  # global_step counts both optimisers' steps
-        rates.append(round(DemoGAN.learning_rate(_At(model, step // 2)), 6))
+    rates = [round(DemoGAN.learning_rate(_At(model, iteration)), 6) for iteration in range(9)]
     assert rates == [1e-3, 1e-3, 1e-3, 7.75e-4, 5.5e-4, 3.25e-4, 1e-4, 1e-4, 1e-4]
     assert DemoGAN(**SMALL, lr=1e-3).learning_rate() == 1e-3  # no decay unless asked
     trainer = fit(model, images(n=64), steps=12)  # 6 iterations: the last step ran at iteration 5
@@ -64,6 +62,7 @@ class _At:
 
     def __init__(self, model, iteration):
         self.hparams, self.iteration = model.hparams, iteration
+
 
 def test_bf16_mixed_precision_steps():
     pl.seed_everything(2)

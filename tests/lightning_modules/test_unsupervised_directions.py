@@ -8,11 +8,11 @@ import yaml
 import pytorch_lightning as pl
 import torch
 
+from callbacks.process_group_exit import ProcessGroupExit
 from datamodules.latent_shifts import LatentShiftsDataModule
 from latentnav.cli import LatentNavCLI
 from latentnav.errors import ConfigError, TrainingDivergedError
 from lightning_modules.unsupervised_directions import UnsupervisedDirections
-from callbacks.process_group_exit import ProcessGroupExit
 from tests import ddp_spawn
 from tests.generators.test_stylegan2 import small_port_checkpoint
 
