@@ -7,6 +7,6 @@
 """
 
 from generators.base import FrozenGenerator
-from generators.loading import BUNDLED, load_generator
+from generators.loading import BUNDLED, load_generator, load_generator_like
 
-__all__ = ["BUNDLED", "FrozenGenerator", "load_generator"]
+__all__ = ["BUNDLED", "FrozenGenerator", "load_generator", "load_generator_like"]

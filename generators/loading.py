@@ -69,6 +69,13 @@ def load_generator(
         hint = "" if str(source) in BUNDLED else f" (bundled names: {', '.join(BUNDLED)})"
         raise DataFormatError(f"{path}: generator file not found{hint}")
     identity = {"source": str(path), "sha256": sha256_of(path)}
+    # Recorded so that a command can load the generator exactly as the run that made a file did.
+    options = {k: v for k, v in (("class_path", class_path), ("init_args", init_args), ("z_dim", z_dim),
+                                 ("resolution", resolution), ("trust_pickle", trust_pickle or None),
+                                 ("w_avg_samples", None if w_avg_samples == 10000 else w_avg_samples))
+               if v is not None}
+    if options:
+        identity["options"] = options
 
     if _is_torchscript(path):
         try:
@@ -112,6 +119,22 @@ def load_generator(
         f"{path}: unknown generator format (top-level keys: {keys}); expected a rosinality StyleGAN2 "
         "checkpoint (g_ema), a TorchScript file, an exported latentnav generator, or give class_path"
     )
+
+
+def load_generator_like(recorded: dict, source: Optional[str | os.PathLike] = None,
+                        map_location: str | torch.device = "cpu") -> FrozenGenerator:
+    """Load the generator a file was made with, from its recorded identity (source, sha256, options).
+
+    ``source`` overrides the recorded path (e.g. the checkpoint moved); the options
+    (``class_path``, ``init_args``, ...) are the recorded ones and the sha256 must match.
+    """
+    G = load_generator(source or recorded.get("source", "demo"), map_location=map_location,
+                       **dict(recorded.get("options") or {}))
+    if recorded.get("sha256") and recorded["sha256"] != G.identity.get("sha256"):
+        raise ConfigError(f"generator {G.identity.get('source')} (sha256 {str(G.identity.get('sha256'))[:12]}) is not "
+                          f"the one the file was made with: {recorded.get('source')} "
+                          f"(sha256 {str(recorded['sha256'])[:12]})")
+    return G
 
 
 def export_dcgan(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
