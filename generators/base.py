@@ -30,6 +30,13 @@ from latentnav.errors import ConfigError
 NOISE_MODES = ("const", "random", "none")
 
 
+def latent_seed(seed: int, index: int) -> int:
+    """The RNG seed of latent ``index`` of stream ``seed`` (distinct for distinct pairs below 2**31 latents)."""
+    if index < 0 or index >= 2**31:
+        raise ConfigError(f"latent index {index} out of range [0, 2**31)")
+    return ((int(seed) % 2**32) << 31 | index) % 2**63
+
+
 class FrozenGenerator(nn.Module):
     """Base class; subclasses implement ``_synthesize``, ``_sample_z``/``_map`` and ``latent_weights``."""
 
@@ -95,6 +102,19 @@ class FrozenGenerator(nn.Module):
             generator = torch.Generator()
             generator.manual_seed(seed) if seed is not None else generator.seed()
         z = torch.randn(n, self.z_dim, generator=generator).to(self.device)
+        return z if space == "z" else self.to_space(z, space)
+
+    def latents_at(self, indices, seed: int = 0, space: str = "z") -> torch.Tensor:
+        """Latents (len(indices), *latent_shape(space)) on the wrapper's device: latent i is a pure
+        function of (seed, i), so any process can make any latent, and 1 or N processes (any batch
+        size, any slicing) see the same latent i. z_i ~ N(0, I) from a generator seeded by (seed, i)."""
+        self._check_space(space)
+        g = torch.Generator()
+        rows = []
+        for i in (indices.tolist() if isinstance(indices, torch.Tensor) else indices):
+            g.manual_seed(latent_seed(seed, int(i)))
+            rows.append(torch.randn(self.z_dim, generator=g))
+        z = (torch.stack(rows) if rows else torch.zeros(0, self.z_dim)).to(self.device)
         return z if space == "z" else self.to_space(z, space)
 
     def to_space(self, z: torch.Tensor, space: str) -> torch.Tensor:
