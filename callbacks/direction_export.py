@@ -18,12 +18,18 @@ class DirectionExport(pl.Callback):
     def __init__(self, export_to: Optional[str] = None) -> None:
         self.export_to = export_to
         self._t0: Optional[float] = None
+        self._log_dir: Optional[str] = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # trainer.log_dir is a broadcast under DDP: read where every rank is, in the same order
+        # on each (at fit end another callback may already have returned early on rank > 0).
+        self._log_dir = trainer.log_dir
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t0 = time.perf_counter()
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        log_dir = trainer.log_dir  # a broadcast under DDP: every rank asks
+        log_dir = self._log_dir
         if not trainer.is_global_zero:
             return
         from callbacks.direction_report import write_directions

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -42,6 +42,7 @@ class DirectionGrid(pl.Callback):
     def __init__(self, every_n_steps: int = 500, alphas: Sequence[float] = (-6, -3, 0, 3, 6), seed: int = 0,
                  scale: int = 1) -> None:
         self.every_n_steps, self.alphas, self.seed, self.scale = every_n_steps, tuple(alphas), seed, scale
+        self._log_dir: Optional[str] = None
 
     def _render(self, pl_module) -> np.ndarray:
         G, space = pl_module.generator, getattr(pl_module, "space", "z")
@@ -56,14 +57,19 @@ class DirectionGrid(pl.Callback):
                 and isinstance(trainer.logger, TensorBoardLogger):
             trainer.logger.experiment.add_image("directions/edit_grid", self._render(pl_module), step, dataformats="HWC")
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # trainer.log_dir is a broadcast under DDP: read it here, where every rank is, never
+        # from code that only rank 0 runs (the ranks' collectives would cross).
+        self._log_dir = trainer.log_dir
+
     def on_fit_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
             return
         grid = self._render(pl_module)
         if isinstance(trainer.logger, TensorBoardLogger):
             trainer.logger.experiment.add_image("directions/edit_grid", grid, trainer.global_step, dataformats="HWC")
-        if trainer.log_dir:
+        if self._log_dir:
             from PIL import Image
 
-            Path(trainer.log_dir).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(grid).save(Path(trainer.log_dir) / "edit_grid.png")
+            Path(self._log_dir).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(grid).save(Path(self._log_dir) / "edit_grid.png")

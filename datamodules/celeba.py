@@ -204,6 +204,9 @@ class CelebADataModule(pl.LightningDataModule):
         sampler = None
         world = self.trainer.world_size if self.trainer is not None else 1
         if not shuffle and world > 1:
+            if len(dataset) < world:
+                raise DataFormatError(f"{self.root / 'list_eval_partition.txt'}: the {split} split has {len(dataset)} "
+                                      f"image(s), fewer than the {world} processes; every process needs one")
             # Lightning's default DistributedSampler pads with repeated images so every rank
             # gets as many; evaluation would count those twice. This one does not pad.
             from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler

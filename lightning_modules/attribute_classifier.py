@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MultilabelAccuracy, MultilabelAUROC
 
 from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns
@@ -61,6 +61,11 @@ class AttributeClassifier(pl.LightningModule):
         self.metrics = nn.ModuleDict(
             {"train_": _split_metrics(k, auroc=False), "val_": _split_metrics(k, True), "test_": _split_metrics(k, True)}
         )
+        # The epoch means of the losses are torchmetrics computed in this module's epoch-end hooks,
+        # which every rank runs. A value logged from a step with on_epoch=True, sync_dist=True is
+        # reduced lazily by whoever reads it first: at the end of a training epoch that is the
+        # progress bar, on rank 0 only, and the ranks' collectives then cross (a hang under DDP).
+        self.losses = nn.ModuleDict({s: MeanMetric() for s in ("train_", "val_", "test_")})
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
@@ -80,8 +85,9 @@ class AttributeClassifier(pl.LightningModule):
         logits = self(images)
         loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
         self.metrics[split + "_"].update(torch.sigmoid(logits.float()), targets.int())
-        self.log(f"{split}/loss", loss, on_step=split == "train", on_epoch=True, sync_dist=True,
-                 batch_size=len(images), prog_bar=split == "train")
+        self.losses[split + "_"].update(loss.detach(), weight=len(images))
+        if split == "train":  # this rank's step value, as every step value: no collective
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=len(images), prog_bar=True)
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -106,12 +112,15 @@ class AttributeClassifier(pl.LightningModule):
         return torch.sigmoid(self(batch[0]).float())
 
     def _log_split(self, split: str) -> None:
+        # Runs on every rank; compute() syncs the states, so the logged values are already global.
         values = self.metrics[split + "_"].compute()
         for metric, per_attribute in values.items():
             for name, value in zip(self.attributes, per_attribute):
-                self.log(f"{split}/{metric}/{name}", value, sync_dist=True)
-            self.log(f"{split}/{metric}_mean", per_attribute.mean(), sync_dist=True, prog_bar=split != "train")
+                self.log(f"{split}/{metric}/{name}", value)
+            self.log(f"{split}/{metric}_mean", per_attribute.mean(), prog_bar=split != "train")
+        self.log(f"{split}/loss", self.losses[split + "_"].compute(), prog_bar=split == "train")
         self.metrics[split + "_"].reset()
+        self.losses[split + "_"].reset()
 
     def on_train_epoch_end(self) -> None:
         self._log_split("train")

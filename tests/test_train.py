@@ -1,9 +1,6 @@
 """train.py end to end: mixed precision, resume, a real 2-process DDP run, one-line errors."""
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,15 +8,18 @@ import torch
 
 from latentnav.cli import LatentNavCLI, main
 from tests.conftest import fake_celeba
+from tests.distributed import run_train
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = str(REPO / "configs" / "classifier" / "demo.yaml")
 CELEBA_CONFIG = str(REPO / "configs" / "classifier" / "celeba.yaml")
 
 
-def demo_args(demo_root, *extra):
+def demo_args(demo_root, *extra, quiet=True):
+    # In-process single-process runs keep the output short; distributed runs keep the defaults.
+    shh = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"] if quiet else []
     return ["--config", DEMO_CONFIG, "--data.init_args.root", str(demo_root), "--data.init_args.num_faces", "4000",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra]
+            *shh, *extra]
 
 
 def test_bf16_fit_then_resume_continues_global_step(demo_root, tmp_path, monkeypatch):
@@ -43,14 +43,6 @@ def test_bf16_fit_then_resume_continues_global_step(demo_root, tmp_path, monkeyp
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
 
 
-def run_train(args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
-
-
 def read_table(stdout, cwd):
     path = re.search(r"table written to (\S+)", stdout).group(1)
     return (cwd / path).read_text()
@@ -59,14 +51,15 @@ def read_table(stdout, cwd):
 def test_ddp_two_processes_fit_and_metrics_match_one_process(demo_root, tmp_path, monkeypatch):
     ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2"]
     out = run_train(["fit", *demo_args(demo_root, *ddp, "--trainer.max_steps", "8", "--trainer.val_check_interval", "4",
-                                       "--trainer.limit_val_batches", "2")], tmp_path)
+                                       "--trainer.limit_val_batches", "2", quiet=False)], tmp_path)
     assert out.count("fit finished at global step 8") == 1  # reported once, by rank 0
     last = next(tmp_path.glob("runs/classifier_demo/version_0/checkpoints/last.ckpt"))
     assert torch.load(last, weights_only=True)["global_step"] == 8
 
     # Per-attribute accuracy and AUROC are torchmetrics synced across ranks: the 400
     # validation faces split over 2 processes give the same table as 1 process.
-    two = read_table(run_train(["validate", *demo_args(demo_root, *ddp), "--ckpt_path", str(last)], tmp_path), tmp_path)
+    two = read_table(run_train(["validate", *demo_args(demo_root, *ddp, quiet=False), "--ckpt_path", str(last)], tmp_path),
+                     tmp_path)
     monkeypatch.chdir(tmp_path)
     one = LatentNavCLI(args=["validate", *demo_args(demo_root), "--ckpt_path", str(last)])
     assert one.trainer.num_devices == 1
