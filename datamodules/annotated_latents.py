@@ -2,11 +2,15 @@
 
 Two modes:
 
-- ``cached`` (default): ``prepare_data`` annotates once (on one process, with a progress bar)
-  and caches each split as a file under ``cache_dir``; later runs, λ sweeps included, reuse
-  it. The cache records the sha256 of the generator and classifier files, the latent space
-  and the seed, and is rebuilt when any of them changes. Training shards the cached pairs
-  across DDP ranks (disjoint). ``python -m datamodules.annotated_latents`` fills the cache.
+- ``cached`` (default): each split is an annotated-latents store under ``cache_dir/<split>``
+  (shards + ``manifest.json``, see ``latentnav/annotation_shards.py``), read lazily from
+  memory-mapped shards, so 10 M labelled latents never have to fit in memory. When a split's
+  manifest is missing, ``prepare_data`` makes it with the annotation predict job
+  (``lightning_modules/latent_annotation.py``) on this process's device, resuming from the
+  shards already there; for big stores run that job yourself first on all your devices
+  (``train.py predict --config configs/annotate/...``, same generator, classifier, space,
+  seed and sizes). A store made with another generator, classifier, space, seed or size is
+  refused with one line. Training shards the rows across DDP ranks (disjoint).
 - ``stream``: every training batch is freshly sampled from the prior and labelled on the fly
   (never the same latent twice; streams disjoint per rank and worker by seed); validation
   still uses the cached split.
@@ -19,12 +23,13 @@ from typing import Literal, Optional
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
+from latentnav.annotation_shards import ShardedLatents, check_manifest, complete_shards, make_key, read_manifest
 from latentnav.errors import ConfigError, DataFormatError
-from latentnav.safe_load import safe_torch_load, sha256_of
+from latentnav.safe_load import sha256_of
 
-FORMAT = "latentnav.annotated_latents/1"
+VAL_SEED_OFFSET = 1_000_003  # the validation split's stream: seed + this
 
 
 def _source_file(source: str, bundled: dict, what: str) -> Path:
@@ -45,7 +50,11 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
         num_train, num_val: latents per split (val uses a different seed).
         target: ``probabilities`` (default: on the demo, λ = 1 edits had a mean off-target change of
             0.059 with them vs 0.060 with logits, max 0.357 vs 0.371) or ``logits`` of the classifier.
-        cache_dir: where the annotated splits are stored.
+        cache_dir: where the annotated splits are stored (``<cache_dir>/train``, ``<cache_dir>/val``).
+        annotate_batch_size: latents per generator call when annotating.
+        shard_size: latents per shard file of the stores.
+        annotate_precision: the annotation job's precision when this module runs it (``32-true``
+            default: bf16 moves the demo's logits enough to flip decisions, see bench/RESULTS.md).
     """
 
     def __init__(
@@ -64,6 +73,8 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
         generator_options: Optional[dict] = None,
         mode: Literal["cached", "stream"] = "cached",
         stream_batches_per_epoch: int = 100,
+        shard_size: int = 10000,
+        annotate_precision: str = "32-true",
     ) -> None:
         super().__init__()
         if mode not in ("cached", "stream"):
@@ -71,6 +82,8 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
         self.mode, self.stream_batches_per_epoch = mode, stream_batches_per_epoch
         if target not in ("logits", "probabilities"):
             raise ConfigError(f"data.target: expected 'logits' or 'probabilities', got {target!r}")
+        if shard_size < 1:
+            raise ConfigError(f"data.shard_size: expected a positive integer, got {shard_size}")
         self.generator, self.annotator = generator, annotator
         self.generator_options = dict(generator_options or {})
         self.attributes = list(attributes) if attributes is not None else None
@@ -78,73 +91,71 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
         self.sizes = {"train": num_train, "val": num_val}
         self.batch_size, self.seed = batch_size, seed
         self.cache_dir = Path(cache_dir)
-        self.annotate_batch_size = annotate_batch_size
-        self.data: dict[str, TensorDataset] = {}
+        self.annotate_batch_size, self.shard_size, self.annotate_precision = annotate_batch_size, shard_size, annotate_precision
+        self.data: dict[str, ShardedLatents] = {}
         self.names: Optional[list[str]] = None
+        # Annotation writes shared files: once per job (global rank 0), not once per node.
+        self.prepare_data_per_node = False
+
+    def _splits(self) -> tuple[str, ...]:
+        return ("val",) if self.mode == "stream" else ("train", "val")
+
+    def split_seed(self, split: str) -> int:
+        return self.seed + (0 if split == "train" else VAL_SEED_OFFSET)
 
     def _key(self, split: str) -> dict:
         from generators import BUNDLED as GENERATORS
         from lightning_modules.annotator import BUNDLED as ANNOTATORS
 
-        return {
-            "format": FORMAT,
-            "generator_sha256": sha256_of(_source_file(self.generator, GENERATORS, "generator")),
-            "annotator_sha256": sha256_of(_source_file(self.annotator, ANNOTATORS, "annotator")),
-            "space": self.space,
-            "num": self.sizes[split],
-            "seed": self.seed + (0 if split == "train" else 1_000_003),
-        }
+        return make_key(sha256_of(_source_file(self.generator, GENERATORS, "generator")),
+                        sha256_of(_source_file(self.annotator, ANNOTATORS, "annotator")),
+                        self.space, self.split_seed(split), self.sizes[split], self.shard_size)
 
-    def _path(self, split: str) -> Path:
-        return self.cache_dir / f"{split}.pt"
+    def store(self, split: str) -> Path:
+        return self.cache_dir / split
 
-    def _cached(self, split: str) -> Optional[dict]:
-        path = self._path(split)
-        if not path.is_file():
-            return None
-        blob = safe_torch_load(path)
-        return blob if all(blob.get(k) == v for k, v in self._key(split).items()) else None
+    def _finished(self, split: str) -> bool:
+        manifest = read_manifest(self.store(split))
+        return manifest is not None and manifest.get("key") == self._key(split)
 
     def prepare_data(self) -> None:
-        for split in (("val",) if self.mode == "stream" else ("train", "val")):
-            if self._cached(split) is None:
+        for split in self._splits():
+            if not self._finished(split):
                 self._annotate(split)
 
-    @torch.no_grad()
     def _annotate(self, split: str) -> None:
-        from tqdm import tqdm
+        """Run the annotation predict job for ``split`` on this process's device (resumes from its shards)."""
+        # The writer is a callback (a layer above the datamodules), imported only for this job.
+        from callbacks.annotation_writer import AnnotationWriter
+        from datamodules.latent_indices import LatentIndicesDataModule
+        from lightning_modules.latent_annotation import LatentAnnotation
 
-        from generators import load_generator
-        from lightning_modules.annotator import load_annotator
-
-        key = self._key(split)
-        G = load_generator(self.generator, **self.generator_options)
-        judge = load_annotator(self.annotator)
-        latents = G.sample(key["num"], seed=key["seed"], space=self.space)
-        logits = []
-        for chunk in tqdm(latents.split(self.annotate_batch_size), desc=f"annotating {split} latents", leave=False):
-            logits.append(judge.logits(G.synthesize(chunk, space=self.space)).float())
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(dict(key, latents=latents.cpu(), logits=torch.cat(logits).cpu(), attributes=judge.attributes),
-                   self._path(split))
+        store, key = self.store(split), self._key(split)
+        old = read_manifest(store)
+        if old is not None and old.get("key", {}).get("format") == key["format"] and not complete_shards(store, key):
+            print(f"latentnav: {store} was made with other settings; annotating it anew")
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        job = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu",
+                         devices=[device.index or 0] if device.type == "cuda" else 1,
+                         precision=self.annotate_precision, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, callbacks=[AnnotationWriter(str(store))])
+        job.predict(LatentAnnotation(self.generator, self.annotator, self.space, self.generator_options),
+                    datamodule=LatentIndicesDataModule(self.sizes[split], self.split_seed(split),
+                                                       self.annotate_batch_size, self.shard_size),
+                    return_predictions=False)
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.data:
             return
-        for split in (("val",) if self.mode == "stream" else ("train", "val")):
-            blob = self._cached(split)
-            if blob is None:
-                raise ConfigError(f"{self._path(split)}: annotated latents missing or stale; run prepare_data()")
-            names = list(blob["attributes"])
+        for split in self._splits():
+            manifest = check_manifest(self.store(split), self._key(split))
+            names = list(manifest["attributes"])
             wanted = self.attributes or names
             unknown = [a for a in wanted if a not in names]
             if unknown:
                 raise ConfigError(f"data.attributes: unknown {', '.join(unknown)}; the classifier has {' '.join(names)}")
-            cols = [names.index(a) for a in wanted]
-            scores = blob["logits"][:, cols]
-            if self.target == "probabilities":
-                scores = torch.sigmoid(scores)
-            self.data[split] = TensorDataset(blob["latents"].flatten(1), scores)
+            self.data[split] = ShardedLatents(self.store(split), manifest, [names.index(a) for a in wanted],
+                                              probabilities=self.target == "probabilities")
             self.names = wanted
 
     @property
@@ -209,7 +220,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--annotator", default="demo")
     parser.add_argument("--space", default="z")
     parser.add_argument("--num-train", type=int, default=20000)
-    parser.add_argument("--num-val", type=int, default=1000)
+    parser.add_argument("--num-val", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default="data/annotated_latents/demo")
     args = parser.parse_args(argv)
@@ -218,7 +229,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         num_val=args.num_val, seed=args.seed, cache_dir=args.cache_dir).prepare_data())
     if code:
         return code
-    print(f"annotated latents in {args.cache_dir}: train.pt ({args.num_train}), val.pt ({args.num_val})")
+    print(f"annotated latents in {args.cache_dir}: train/ ({args.num_train}), val/ ({args.num_val})")
     return 0
 
 

@@ -1,32 +1,71 @@
+import pytest
+import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from datamodules.annotated_latents import AnnotatedLatentsDataModule
 from generators import load_generator
+from latentnav.errors import DataFormatError
 from lightning_modules.annotator import load_annotator
+from lightning_modules.supervised_directions import SupervisedDirections
 
 
-def test_annotates_once_and_reuses_the_cache(tmp_path):
+def test_annotates_once_and_reuses_the_store(tmp_path):
     dm = AnnotatedLatentsDataModule(num_train=300, num_val=100, cache_dir=str(tmp_path), attributes=["Young", "Male"],
-                                    annotate_batch_size=128, target="logits")
+                                    annotate_batch_size=128, shard_size=128, target="logits")
     dm.prepare_data()
-    mtime = (tmp_path / "train.pt").stat().st_mtime_ns
+    shards = sorted(p.name for p in (tmp_path / "train").glob("shard_*.pt"))
+    assert shards == ["shard_00000.pt", "shard_00001.pt", "shard_00002.pt"]  # 128 + 128 + 44
+    mtime = (tmp_path / "train" / "shard_00001.pt").stat().st_mtime_ns
     dm.prepare_data()
-    assert (tmp_path / "train.pt").stat().st_mtime_ns == mtime
+    assert (tmp_path / "train" / "shard_00001.pt").stat().st_mtime_ns == mtime
     dm.setup("fit")
     assert dm.attribute_names == ["Young", "Male"]
-    z, y = dm.data["train"].tensors
+    z, y = dm.data["train"].tensors()
     assert z.shape == (300, 64) and y.shape == (300, 2)
     G, judge = load_generator("demo"), load_annotator("demo")
+    torch.testing.assert_close(z, G.latents_at(range(300), seed=0))
     with torch.no_grad():
-        expected = judge.logits(G.synthesize(z[:5]))[:, [11, 6]]
-    torch.testing.assert_close(y[:5], expected, atol=1e-4, rtol=1e-4)
-    assert not torch.equal(dm.data["val"].tensors[0][:5], z[:5])  # val uses its own seed
+        expected = judge.logits(G.synthesize(z[120:135]))[:, [11, 6]]  # rows across a shard boundary
+    torch.testing.assert_close(y[120:135], expected, atol=1e-4, rtol=1e-4)
+    assert not torch.equal(dm.data["val"].tensors()[0][:5], z[:5])  # val uses its own seed
 
-    probs = AnnotatedLatentsDataModule(num_train=300, num_val=100, cache_dir=str(tmp_path), target="probabilities")
+    probs = AnnotatedLatentsDataModule(num_train=300, num_val=100, cache_dir=str(tmp_path), shard_size=128,
+                                       target="probabilities")
     probs.prepare_data()
     probs.setup("fit")
-    assert (tmp_path / "train.pt").stat().st_mtime_ns == mtime  # same cache, another view of it
-    torch.testing.assert_close(probs.data["train"].tensors[1][:, 11], torch.sigmoid(y[:, 0]))
+    assert (tmp_path / "train" / "shard_00001.pt").stat().st_mtime_ns == mtime  # same store, another view of it
+    torch.testing.assert_close(probs.data["train"].tensors()[1][:, 11], torch.sigmoid(y[:, 0]))
+
+    # A store made with other settings is refused in one line when read as is.
+    other = AnnotatedLatentsDataModule(num_train=300, num_val=100, cache_dir=str(tmp_path), shard_size=128, seed=5)
+    with pytest.raises(DataFormatError, match=r"train/manifest.json: made with seed 0, expected 5$"):
+        other.setup("fit")
+
+
+def test_sharded_store_gives_the_same_batches_and_fit_as_in_memory_tensors(tmp_path):
+    """The fit does not change for the same latents: the lazy store yields the batches a TensorDataset would."""
+    dm = AnnotatedLatentsDataModule(num_train=600, num_val=100, cache_dir=str(tmp_path), shard_size=250,
+                                    batch_size=64, attributes=["Smiling", "Male"])
+    dm.prepare_data()
+    dm.setup("fit")
+    z, y = dm.data["train"].tensors()
+    memory = TensorDataset(z.clone(), y.clone())
+
+    def loader(dataset):
+        return DataLoader(dataset, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(3))
+
+    for (za, ya), (zb, yb) in zip(loader(dm.data["train"]), loader(memory)):
+        assert torch.equal(za, zb) and torch.equal(ya, yb)
+
+    def fit(dataset):
+        pl.seed_everything(0)
+        model = SupervisedDirections(["Smiling", "Male"], 64, ortho_weight=1.0, lr=0.01)
+        pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, limit_val_batches=0).fit(model, loader(dataset))
+        return model.map.weight.detach()
+
+    torch.testing.assert_close(fit(dm.data["train"]), fit(memory), atol=0, rtol=0)
 
 
 def test_stream_mode_labels_fresh_latents_per_rank(tmp_path):
@@ -35,7 +74,7 @@ def test_stream_mode_labels_fresh_latents_per_rank(tmp_path):
     dm = AnnotatedLatentsDataModule(num_train=10, num_val=50, cache_dir=str(tmp_path), mode="stream", batch_size=16, target="logits",
                                     stream_batches_per_epoch=3, attributes=["Smiling"])
     dm.prepare_data()
-    assert not (tmp_path / "train.pt").exists()
+    assert not (tmp_path / "train").exists()
     dm.setup("fit")
     batches = {}
     for rank in (0, 1):

@@ -17,8 +17,8 @@ def test_normals_recover_planted_boundaries(processes):
         z = torch.randn(4096, 16, generator=g)
         logits = 8 * z @ normals.T  # confident far from the boundary, ambiguous near it
         model = InterFaceGANBoundaries(["a", "b", "c"], 16, lr=0.05)
-        pl.Trainer(max_epochs=20, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, accelerator="cpu", devices=processes,
+        pl.Trainer(max_epochs=20, logger=False, enable_checkpointing=False, enable_progress_bar=processes > 1,
+                   enable_model_summary=processes > 1, accelerator="cpu", devices=processes,
                    strategy="ddp_spawn" if processes > 1 else "auto", callbacks=[ProcessGroupExit()]).fit(
             model, DataLoader(TensorDataset(z, logits), batch_size=256, shuffle=True))
         return model, normals

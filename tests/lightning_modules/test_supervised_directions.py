@@ -70,8 +70,8 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch():
         pl.seed_everything(0)
         model = SupervisedDirections(["a", "b", "c"], 8, ortho_weight=0.5, lr=0.05)
         trainer = pl.Trainer(max_epochs=15, accelerator="cpu", devices=processes, strategy=strategy, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                             callbacks=[ProcessGroupExit()])
+                             enable_checkpointing=False, enable_progress_bar=processes > 1,  # defaults under DDP
+                             enable_model_summary=processes > 1, callbacks=[ProcessGroupExit()])
         trainer.fit(model, FullBatch(processes))
         return (model.map.weight.detach().clone(), float(trainer.callback_metrics["val/mse"]),
                 float(trainer.callback_metrics["val/max_abs_cos"]))
