@@ -34,8 +34,25 @@ class ShardBatches(IterableDataset):
         return sum(-(-len(shard_range(s, self.num, self.shard_size)) // self.batch_size) for s in self.shards)
 
 
+class RankSlice(IterableDataset):
+    """Batches ``{"indices", "shard": -1, "seed"}`` of indices ``rank, rank + W, ... < num``: every index on
+    exactly one rank, no padding (a DistributedSampler would repeat some and bias summed metrics)."""
+
+    def __init__(self, num: int, batch_size: int, seed: int, rank: int, world_size: int) -> None:
+        self.indices = torch.arange(rank, num, world_size)
+        self.batch_size, self.seed = batch_size, seed
+
+    def __iter__(self):
+        for chunk in self.indices.split(self.batch_size):
+            yield {"indices": chunk, "shard": -1, "seed": self.seed}
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+
 class LatentIndicesDataModule(pl.LightningDataModule):
-    """Indices ``0 .. num - 1`` of the latent stream ``seed``, grouped in shards of ``shard_size``.
+    """Indices ``0 .. num - 1`` of the latent stream ``seed``: in whole shards of ``shard_size`` for the
+    annotation predict job, in rank slices for measuring passes (``test_dataloader``).
 
     Args:
         num: latents to annotate.
@@ -67,3 +84,8 @@ class LatentIndicesDataModule(pl.LightningDataModule):
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         return DataLoader(ShardBatches(self.todo(rank, world), self.num, self.shard_size, self.batch_size, self.seed),
                           batch_size=None)
+
+    def test_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return DataLoader(RankSlice(self.num, self.batch_size, self.seed, rank, world), batch_size=None)

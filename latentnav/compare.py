@@ -39,21 +39,6 @@ import torch
 from latentnav.errors import ConfigError, run_command
 
 
-@torch.no_grad()
-def attribute_changes(G, judge, directions: torch.Tensor, alpha: float, latents: torch.Tensor, space: str,
-                      batch_size: int = 100) -> torch.Tensor:
-    """Mean change of every attribute's probability, (K, A) float64, moving ``latents`` by
-    ``alpha`` along each unit row of ``directions`` (K, d)."""
-    unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latents.device)
-    total = torch.zeros(len(unit), len(judge.attributes), dtype=torch.float64)
-    for chunk in latents.split(batch_size):
-        p0 = judge(G.synthesize(chunk, space)).double()
-        for i, d in enumerate(unit):
-            p1 = judge(G.synthesize(chunk + alpha * d.view_as(chunk[0]), space)).double()
-            total[i] += (p1 - p0).sum(0).cpu()
-    return total / len(latents)
-
-
 def name_directions(plus: torch.Tensor, minus: torch.Tensor) -> dict:
     """From changes (K, A) at +alpha and -alpha: per direction the kept sign (+1/-1), the named
     attribute index, its change and the purity (change / total absolute change).
@@ -99,13 +84,31 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "method"
 
 
+def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
+                 precision: str = "32-true"):
+    """The Trainer of a measuring pass: the user's devices, ranks and precision; no logger, no checkpoints."""
+    import pytorch_lightning as pl
+
+    from callbacks.process_group_exit import ProcessGroupExit
+    from callbacks.thread_budget import ThreadBudget
+
+    return pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
+                      precision=precision, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                      callbacks=[ThreadBudget(), ProcessGroupExit()])
+
+
 def compare(files: list[str], annotator: str = "demo", generator: Optional[str] = None, num_samples: int = 400,
-            seed: int = 12345, naming_alpha: float = 2.0, purity_threshold: float = 0.5, batch_size: int = 100) -> dict:
-    """The comparison's numbers (see the module docstring) for a list of directions files."""
+            seed: int = 12345, naming_alpha: float = 2.0, purity_threshold: float = 0.5, batch_size: int = 100,
+            trainer=None) -> dict:
+    """The comparison's numbers (see the module docstring) for a list of directions files.
+
+    Both passes run as ``trainer.test`` loops (``make_trainer()`` by default) over latent indices:
+    on the Trainer's devices, sliced across its ranks, with torchmetrics summed across them."""
     from callbacks.direction_report import DEFAULT_ALPHAS, read_directions
-    from generators import load_generator
+    from datamodules.latent_indices import LatentIndicesDataModule
+    from generators import load_generator_like
     from lightning_modules.annotator import load_annotator
-    from lightning_modules.edit_metrics import EditEffect, measure_edits
+    from lightning_modules.direction_evaluation import DirectionEvaluation
 
     if not files:
         raise ConfigError("directions: give at least one directions.npz")
@@ -114,12 +117,12 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
     if len(shas) > 1:
         listed = ", ".join(f"{f['file']} ({str(f['generator'].get('sha256'))[:12]})" for f in found)
         raise ConfigError(f"directions: the files were made on different generators: {listed}")
-    G = load_generator(generator or found[0]["generator"].get("source", "demo"))
-    if shas != {None} and G.identity.get("sha256") not in shas:
-        raise ConfigError(f"generator: {G.identity.get('source')} (sha256 {str(G.identity.get('sha256'))[:12]}) is "
-                          f"not the generator the directions were made on ({str(next(iter(shas)))[:12]})")
+    # Loaded as the run that made the directions did (its recorded options, e.g. class_path); sha256 checked.
+    G = load_generator_like(found[0]["generator"], source=generator)
     judge = load_annotator(annotator)
     attributes = list(judge.attributes)
+    trainer = trainer or make_trainer()
+    indices = LatentIndicesDataModule(num=num_samples, seed=seed, batch_size=batch_size)
     results = []
     for f in found:
         space = f["latent_space"]
@@ -128,14 +131,14 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
             raise ConfigError(f"{f['file']}: directions have size {d.shape[1]}, the generator's {space} has "
                               f"{G.latent_shape(space)[-1]}")
         t0 = time.perf_counter()
-        latents = G.sample(num_samples, seed=seed, space=space)
-        named = name_directions(attribute_changes(G, judge, d, naming_alpha, latents, space, batch_size),
-                                attribute_changes(G, judge, d, -naming_alpha, latents, space, batch_size))
+        naming = DirectionEvaluation(G, judge, d, space, mode="naming", naming_alpha=naming_alpha)
+        trainer.test(naming, datamodule=indices, verbose=False)
+        named = name_directions(naming.result["plus"], naming.result["minus"])
         oriented = d * named["sign"][:, None]
         targets = named["target"].tolist()
-        metric = EditEffect(DEFAULT_ALPHAS, targets, len(attributes))
-        effect = measure_edits(G, judge, oriented, targets, DEFAULT_ALPHAS, num_samples, seed, space, batch_size,
-                               metric=metric)
+        measuring = DirectionEvaluation(G, judge, oriented, space, mode="effect", alphas=DEFAULT_ALPHAS, targets=targets)
+        trainer.test(measuring, datamodule=indices, verbose=False)
+        effect = measuring.result
         # torchmetrics squeezes one-element results: restore the (K,) and (K, A) shapes for K = 1.
         k = len(d)
         effect = {key: effect[key].reshape(k, -1) if key.startswith("effect") else effect[key].reshape(k)
@@ -161,7 +164,8 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
             "off_target": off_mean, "controls": controls, "measure_seconds": time.perf_counter() - t0,
         })
     return {"attributes": attributes, "results": results, "generator": G.identity, "num_samples": num_samples,
-            "naming_alpha": naming_alpha, "purity_threshold": purity_threshold}
+            "naming_alpha": naming_alpha, "purity_threshold": purity_threshold,
+            "is_global_zero": trainer.is_global_zero, "processes": trainer.world_size}
 
 
 def _f(x: float, fmt: str = ".3f") -> str:
@@ -266,7 +270,9 @@ def write(summary: dict, out: Path) -> Path:
 
 def main_function(directions: list[str], annotator: str = "demo", generator: Optional[str] = None,
                   num_samples: int = 400, seed: int = 12345, naming_alpha: float = 2.0,
-                  purity_threshold: float = 0.5, batch_size: int = 100, out: str = "runs/comparison") -> None:
+                  purity_threshold: float = 0.5, batch_size: int = 100, out: str = "runs/comparison",
+                  accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
+                  precision: str = "32-true") -> None:
     """Name every direction by the attribute it moves most and compare the methods.
 
     Args:
@@ -279,12 +285,18 @@ def main_function(directions: list[str], annotator: str = "demo", generator: Opt
         purity_threshold: minimum purity for a direction to count as controlling its attribute.
         batch_size: latents per generator call.
         out: output folder.
+        accelerator, devices, strategy, num_nodes, precision: the measuring Trainer's (e.g. ``--devices 4
+            --strategy ddp``; the latents are sliced across the processes and the metrics summed).
     """
     t0 = time.perf_counter()
+    trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision)
     summary = compare(list(directions), annotator, generator, num_samples, seed, naming_alpha, purity_threshold,
-                      batch_size)
+                      batch_size, trainer)
+    if not summary["is_global_zero"]:
+        return  # every rank holds the synced numbers; rank 0 writes them
     path = write(summary, Path(out))
-    print(f"latentnav: comparison of {len(directions)} method(s) in {time.perf_counter() - t0:.0f} s: {path}")
+    print(f"latentnav: comparison of {len(directions)} method(s) in {time.perf_counter() - t0:.0f} s on "
+          f"{summary['processes']} process(es): {path}")
     for line in report(summary).split("## Per attribute")[0].splitlines()[6:]:
         print("  " + line)
 

@@ -1,6 +1,9 @@
 """Naming and comparison: directions whose effect is known are named and scored correctly."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -69,3 +72,29 @@ def test_files_from_different_generators_are_refused(tmp_path, capsys):
     with pytest.raises(ConfigError, match="give at least one directions.npz"):
         from latentnav.compare import compare
         compare([])
+
+
+def test_two_processes_give_the_same_comparison_as_one(tmp_path):
+    """The comparison's passes are Trainer test loops: on 2 processes (ddp, gloo, the Trainer's defaults)
+    the latents are sliced across ranks and the metrics summed, so comparison.json is the same."""
+    from lightning_modules.annotator import load_annotator
+    from tests.distributed import REPO
+
+    G, judge = load_generator("demo"), load_annotator("demo")
+    smile = smiling_direction(G, judge)
+    others = torch.nn.functional.normalize(torch.randn(2, 64, generator=torch.Generator().manual_seed(5)), dim=1)
+    a = write_directions(tmp_path / "a.npz", torch.cat([smile[None], others]), ["s", "r1", "r2"], "A", "z", G.identity)
+    common = ["--directions", json.dumps([str(a)]), "--num_samples", "41", "--batch_size", "8"]  # 41: uneven slices
+    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    done = subprocess.run([sys.executable, "-m", "latentnav.compare", *common, "--out", str(tmp_path / "two"),
+                           "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"], cwd=tmp_path, text=True,
+                          capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "on 2 process(es)" in done.stdout
+    one, two = (json.loads((tmp_path / d / "comparison.json").read_text())[0]["directions"] for d in ("one", "two"))
+    assert [d["named"] for d in one] == [d["named"] for d in two] and one[0]["named"] == "Smiling"
+    for x, y in zip(one, two):
+        assert x["controls"] == y["controls"]
+        assert x["purity"] == pytest.approx(y["purity"], abs=1e-6)
+        assert (x["off_target"] is None and y["off_target"] is None) or x["off_target"] == pytest.approx(
+            y["off_target"], abs=1e-6)
