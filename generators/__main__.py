@@ -4,17 +4,22 @@
     python -m generators export CKPT OUT                 DemoGAN checkpoint -> bundled format (EMA weights)
     python -m generators convert IN OUT                  a trusted pickle -> a weights-only file
     python -m generators quality [SOURCE] [--num 2000]   demo generator quality, judged by the demo classifier
+
+``info`` and ``quality`` take ``--generator-options '{"class_path": "pkg.G", "init_args": {...}}'``
+(load_generator's keyword arguments as JSON) and ``--device`` (auto: cuda when available).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from typing import Optional
 
 import torch
 
-from latentnav.errors import run_command
+from latentnav.errors import ConfigError, run_command
 
 
 def _plain(obj, dropped: list, where: str = ""):
@@ -34,30 +39,52 @@ def _plain(obj, dropped: list, where: str = ""):
 _DROP = object()
 
 
-def quality_summary_for(source: str, num: int, annotator: str, seed: int) -> dict:
-    """Quality figures of ``source``'s samples against freshly rendered demo faces, both judged by ``annotator``."""
+def generator_options(text: Optional[str]) -> dict:
+    """``--generator-options``: a JSON object of load_generator keyword arguments (or nothing)."""
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--generator-options: not JSON ({e.msg} at character {e.pos}): {text[:80]}") from None
+    if not isinstance(options, dict):
+        raise ConfigError(f"--generator-options: expected a JSON object, got {type(options).__name__}")
+    return options
+
+
+def quality_summary_for(source: str, num: int, annotator: str, seed: int, options: Optional[dict] = None,
+                        device: str = "auto") -> dict:
+    """Quality figures of ``source``'s samples against freshly rendered demo faces, both judged by ``annotator``.
+    ``options``: load_generator keyword arguments; ``device``: see :func:`generators.loading.resolve_device`."""
+    from tqdm import tqdm
+
     from datamodules.demo_faces import generate
-    from generators import load_generator
+    from generators.loading import load_generator_on, resolve_device
     from lightning_modules.annotator import load_annotator
     from lightning_modules.generator_quality import AttributeStatistics, quality_summary
 
-    G, judge = load_generator(source), load_annotator(annotator)
+    where = resolve_device(device)
+    G = load_generator_on(source, options, where)
+    judge = load_annotator(annotator, map_location=where).to(where)
     real_images, _ = generate(num, seed=seed + 1, image_size=G.resolution)
-    real, fake = AttributeStatistics(len(judge.attributes)), AttributeStatistics(len(judge.attributes))
+    k = len(judge.attributes)
+    real, fake = AttributeStatistics(k).to(where), AttributeStatistics(k).to(where)
     with torch.no_grad():
-        for chunk in torch.from_numpy(real_images).split(500):
-            real.update(judge(chunk.permute(0, 3, 1, 2).float() / 127.5 - 1))
-        z = G.sample(num, seed=seed)
-        for chunk in z.split(500):
+        for chunk in tqdm(torch.from_numpy(real_images).split(500), desc="quality: real faces", leave=False):
+            real.update(judge(chunk.to(where).permute(0, 3, 1, 2).float() / 127.5 - 1))
+        z = G.sample(num, seed=seed)  # drawn on the CPU: the same samples on every device
+        for chunk in tqdm(z.split(500), desc="quality: generated", leave=False):
             fake.update(judge(G.synthesize(chunk)))
     return quality_summary(fake.compute(), real.compute()["frequency"], judge.attributes)
 
 
-def quality(source: str, num: int, annotator: str, seed: int) -> str:
+def quality(source: str, num: int, annotator: str, seed: int, options: Optional[dict] = None,
+            device: str = "auto") -> str:
     from lightning_modules.annotator import load_annotator
     from lightning_modules.generator_quality import format_quality
 
-    return format_quality(quality_summary_for(source, num, annotator, seed), load_annotator(annotator).attributes)
+    summary = quality_summary_for(source, num, annotator, seed, options, device)
+    return format_quality(summary, load_annotator(annotator).attributes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info")
     p.add_argument("source")
+    loading = [p]
     p = sub.add_parser("export")
     p.add_argument("checkpoint")
     p.add_argument("out")
@@ -76,16 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num", type=int, default=2000)
     p.add_argument("--annotator", default="demo")
     p.add_argument("--seed", type=int, default=2024)
+    loading.append(p)
+    for p in loading:
+        p.add_argument("--generator-options", default=None, metavar="JSON",
+                       help='load_generator keyword arguments, e.g. \'{"class_path": "pkg.G", "init_args": {}}\'')
+        p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     args = parser.parse_args(argv)
     return run_command(lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "info":
-        from generators import load_generator
+        from generators.loading import load_generator_on, resolve_device
 
-        G = load_generator(args.source)
-        print(f"{type(G).__name__}: resolution {G.resolution}, spaces "
+        G = load_generator_on(args.source, generator_options(args.generator_options), resolve_device(args.device))
+        print(f"{type(G).__name__} on {G.device}: resolution {G.resolution}, spaces "
               + ", ".join(f"{s} {G.latent_shape(s)}" for s in G.latent_spaces))
         for k, v in G.identity.items():
             print(f"  {k}: {v}")
@@ -102,7 +135,8 @@ def _run(args: argparse.Namespace) -> None:
         print(f"wrote {args.out}" + (f"; dropped {', '.join(dropped)}" if dropped else ""))
     else:
         t0 = time.perf_counter()
-        print(quality(args.source, args.num, args.annotator, args.seed))
+        print(quality(args.source, args.num, args.annotator, args.seed, generator_options(args.generator_options),
+                      args.device))
         print(f"({args.num} samples, {time.perf_counter() - t0:.1f} s)")
 
 

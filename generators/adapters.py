@@ -135,7 +135,8 @@ class ModuleAdapter(FrozenGenerator):
                 raise ConfigError(f"{name}: cannot guess the latent size; give z_dim")
         for d in candidates:
             for as_map in (False, True):
-                z = torch.zeros((1, d, 1, 1) if as_map else (1, d))
+                # On the module's own device: a generator loaded with map_location=cuda fails a CPU probe.
+                z = torch.zeros((1, d, 1, 1) if as_map else (1, d), device=_module_device(module))
                 try:
                     with torch.no_grad():
                         out = module(z)
@@ -158,3 +159,9 @@ class ModuleAdapter(FrozenGenerator):
         if layer is None:
             raise ConfigError("latent_weights: the module has no Linear/ConvTranspose2d/Conv2d layer")
         return [("first_layer", linear_weight_as_matrix(layer))]
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for t in list(module.parameters()) + list(module.buffers()):
+        return t.device
+    return torch.device("cpu")

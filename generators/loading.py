@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import zipfile
 from pathlib import Path
@@ -135,6 +136,30 @@ def load_generator_like(recorded: dict, source: Optional[str | os.PathLike] = No
                           f"the one the file was made with: {recorded.get('source')} "
                           f"(sha256 {str(recorded['sha256'])[:12]})")
     return G
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: cuda when ``torch.cuda.is_available()``, else cpu; otherwise any torch device (``cuda:1``)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {device!r} asked for, but torch.cuda.is_available() is False; use cpu or auto")
+    return resolved
+
+
+def load_generator_on(source: str, options: Optional[dict], device: torch.device):
+    """``load_generator(source, **options)`` on ``device``; ``options`` are its keyword arguments
+    (class_path, init_args, z_dim, resolution, trust_pickle, w_avg_samples), checked by name."""
+    options = dict(options or {})
+    known = set(inspect.signature(load_generator).parameters) - {"source", "map_location"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"generator options: unknown {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
+    return load_generator(source, map_location=device, **options).to(device)
 
 
 def export_dcgan(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:

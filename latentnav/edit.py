@@ -5,8 +5,10 @@
     python -m latentnav.edit DIRECTIONS --latents my_latents.pt --attributes Male --keep Wearing_Lipstick
 
 ``--keep A B``: conditional edit (InterFaceGAN): the span of the kept attributes' directions is
-projected out of the edit direction. The directions file must have been made on the same
-generator (its sha256 is checked).
+projected out of the edit direction. The generator is loaded as the directions file recorded it
+(source and load options such as ``class_path``); ``--generator`` points at a moved copy, whose
+sha256 must match.
+
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -32,19 +33,26 @@ def edit_direction(directions: torch.Tensor, names: list[str], attribute: str, k
 
 @torch.no_grad()
 def render_edits(G, latents: torch.Tensor, direction: torch.Tensor, alphas: np.ndarray, space: str) -> torch.Tensor:
-    """Images (len(alphas), B, 3, R, R) in [-1, 1]."""
+    """Latents (B, *latent_shape) moved by alpha * direction (d,): images (len(alphas), B, 3, R, R) in [-1, 1]
+    on the latents' device; the alpha = 0 frame is ``G.synthesize(latents, space)``."""
+    from tqdm import tqdm
+
     d = direction.to(latents.device).view_as(latents[0])
-    return torch.stack([G.synthesize(latents + float(a) * d, space) for a in alphas])
+    return torch.stack([G.synthesize(latents + float(a) * d, space)
+                        for a in tqdm(alphas, desc="edit frames", leave=False)])
 
 
 @torch.no_grad()
 def render_guided_edits(G, judge, latents: torch.Tensor, direction: torch.Tensor, alphas: np.ndarray, space: str,
                         keep: list[int], substep: float = 0.5) -> torch.Tensor:
     """Like :func:`render_edits`, following the classifier-guided path from alpha 0 both ways."""
+    from tqdm import tqdm
+
     from lightning_modules.edit_metrics import guided_step
 
+    direction = direction.to(latents.device)
     frames: dict[float, torch.Tensor] = {}
-    for sign in (1.0, -1.0):
+    for sign in tqdm((1.0, -1.0), desc="guided edit paths", leave=False):
         z, at = latents, 0.0
         for a in sorted((float(a) for a in alphas if a * sign >= 0), key=abs):
             while at < abs(a) - 1e-9:
@@ -63,7 +71,8 @@ def to_uint8(frames: torch.Tensor, scale: int) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m latentnav.edit", description=__doc__.split("\n\n")[0])
     parser.add_argument("directions", help="a directions.npz written by a directions run")
-    parser.add_argument("--generator", default=None, help="generator source (default: the one recorded in the file)")
+    parser.add_argument("--generator", default=None,
+                        help="generator file (default: the one recorded in the file; its recorded load options apply)")
     parser.add_argument("--attributes", nargs="+", required=True)
     parser.add_argument("--keep", nargs="*", default=[], help="attributes whose directions are projected out")
     source = parser.add_mutually_exclusive_group()
@@ -77,19 +86,22 @@ def main(argv: list[str] | None = None) -> int:
                              "fixed with the classifier's gradients through the generator (slower)")
     parser.add_argument("--annotator", default="demo", help="classifier for --guided")
     parser.add_argument("--out", default="edits")
+    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     args = parser.parse_args(argv)
     return run_command(lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> None:
     from callbacks.direction_report import labelled_rows, read_directions
-    from generators import load_generator
+    from generators.loading import load_generator_like, resolve_device
     from latentnav.safe_load import safe_torch_load
 
+    device = resolve_device(args.device)
     path = Path(args.directions)
     found = read_directions(path)  # a missing or malformed file is one line
     recorded = found["generator"]
-    G = load_generator(args.generator or recorded.get("source", "demo"))
+    # The sha256 is compared below rather than in load_generator_like, so that the error names this file.
+    G = load_generator_like(dict(recorded, sha256=None), source=args.generator, map_location=device).to(device)
     if recorded.get("sha256") and recorded["sha256"] != G.identity.get("sha256"):
         raise ConfigError(f"{path} was made for generator {recorded.get('source')} (sha256 {recorded['sha256'][:12]}), "
                           f"not {G.identity['source']} (sha256 {G.identity['sha256'][:12]})")
@@ -99,7 +111,7 @@ def _run(args: argparse.Namespace) -> None:
         if not isinstance(latents, torch.Tensor):
             raise ConfigError(f"{args.latents}: expected a tensor of latents, got {type(latents).__name__}")
         G.check_latent(latents.float(), space)
-        latents = latents.float()
+        latents = latents.float().to(device)
     else:
         latents = torch.cat([G.sample(1, seed=s, space=space) for s in args.seeds])
     alphas = np.linspace(args.alpha[0], args.alpha[1], args.steps)
@@ -111,7 +123,7 @@ def _run(args: argparse.Namespace) -> None:
         if args.guided:
             from lightning_modules.annotator import load_annotator
 
-            judge = load_annotator(args.annotator)
+            judge = load_annotator(args.annotator, map_location=device).to(device)
             edit_direction(found["directions"], found["names"], attribute, args.keep)  # checks the names
             unknown = [k for k in args.keep if k not in judge.attributes]
             if unknown:

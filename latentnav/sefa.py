@@ -2,6 +2,7 @@
 
     python -m latentnav.sefa --config configs/sefa/demo.yaml
     python -m latentnav.sefa --generator ffhq.pt --space w --layers coarse --out sefa_coarse.npz
+    python -m latentnav.sefa --generator g.pt --generator_options '{"class_path": "mypkg.G", "init_args": {"z_dim": 128}}'
 
 For weights A_1..A_m (each (out_i, d), h_i = A_i latent) SeFa finds the unit directions n
 that change the first layers' outputs most: the top eigenvectors of AᵀA, A = [A_1; ...; A_m].
@@ -13,7 +14,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -43,7 +44,7 @@ def sefa(weights: Sequence[torch.Tensor], num_directions: int, normalize_rows: b
     values, vectors = torch.linalg.eigh(a.T @ a)  # ascending
     values, vectors = values.flip(0)[:num_directions], vectors.flip(1)[:, :num_directions].T
     sign = torch.sign(vectors.gather(1, vectors.abs().argmax(1, keepdim=True)))
-    return (vectors * sign).float(), values.float()
+    return (vectors * sign).float().cpu(), values.float().cpu()
 
 
 def layer_resolution(name: str) -> int:
@@ -93,23 +94,26 @@ def run_sefa(G, space: str = "z", layers: Union[str, Sequence[int]] = "all", num
             "seconds": time.perf_counter() - t0}
 
 
-def main_function(generator: str = "demo", space: str = "z", layers: Union[str, list[int]] = "all",
-                  num_directions: int = 16, normalize_rows: bool = True,
-                  out: str = "runs/directions/sefa.npz") -> None:
+def main_function(generator: str = "demo", generator_options: Optional[dict] = None, space: str = "z",
+                  layers: Union[str, list[int]] = "all", num_directions: int = 16, normalize_rows: bool = True,
+                  out: str = "runs/directions/sefa.npz", device: str = "auto") -> None:
     """Closed-form directions (SeFa) written as a directions.npz with their eigenvalues.
 
     Args:
         generator: generator source (bundled name or file; see generators.load_generator).
+        generator_options: load_generator keyword arguments (class_path, init_args, z_dim, resolution,
+            trust_pickle, w_avg_samples), recorded in the output so that the edit command reuses them.
         space: latent space (z; w for StyleGAN2).
         layers: all, coarse, middle, fine, or a list of layer indices (StyleGAN2 convolutions).
         num_directions: K, the number of top eigenvectors kept.
         normalize_rows: scale each weight row to unit length first (the authors' release).
         out: the directions.npz to write.
+        device: auto (cuda when available), cpu, cuda or cuda:N.
     """
     from callbacks.direction_report import write_directions
-    from generators import load_generator
+    from generators.loading import load_generator_on, resolve_device
 
-    G = load_generator(generator)
+    G = load_generator_on(generator, generator_options, resolve_device(device))
     found = run_sefa(G, space, layers, num_directions, normalize_rows)
     label = layers if isinstance(layers, str) else ",".join(map(str, layers))
     path = write_directions(Path(out), found["directions"], [f"sefa{i:02d}" for i in range(num_directions)],

@@ -1,9 +1,13 @@
+import json
+import time
+
+import pytest
 import torch
 
 from callbacks.direction_report import read_directions
 from generators import load_generator
 from latentnav.errors import ConfigError
-from latentnav.ganspace import StreamingPCA, main, run_ganspace
+from latentnav.ganspace import StreamingPCA, main, run_ganspace, top_eigh
 from latentnav.sefa import sefa
 from tests.generators.test_stylegan2 import small_port_checkpoint
 
@@ -59,3 +63,69 @@ def test_w_space_pca_and_bad_input(tmp_path, capsys):
     assert (tmp_path / "edits" / "pc01.png").is_file()
     assert main(["--layer", "net.nope", "--out", str(out)]) == 2
     assert "layer: 'net.nope' is not a module of DCGANAdapter" in capsys.readouterr().err
+
+
+def planted_covariance(width: int, top: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric PSD (width, width) float64 with eigenvalues 1/i along random orthonormal U (width, top),
+    and below 1/(top + 1) a bulk with random (non-isotropic) variances on the complement of U.
+    Returns the matrix and U: its top eigenvectors, which a full eigh finds exactly."""
+    g = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(width, top, generator=g, dtype=torch.float64))
+    bulk = torch.rand(width, generator=g, dtype=torch.float64) / (top + 1)
+    du = bulk[:, None] * u  # diag(bulk) U
+    # (I - UUᵀ) diag(bulk) (I - UUᵀ) + U diag(1/i) Uᵀ, by rank-`top` updates (no width³ product).
+    c = torch.diag(bulk) - u @ du.T - du @ u.T + u @ ((u.T @ du) + torch.diag(1.0 / torch.arange(1, top + 1, dtype=torch.float64))) @ u.T
+    return (c + c.T) / 2, u
+
+
+def test_top_eigh_matches_eigh():
+    c, u = planted_covariance(1024)
+    values, vectors = top_eigh(c, 16)
+    ref_values, ref_vectors = torch.linalg.eigh(c)
+    torch.testing.assert_close(values, ref_values.flip(0)[:16], atol=1e-9, rtol=1e-9)
+    assert (vectors.T @ ref_vectors.flip(1)[:, :16]).abs().diagonal().min() > 0.999
+    assert (vectors.T @ u[:, :16]).abs().diagonal().min() > 0.999
+    # 4,096 wide: against the planted eigenvectors (what eigh gives, at many times the cost).
+    c, u = planted_covariance(4096)
+    t0 = time.perf_counter()
+    values, vectors = top_eigh(c, 16)
+    print(f"top_eigh, 16 of 4096: {time.perf_counter() - t0:.1f} s")
+    torch.testing.assert_close(values, 1.0 / torch.arange(1, 17, dtype=torch.float64), atol=1e-9, rtol=1e-9)
+    assert (vectors.T @ u[:, :16]).abs().diagonal().min() > 0.999
+
+
+def test_wide_covariances_take_the_top_k_solver():
+    g = torch.Generator().manual_seed(1)
+    c, _ = planted_covariance(300, top=40, seed=1)
+    x = torch.randn(4000, 300, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(c).T + 3.0
+    pca = StreamingPCA()
+    for chunk in x.split(1000):
+        pca.update(chunk)
+    exact_axes, exact_values = pca.components(5)
+    axes, values = pca.components(5, eigh_max_width=100)
+    torch.testing.assert_close(values, exact_values, atol=1e-9, rtol=1e-7)
+    torch.testing.assert_close(axes, exact_axes, atol=1e-5, rtol=0)  # same signs
+
+
+def test_class_path_generator_and_torchscript(tmp_path, capsys):
+    """generator_options load a state dict through class_path: GANSpace of its planted Linear layer
+    recovers the right singular vectors. A TorchScript generator's layers cannot be hooked: one line."""
+    from tests.generators.tiny import save_tiny
+    from tests.latentnav.test_edit import CLASS_PATH, INIT_ARGS, save_planted_tiny
+
+    v = save_planted_tiny(tmp_path / "tiny.pt")
+    out = tmp_path / "gs.npz"
+    options = json.dumps({"class_path": CLASS_PATH, "init_args": INIT_ARGS})
+    assert main(["--generator", str(tmp_path / "tiny.pt"), "--generator_options", options, "--num_directions", "3",
+                 "--num_samples", "8000", "--batch_size", "2000", "--device", "cpu", "--out", str(out)]) == 0
+    found = read_directions(out)
+    assert found["method"] == "GANSpace (z, module.fc)" and found["generator"]["options"]["class_path"] == CLASS_PATH
+    cos = (found["directions"] @ v[:, :3]).abs().diagonal()
+    assert cos.min() > 0.97, cos
+    save_tiny(tmp_path / "scripted.pt", scripted=True)
+    with pytest.raises(ConfigError, match="'module.fc' is inside a TorchScript generator"):
+        run_ganspace(load_generator(tmp_path / "scripted.pt"), num_directions=3, num_samples=10)
+    capsys.readouterr()
+    assert main(["--generator", str(tmp_path / "scripted.pt"), "--num_directions", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "load its weights as a state dict with generator_options" in err

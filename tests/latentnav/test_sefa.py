@@ -81,3 +81,29 @@ def test_command_on_the_demo_generator(tmp_path, capsys):
                                                     "(StyleGAN2 in w space)")
     assert main(["--num_directions", "65", "--out", str(out)]) == 2
     assert "num_directions: expected 1..64 (the latent size), got 65" in capsys.readouterr().err
+
+
+def test_command_on_a_class_path_generator(tmp_path, capsys):
+    """generator_options load a state dict through class_path; the options are recorded, so the edit
+    command needs none. The planted Linear layer's top right singular vectors are SeFa's answer."""
+    import json
+
+    from latentnav.edit import main as edit_main
+    from tests.latentnav.test_edit import CLASS_PATH, INIT_ARGS, save_planted_tiny
+
+    v = save_planted_tiny(tmp_path / "tiny.pt")
+    out = tmp_path / "sefa.npz"
+    options = json.dumps({"class_path": CLASS_PATH, "init_args": INIT_ARGS})
+    assert main(["--generator", str(tmp_path / "tiny.pt"), "--generator_options", options, "--num_directions", "3",
+                 "--normalize_rows", "false", "--device", "cpu", "--out", str(out)]) == 0
+    found = read_directions(out)
+    assert found["generator"]["options"] == {"class_path": CLASS_PATH, "init_args": INIT_ARGS}
+    assert (found["directions"] @ v[:, :3]).abs().diagonal().min() > 1 - 1e-5
+    assert edit_main([str(out), "--attributes", "sefa00", "--seeds", "0", "--steps", "3",
+                      "--out", str(tmp_path / "edits")]) == 0
+    assert (tmp_path / "edits" / "sefa00.png").is_file()
+    capsys.readouterr()
+    assert main(["--generator", str(tmp_path / "tiny.pt"), "--generator_options", '{"clas_path": "x"}',
+                 "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().startswith("latentnav: error: generator options: unknown clas_path; "
+                                                      "expected some of class_path, init_args")
