@@ -80,6 +80,10 @@ sys.path.insert(0, {repo!r})
 mode, num, batch = {mode!r}, {num}, {batch}
 from generators import load_generator
 from lightning_modules.annotator import load_annotator
+import pytorch_lightning as pl  # imported in every mode, so that its own memory is in the baseline
+from callbacks.annotation_writer import AnnotationWriter
+from datamodules.latent_indices import LatentIndicesDataModule
+from lightning_modules.latent_annotation import LatentAnnotation
 G, judge = load_generator("demo"), load_annotator("demo")
 with torch.no_grad():
     judge.logits(G.synthesize(G.sample(batch, seed=0)))  # allocator warmed by one batch in every mode
@@ -90,10 +94,6 @@ if mode == "memory":  # the old path: all latents, then every logit, then one fi
         logits = torch.cat([judge.logits(G.synthesize(c)).float() for c in z.split(batch)])
     torch.save(dict(latents=z, logits=logits), tempfile.mktemp())
 elif mode == "job":
-    import pytorch_lightning as pl
-    from callbacks.annotation_writer import AnnotationWriter
-    from datamodules.latent_indices import LatentIndicesDataModule
-    from lightning_modules.latent_annotation import LatentAnnotation
     with tempfile.TemporaryDirectory() as out:
         pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                    enable_model_summary=False, callbacks=[AnnotationWriter(out)]).predict(

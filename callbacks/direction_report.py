@@ -119,7 +119,9 @@ class DirectionReport(pl.Callback):
         log_dir = Path(trainer.log_dir or ".")
         seconds = time.perf_counter() - self._t0 if self._t0 is not None else None  # training, not this report
         device = trainer.strategy.root_device  # the metric's all-gather runs on the process's device
-        G = load_generator(self.generator_source, map_location=device).to(device)
+        # The datamodule's load options (class_path, init_args, ...) apply to the same generator source.
+        options = dict(getattr(trainer.datamodule, "generator_options", None) or {})
+        G = load_generator(self.generator_source, map_location=device, **options).to(device)
         judge = load_annotator(self.annotator_source, map_location=device).to(device)
         names = list(pl_module.attributes)
         runs = {"this run": (pl_module.directions().cpu(), names)}
