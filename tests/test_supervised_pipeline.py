@@ -16,8 +16,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(config, tmp_path, *extra):
-    # The main job's scale (20,000 latents, 15 epochs, 400 edited samples): on the bundled generator the
-    # regulariser's off-target gain is about 10 %, which smaller runs (4,000 latents) do not resolve.
     common = ["--data.init_args.cache_dir", str(tmp_path / "cache"), "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false"]
     cli = LatentNavCLI(args=["fit", "--config", str(REPO / "configs" / "supervised" / config), *common, *extra])
@@ -25,22 +23,29 @@ def run(config, tmp_path, *extra):
     return cli, report.results
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def both_runs(tmp_path_factory, *extra):
     tmp_path = tmp_path_factory.mktemp("supervised")
     import os
 
     old = os.getcwd()
     os.chdir(tmp_path)
     try:
-        zero_cli, _ = run("demo_no_ortho.yaml", tmp_path)
-        cli, results = run("demo.yaml", tmp_path)
+        zero_cli, _ = run("demo_no_ortho.yaml", tmp_path, *extra)
+        cli, results = run("demo.yaml", tmp_path, *extra)
     finally:
         os.chdir(old)
     return tmp_path, zero_cli, cli, results
 
 
-def test_regulariser_disentangles_and_cuts_off_target_change(runs):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Both configs at a reduced scale (4,000 latents, 8 epochs, 100 edited samples): the outputs, the
+    edit command and the cosines; the off-target claim needs the main job's scale (slow tier below)."""
+    return both_runs(tmp_path_factory, "--data.init_args.num_train", "4000", "--trainer.max_epochs", "8",
+                     "--trainer.callbacks.num_samples", "100")
+
+
+def test_regulariser_disentangles(runs):
     tmp_path, _, cli, results = runs
     this, zero = results["this run"], results["linear map, lambda=0 (squared)"]
     names = this["names"]
@@ -48,6 +53,15 @@ def test_regulariser_disentangles_and_cuts_off_target_change(runs):
     for a, b in (("Male", "Wearing_Lipstick"), ("Young", "Gray_Hair"), ("Male", "No_Beard")):
         assert abs(cos_zero[names.index(a), names.index(b)]) >= 0.3, (a, b)  # entangled without it
     assert (cos_this - torch.eye(len(names))).abs().max() <= 0.10  # near-orthogonal with it
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_regulariser_cuts_off_target_change_at_the_main_jobs_scale(tmp_path_factory):
+    """The README's claim, at the main job's scale (20,000 latents, 15 epochs, 400 edited samples; about
+    7 minutes): on the bundled generator the gain is about 10 %, which smaller runs do not resolve."""
+    _, _, _, results = both_runs(tmp_path_factory)
+    this, zero = results["this run"], results["linear map, lambda=0 (squared)"]
     assert this["off_target_abs_mean"] < zero["off_target_abs_mean"]
 
 

@@ -1,6 +1,7 @@
 """train.py end to end: mixed precision, resume, a real 2-process DDP run, one-line errors."""
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,7 @@ def test_user_errors_are_one_line(tmp_path, monkeypatch, capsys):
 ])
 def test_errors_while_building_classes_are_one_line(tmp_path, monkeypatch, capsys, override, message):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train.py"])  # pytest's own flags would make LightningCLI warn on stderr
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", DEMO_CONFIG, "--data.init_args.root", str(tmp_path / "demo"), *override])
     assert exit_info.value.code == 2
