@@ -18,6 +18,7 @@ Two modes:
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -25,7 +26,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from latentnav.annotation_shards import ShardedLatents, check_manifest, complete_shards, make_key, read_manifest
+from latentnav.annotation_shards import ShardedLatents, check_manifest, make_key, read_manifest
 from latentnav.errors import ConfigError, DataFormatError
 from latentnav.safe_load import sha256_of
 
@@ -103,13 +104,17 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
     def split_seed(self, split: str) -> int:
         return self.seed + (0 if split == "train" else VAL_SEED_OFFSET)
 
-    def _key(self, split: str) -> dict:
+    @functools.cached_property
+    def _sources_sha256(self) -> tuple[str, str]:
+        # Hashed once: a StyleGAN2 checkpoint is ~120 MB, and the key is needed per split and stage.
         from generators import BUNDLED as GENERATORS
         from lightning_modules.annotator import BUNDLED as ANNOTATORS
 
-        return make_key(sha256_of(_source_file(self.generator, GENERATORS, "generator")),
-                        sha256_of(_source_file(self.annotator, ANNOTATORS, "annotator")),
-                        self.space, self.split_seed(split), self.sizes[split], self.shard_size)
+        return (sha256_of(_source_file(self.generator, GENERATORS, "generator")),
+                sha256_of(_source_file(self.annotator, ANNOTATORS, "annotator")))
+
+    def _key(self, split: str) -> dict:
+        return make_key(*self._sources_sha256, self.space, self.split_seed(split), self.sizes[split], self.shard_size)
 
     def store(self, split: str) -> Path:
         return self.cache_dir / split
@@ -130,10 +135,8 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
         from datamodules.latent_indices import LatentIndicesDataModule
         from lightning_modules.latent_annotation import LatentAnnotation
 
-        store, key = self.store(split), self._key(split)
-        old = read_manifest(store)
-        if old is not None and old.get("key", {}).get("format") == key["format"] and not complete_shards(store, key):
-            print(f"latentnav: {store} was made with other settings; annotating it anew")
+        store = self.store(split)
+        self._key(split)  # the generator and classifier files exist: one line naming the data field otherwise
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         job = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu",
                          devices=[device.index or 0] if device.type == "cuda" else 1,
