@@ -6,7 +6,9 @@
     python -m generators quality [SOURCE] [--num 2000]   demo generator quality, judged by the demo classifier
 
 ``info`` and ``quality`` take ``--generator-options '{"class_path": "pkg.G", "init_args": {...}}'``
-(load_generator's keyword arguments as JSON) and ``--device`` (auto: cuda when available).
+(load_generator's keyword arguments as JSON). ``info`` takes ``--device`` (auto: cuda when available);
+``quality`` is a Trainer test loop and takes the Trainer's ``--accelerator --devices --strategy
+--num-nodes --precision`` (e.g. ``--devices 4 --strategy ddp``: the samples are sliced across ranks).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Optional
 import torch
 
 from latentnav.errors import ConfigError, run_command
+from latentnav.measuring import add_trainer_flags
 
 
 def _plain(obj, dropped: list, where: str = ""):
@@ -53,38 +56,28 @@ def generator_options(text: Optional[str]) -> dict:
 
 
 def quality_summary_for(source: str, num: int, annotator: str, seed: int, options: Optional[dict] = None,
-                        device: str = "auto") -> dict:
-    """Quality figures of ``source``'s samples against freshly rendered demo faces, both judged by ``annotator``.
-    ``options``: load_generator keyword arguments; ``device``: see :func:`generators.loading.resolve_device`."""
-    from tqdm import tqdm
-
+                        trainer=None, batch_size: int = 500) -> dict:
+    """Quality figures of ``source``'s samples (latents ``latents_at(range(num), seed)``) against ``num``
+    freshly rendered demo faces, both judged by ``annotator``, as a ``trainer.test`` loop
+    (``latentnav.measuring.make_trainer()`` by default: its devices, ranks and precision).
+    ``options``: load_generator keyword arguments."""
     from datamodules.demo_faces import generate
-    from generators.loading import load_generator_on, resolve_device
+    from datamodules.latent_indices import LatentIndicesDataModule
+    from generators.loading import load_generator_on
+    from latentnav.measuring import make_trainer
     from lightning_modules.annotator import load_annotator
-    from lightning_modules.generator_quality import AttributeStatistics, quality_summary
+    from lightning_modules.quality_evaluation import QualityEvaluation
 
-    where = resolve_device(device)
-    G = load_generator_on(source, options, where)
-    judge = load_annotator(annotator, map_location=where).to(where)
+    if num < 1:
+        raise ConfigError(f"--num: expected a positive number of samples, got {num}")
+    trainer = trainer or make_trainer()
+    # Loaded on the CPU; the Trainer moves the module (generator and classifier) to its device.
+    G = load_generator_on(source, options, torch.device("cpu"))
+    judge = load_annotator(annotator)
     real_images, _ = generate(num, seed=seed + 1, image_size=G.resolution)
-    k = len(judge.attributes)
-    real, fake = AttributeStatistics(k).to(where), AttributeStatistics(k).to(where)
-    with torch.no_grad():
-        for chunk in tqdm(torch.from_numpy(real_images).split(500), desc="quality: real faces", leave=False):
-            real.update(judge(chunk.to(where).permute(0, 3, 1, 2).float() / 127.5 - 1))
-        z = G.sample(num, seed=seed)  # drawn on the CPU: the same samples on every device
-        for chunk in tqdm(z.split(500), desc="quality: generated", leave=False):
-            fake.update(judge(G.synthesize(chunk)))
-    return quality_summary(fake.compute(), real.compute()["frequency"], judge.attributes)
-
-
-def quality(source: str, num: int, annotator: str, seed: int, options: Optional[dict] = None,
-            device: str = "auto") -> str:
-    from lightning_modules.annotator import load_annotator
-    from lightning_modules.generator_quality import format_quality
-
-    summary = quality_summary_for(source, num, annotator, seed, options, device)
-    return format_quality(summary, load_annotator(annotator).attributes)
+    module = QualityEvaluation(G, judge, torch.from_numpy(real_images))
+    trainer.test(module, datamodule=LatentIndicesDataModule(num=num, seed=seed, batch_size=batch_size), verbose=False)
+    return dict(module.result, is_global_zero=trainer.is_global_zero, processes=trainer.world_size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,11 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num", type=int, default=2000)
     p.add_argument("--annotator", default="demo")
     p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON (rank 0)")
+    add_trainer_flags(p)
     loading.append(p)
     for p in loading:
         p.add_argument("--generator-options", default=None, metavar="JSON",
                        help='load_generator keyword arguments, e.g. \'{"class_path": "pkg.G", "init_args": {}}\'')
-        p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
+    loading[0].add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     args = parser.parse_args(argv)
     return run_command(lambda: _run(args))
 
@@ -134,10 +130,24 @@ def _run(args: argparse.Namespace) -> None:
         torch.save(_plain(blob, dropped), args.out)
         print(f"wrote {args.out}" + (f"; dropped {', '.join(dropped)}" if dropped else ""))
     else:
+        from latentnav.measuring import trainer_from
+
         t0 = time.perf_counter()
-        print(quality(args.source, args.num, args.annotator, args.seed, generator_options(args.generator_options),
-                      args.device))
-        print(f"({args.num} samples, {time.perf_counter() - t0:.1f} s)")
+        from lightning_modules.annotator import load_annotator
+        from lightning_modules.generator_quality import format_quality
+
+        summary = quality_summary_for(args.source, args.num, args.annotator, args.seed,
+                                      generator_options(args.generator_options), trainer_from(args), args.batch_size)
+        if not summary["is_global_zero"]:
+            return
+        print(format_quality(summary, load_annotator(args.annotator).attributes))
+        print(f"({args.num} samples, {time.perf_counter() - t0:.1f} s, {summary['processes']} process(es))")
+        if args.json:
+            from pathlib import Path
+
+            from latentnav.annotation_shards import atomic_save
+
+            atomic_save(json.dumps(summary, indent=1), Path(args.json), text=True)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from latentnav.errors import ConfigError, run_command
+from latentnav.measuring import make_trainer
 
 
 def name_directions(plus: torch.Tensor, minus: torch.Tensor) -> dict:
@@ -82,19 +83,6 @@ def _or_none(x: float) -> Optional[float]:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "method"
-
-
-def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
-                 precision: str = "32-true"):
-    """The Trainer of a measuring pass: the user's devices, ranks and precision; no logger, no checkpoints."""
-    import pytorch_lightning as pl
-
-    from callbacks.process_group_exit import ProcessGroupExit
-    from callbacks.thread_budget import ThreadBudget
-
-    return pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
-                      precision=precision, logger=False, enable_checkpointing=False, enable_model_summary=False,
-                      callbacks=[ThreadBudget(), ProcessGroupExit()])
 
 
 def compare(files: list[str], annotator: str = "demo", generator: Optional[str] = None, num_samples: int = 400,

@@ -29,11 +29,44 @@ def test_info_with_generator_options(tmp_path, capsys):
 
 
 def test_quality_with_generator_options(tmp_path, capsys):
+    from latentnav.measuring import make_trainer
+
     save_planted_tiny(tmp_path / "tiny.pt")
-    summary = quality_summary_for(str(tmp_path / "tiny.pt"), 64, "demo", 0, OPTIONS, device="cpu")
+    summary = quality_summary_for(str(tmp_path / "tiny.pt"), 64, "demo", 0, OPTIONS, make_trainer(accelerator="cpu"))
     assert 0 <= summary["confident_mean"] <= 1 and 0 <= summary["freq_gap_max"] <= 1
+    assert summary["processes"] == 1 and summary["is_global_zero"]
     assert main(["quality", str(tmp_path / "tiny.pt"), "--num", "64", "--generator-options", json.dumps(OPTIONS)]) == 0
     assert "(64 samples, " in capsys.readouterr().out
-    if not torch.cuda.is_available():
-        assert main(["quality", "--num", "8", "--device", "cuda"]) == 2
-        assert "device: 'cuda' asked for, but torch.cuda.is_available() is False" in capsys.readouterr().err
+    for flags, message in ((["--accelerator", "cuda"], "trainer (accelerator 'cuda', devices 1, strategy 'auto', "
+                                                       "precision '32-true'): `CUDAAccelerator` can not run"),
+                           (["--precision", "17"], "precision '17'): Precision '17' is invalid"),
+                           (["--num", "0"], "--num: expected a positive number of samples, got 0")):
+        if flags[0] == "--accelerator" and torch.cuda.is_available():
+            continue
+        assert main(["quality", "--num", "8", *flags]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_quality_on_two_processes_equals_one(tmp_path):
+    """A Trainer test loop: 2 processes (ddp, gloo, default progress bar) slice the samples and sum the
+    statistics, so the figures equal one process's (41 samples: uneven slices; batch 8: several steps)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.distributed import REPO
+
+    common = ["quality", "--num", "41", "--batch-size", "8", "--accelerator", "cpu"]
+    assert main([*common, "--json", str(tmp_path / "one.json")]) == 0
+    done = subprocess.run([sys.executable, "-m", "generators", *common, "--json", str(tmp_path / "two.json"),
+                           "--devices", "2", "--strategy", "ddp"], cwd=tmp_path, text=True, capture_output=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es)" in done.stdout
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert one.keys() == two.keys() and one["processes"] == 1 and two["processes"] == 2
+    for key in one:
+        if key not in ("processes", "is_global_zero"):
+            assert abs(one[key] - two[key]) <= 1e-6, key
+    # 41 real images and 41 samples were judged: every frequency is a multiple of 1/41.
+    assert abs(one["frequency/Smiling"] * 41 - round(one["frequency/Smiling"] * 41)) < 1e-9

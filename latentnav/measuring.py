@@ -1,0 +1,41 @@
+"""The Trainer of a measuring pass (comparison, generator quality, GANSpace): the user's devices,
+ranks and precision, no logger, no checkpoints; and the command-line flags that choose it."""
+
+from __future__ import annotations
+
+import argparse
+
+from latentnav.errors import ConfigError
+
+
+def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
+                 precision: str = "32-true"):
+    """A ``pl.Trainer`` for ``test`` loops over latent indices; a flag Lightning refuses is one line."""
+    import pytorch_lightning as pl
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    from callbacks.process_group_exit import ProcessGroupExit
+    from callbacks.thread_budget import ThreadBudget
+
+    try:
+        return pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
+                          precision=precision, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                          callbacks=[ThreadBudget(), ProcessGroupExit()])
+    except (MisconfigurationException, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"trainer (accelerator {accelerator!r}, devices {devices!r}, strategy {strategy!r}, "
+                          f"precision {precision!r}): {first}") from None
+
+
+def add_trainer_flags(parser: argparse.ArgumentParser) -> None:
+    """``--accelerator --devices --strategy --num-nodes --precision`` (the Trainer's own names and defaults)."""
+    parser.add_argument("--accelerator", default="auto", help="auto (cuda when available), cpu, gpu, ...")
+    parser.add_argument("--devices", default="1", help="devices per node: N, a list, or auto")
+    parser.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, ...")
+    parser.add_argument("--num-nodes", type=int, default=1)
+    parser.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed")
+
+
+def trainer_from(args: argparse.Namespace):
+    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
+    return make_trainer(args.accelerator, devices, args.strategy, args.num_nodes, args.precision)
