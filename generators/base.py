@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,11 +31,15 @@ from latentnav.errors import ConfigError
 NOISE_MODES = ("const", "random", "none")
 
 
-def latent_seed(seed: int, index: int) -> int:
-    """The RNG seed of latent ``index`` of stream ``seed`` (distinct for distinct pairs below 2**31 latents)."""
-    if index < 0 or index >= 2**31:
-        raise ConfigError(f"latent index {index} out of range [0, 2**31)")
-    return ((int(seed) % 2**32) << 31 | index) % 2**63
+def latent_rng(seed: int, index: int) -> np.random.Generator:
+    """The RNG of latent ``index`` of stream ``seed``: PCG64 keyed by numpy's SeedSequence of the pair,
+    so distinct pairs give independent streams. (A torch CPU generator keeps only the low 32 bits of
+    its seed: packing (seed, index) into one integer made streams ``seed`` and ``seed + 2`` identical.)"""
+    if index < 0 or index >= 2**63:
+        raise ConfigError(f"latent index {index} out of range [0, 2**63)")
+    if seed < 0:
+        raise ConfigError(f"seed: expected a non-negative integer, got {seed}")
+    return np.random.default_rng((int(seed), int(index)))
 
 
 class FrozenGenerator(nn.Module):
@@ -107,14 +112,12 @@ class FrozenGenerator(nn.Module):
     def latents_at(self, indices, seed: int = 0, space: str = "z") -> torch.Tensor:
         """Latents (len(indices), *latent_shape(space)) on the wrapper's device: latent i is a pure
         function of (seed, i), so any process can make any latent, and 1 or N processes (any batch
-        size, any slicing) see the same latent i. z_i ~ N(0, I) from a generator seeded by (seed, i)."""
+        size, any slicing) see the same latent i. z_i ~ N(0, I) from :func:`latent_rng` (seed, i)
+        (about 30 µs a latent on the CPU)."""
         self._check_space(space)
-        g = torch.Generator()
-        rows = []
-        for i in (indices.tolist() if isinstance(indices, torch.Tensor) else indices):
-            g.manual_seed(latent_seed(seed, int(i)))
-            rows.append(torch.randn(self.z_dim, generator=g))
-        z = (torch.stack(rows) if rows else torch.zeros(0, self.z_dim)).to(self.device)
+        rows = [latent_rng(seed, int(i)).standard_normal(self.z_dim, dtype=np.float32)
+                for i in (indices.tolist() if isinstance(indices, torch.Tensor) else indices)]
+        z = (torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, self.z_dim)).to(self.device)
         return z if space == "z" else self.to_space(z, space)
 
     def to_space(self, z: torch.Tensor, space: str) -> torch.Tensor:
