@@ -59,9 +59,12 @@ class LatentIndicesDataModule(pl.LightningDataModule):
         seed: the stream; latent i is a pure function of (seed, i).
         batch_size: latents per generator call.
         shard_size: latents per shard file (a multiple of nothing in particular; the last shard may be short).
+        sliced_predict: ``predict_dataloader`` gives rank slices (like ``test_dataloader``) instead of
+            whole shards: for predict loops that write no shards (the edit command's rendering).
     """
 
-    def __init__(self, num: int = 20000, seed: int = 0, batch_size: int = 500, shard_size: int = 10000) -> None:
+    def __init__(self, num: int = 20000, seed: int = 0, batch_size: int = 500, shard_size: int = 10000,
+                 sliced_predict: bool = False) -> None:
         super().__init__()
         for field, value in (("num", num), ("batch_size", batch_size), ("shard_size", shard_size)):
             if value < 1:
@@ -69,6 +72,7 @@ class LatentIndicesDataModule(pl.LightningDataModule):
         if seed < 0:
             raise ConfigError(f"data.seed: expected a non-negative integer, got {seed}")
         self.num, self.seed, self.batch_size, self.shard_size = num, seed, batch_size, shard_size
+        self.sliced_predict = sliced_predict
         self.skip: set[int] = set()  # shards already done (set by the writer before the loop starts)
 
     @property
@@ -80,6 +84,8 @@ class LatentIndicesDataModule(pl.LightningDataModule):
         return missing[rank::world_size]
 
     def predict_dataloader(self) -> DataLoader:
+        if self.sliced_predict:
+            return self.test_dataloader()
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         return DataLoader(ShardBatches(self.todo(rank, world), self.num, self.shard_size, self.batch_size, self.seed),

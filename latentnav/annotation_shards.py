@@ -185,7 +185,9 @@ class ShardedLatents(torch.utils.data.Dataset):
                 out_z = z.new_empty(len(indices), z.shape[1])
                 out_y = y.new_empty(len(indices), y.shape[1])
             out_z[where], out_y[where] = z, y
-        return out_z, (torch.sigmoid(out_y) if self.probabilities else out_y)
+        # float32 sigmoid differs by an ulp between torch's vectorised and scalar paths, i.e. with a row's
+        # place in the batch; in float64, rounded to float32, every row gets the same value in any batch.
+        return out_z, (torch.sigmoid(out_y.double()).to(out_y.dtype) if self.probabilities else out_y)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= i < self.num:

@@ -9,8 +9,9 @@ from latentnav.errors import ConfigError
 
 
 def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
-                 precision: str = "32-true"):
-    """A ``pl.Trainer`` for ``test`` loops over latent indices; a flag Lightning refuses is one line."""
+                 precision: str = "32-true", inference_mode: bool = True):
+    """A ``pl.Trainer`` for ``test``/``predict`` loops over latent indices; a flag Lightning refuses is one
+    line. ``inference_mode=False`` for passes that need gradients (classifier-guided edits)."""
     import pytorch_lightning as pl
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
@@ -19,7 +20,7 @@ def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: st
 
     try:
         return pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
-                          precision=precision, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                          precision=precision, inference_mode=inference_mode, logger=False, enable_checkpointing=False, enable_model_summary=False,
                           callbacks=[ThreadBudget(), ProcessGroupExit()])
     except (MisconfigurationException, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -36,6 +37,7 @@ def add_trainer_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed")
 
 
-def trainer_from(args: argparse.Namespace):
+def trainer_from(args: argparse.Namespace, inference_mode: bool = True):
+    """The Trainer that :func:`add_trainer_flags`' flags ask for."""
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
-    return make_trainer(args.accelerator, devices, args.strategy, args.num_nodes, args.precision)
+    return make_trainer(args.accelerator, devices, args.strategy, args.num_nodes, args.precision, inference_mode)

@@ -81,11 +81,16 @@ class UnsupervisedDirections(FrozenGeneratorModule):
                 raise ConfigError(f"data.{field} is {theirs}, but {what} is {mine}; set both alike")
 
     def pair_images(self, z: torch.Tensor, k: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """G(latent) and G(latent + eps A e_k), (B, 3, R, R) each, from **one** generator call."""
+        """G(latent) and G(latent + eps A e_k), (B, 3, R, R) each.
+
+        Two calls, the first without an autograd graph: nothing trainable reaches G(latent), so it needs
+        neither stored activations nor a backward pass. (One call on the concatenated batch made the
+        whole 2B batch back-propagate through G: 1.29x slower a step on the demo, bench/RESULTS.md.)"""
         latent = self.generator.to_space(z, self.space) if self.space != "z" else z
+        with torch.no_grad():
+            x0 = self.generator.synthesize(latent, self.space, self.hparams.truncation)
         shifted = latent + self.direction_matrix(k, eps.to(latent.dtype))
-        images = self.generator.synthesize(torch.cat([latent, shifted]), self.space, self.hparams.truncation)
-        return images[: len(z)], images[len(z):]
+        return x0, self.generator.synthesize(shifted, self.space, self.hparams.truncation)
 
     def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         z, k, eps = batch

@@ -10,7 +10,8 @@ from PIL import Image
 from callbacks.direction_report import write_directions
 from generators import load_generator
 from generators.loading import resolve_device
-from latentnav.edit import main, render_edits, to_uint8
+from latentnav.edit import main, to_uint8
+from lightning_modules.edit_rendering import render_edits
 from latentnav.errors import ConfigError
 from tests.generators.tiny import TinyGenerator
 
@@ -75,7 +76,7 @@ def test_edit_command_reuses_the_recorded_class_path(tmp_path, capsys):
     G, weights, npz = planted_setup(tmp_path)
     out = tmp_path / "edits"
     assert main([str(npz), "--attributes", "red", "green_blue", "--seeds", "0", "1", "--steps", "3",
-                 "--alpha", "-3", "3", "--scale", "1", "--device", "cpu", "--out", str(out)]) == 0
+                 "--alpha", "-3", "3", "--scale", "1", "--accelerator", "cpu", "--out", str(out)]) == 0
     unedited = to_uint8(G.synthesize(torch.cat([G.sample(1, seed=s) for s in (0, 1)])), 1)  # (B, R, R, 3)
     for name, moved, still in (("red", [0], [1, 2]), ("green_blue", [1, 2], [0])):
         grid = np.asarray(Image.open(out / f"{name}.png").convert("RGB"))[14:, 60:]  # below the labels
@@ -101,6 +102,37 @@ def test_device_option(tmp_path, capsys):
         resolve_device("gpu")
     if not torch.cuda.is_available():
         _, _, npz = planted_setup(tmp_path)
-        assert main([str(npz), "--attributes", "red", "--device", "cuda", "--out", str(tmp_path)]) == 2
-        assert capsys.readouterr().err.strip() == ("latentnav: error: device: 'cuda' asked for, but "
-                                                   "torch.cuda.is_available() is False; use cpu or auto")
+        assert main([str(npz), "--attributes", "red", "--accelerator", "cuda", "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("latentnav: error: trainer (accelerator 'cuda', devices 1, strategy 'auto', precision "
+                              "'32-true'): `CUDAAccelerator` can not run") and "\n" not in err
+
+
+def test_two_processes_render_the_same_edit_as_one(tmp_path):
+    """Rendering is a Trainer predict loop: on 2 processes (ddp, gloo, the Trainer's defaults) each renders
+    its rows (3 latents: an uneven split; batch 1: several steps) and rank 0 writes the same files."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.distributed import REPO
+
+    _, _, npz = planted_setup(tmp_path)
+    common = [str(npz), "--attributes", "red", "--seeds", "0", "1", "2", "--steps", "3", "--batch-size", "1",
+              "--accelerator", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    done = subprocess.run([sys.executable, "-m", "latentnav.edit", *common, "--out", str(tmp_path / "two"),
+                           "--devices", "2", "--strategy", "ddp"], cwd=tmp_path, text=True, capture_output=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("wrote ") == 1  # rank 0 only
+    one, two = (np.asarray(Image.open(tmp_path / d / "red.png").convert("RGB")) for d in ("one", "two"))
+    assert one.shape == two.shape and np.array_equal(one, two)
+    rows = one[14:, 60:].reshape(3, -1)
+    assert not np.array_equal(rows[0], rows[1])  # rows are different latents, so their order is checked
+    gifs = [Image.open(tmp_path / d / "red.gif") for d in ("one", "two")]
+    assert gifs[0].n_frames == gifs[1].n_frames == 4  # 3 steps there, 1 back
+    for i in range(4):
+        gifs[0].seek(i), gifs[1].seek(i)
+        assert np.array_equal(np.asarray(gifs[0].convert("RGB")), np.asarray(gifs[1].convert("RGB")))
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["red.gif", "red.png"]  # no parts left

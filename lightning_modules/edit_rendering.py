@@ -1,0 +1,82 @@
+"""Rendering edits as a Lightning ``predict`` loop: devices, ranks and precision from the Trainer.
+
+The batches are row indices into a (N, *latent_shape) tensor of latents
+(``LatentIndicesDataModule(sliced_predict=True)``: rank r of W renders rows r, r + W, ...), and each
+step returns the rows' frames along one direction; ``callbacks.edit_writer.EditWriter`` gathers
+them into the strip and the GIF.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+
+@torch.no_grad()
+def render_edits(G, latents: torch.Tensor, direction: torch.Tensor, alphas: Sequence[float], space: str) -> torch.Tensor:
+    """Latents (B, *latent_shape) moved by alpha * direction (d,): images (len(alphas), B, 3, R, R) in [-1, 1]
+    on the latents' device; the alpha = 0 frame is ``G.synthesize(latents, space)``."""
+    d = direction.to(latents.device).view_as(latents[0])
+    return torch.stack([G.synthesize(latents + float(a) * d, space) for a in alphas])
+
+
+def render_guided_edits(G, judge, latents: torch.Tensor, direction: torch.Tensor, alphas: Sequence[float],
+                        space: str, keep: list[int], substep: float = 0.5) -> torch.Tensor:
+    """Like :func:`render_edits`, following the classifier-guided path from alpha 0 both ways
+    (needs gradients: run it outside ``torch.inference_mode``)."""
+    from lightning_modules.edit_metrics import guided_step
+
+    direction = direction.to(latents.device)
+    frames: dict[float, torch.Tensor] = {}
+    for sign in (1.0, -1.0):
+        z, at = latents, 0.0
+        for a in sorted((float(a) for a in alphas if a * sign >= 0), key=abs):
+            while at < abs(a) - 1e-9:
+                move = min(substep, abs(a) - at)
+                z = guided_step(G, judge, z, sign * direction, keep, move, space) if keep else \
+                    z + sign * move * direction.view_as(z[0])
+                at += move
+            with torch.no_grad():
+                frames[a] = G.synthesize(z, space)
+    return torch.stack([frames[float(a)] for a in alphas])
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """Images (..., 3, R, R) in [-1, 1] -> uint8 (..., R, R, 3) on the CPU."""
+    return ((frames.float().clamp(-1, 1) + 1) * 127.5).round().byte().movedim(-3, -1).cpu().numpy()
+
+
+class EditRendering(pl.LightningModule):
+    """Renders ``latents[rows]`` along one direction.
+
+    Args:
+        generator: a loaded, frozen ``FrozenGenerator``.
+        latents: (N, *latent_shape(space)) on the CPU; rows are moved to the device a batch at a time.
+        direction: (d,) the edit direction (not normalised here: the caller's scale).
+        alphas: the steps, one frame each.
+        space: the latents' space.
+        judge: a frozen ``Annotator`` for classifier-guided paths (with ``keep``), else None.
+        keep: attribute indices of ``judge`` held fixed along a guided path.
+    ``predict_step`` returns ``{"rows": (b,) int64, "frames": uint8 (len(alphas), b, R, R, 3)}``.
+    """
+
+    def __init__(self, generator, latents: torch.Tensor, direction: torch.Tensor, alphas: Sequence[float],
+                 space: str = "z", judge=None, keep: Sequence[int] = ()) -> None:
+        super().__init__()
+        self.generator, self.judge = generator, judge
+        self.latents = latents.detach().float().cpu()
+        self.register_buffer("direction", direction.detach().float(), persistent=False)
+        self.alphas, self.space, self.keep = [float(a) for a in alphas], space, list(keep)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        rows = batch["indices"]
+        z = self.latents[rows].to(self.device)
+        if self.judge is not None:
+            frames = render_guided_edits(self.generator, self.judge, z, self.direction, self.alphas, self.space,
+                                         self.keep)
+        else:
+            frames = render_edits(self.generator, z, self.direction, self.alphas, self.space)
+        return {"rows": rows.cpu(), "frames": to_uint8(frames)}
