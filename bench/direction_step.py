@@ -1,4 +1,4 @@
-"""One unsupervised-directions training step: the module's (one batched generator call) vs the original code's.
+"""One unsupervised-directions training step: the module's vs the original code's.
 
     .venv/bin/python bench/direction_step.py [--preset demo|stylegan2] [--precision bf16-mixed] [--quick]
 
@@ -6,7 +6,7 @@ Side by side in one run, on the same pre-drawn batches ``(z, k, eps)`` (as
 ``LatentShiftsDataModule`` draws them, already on the device), from identical initial weights:
 
 - **module**: :class:`UnsupervisedDirections`'s own ``training_step`` (``pair_images``: G(latent)
-  and G(latent + eps A e_k) from ONE generator call on the concatenated batch; reconstructor;
+  without a graph, then G(latent + eps A e_k), two calls; reconstructor;
   CE + shift_weight * |eps_hat - eps|; the finite-loss check; the RCA and shift-error
   torchmetrics), then zero_grad, backward and its own ``configure_optimizers`` Adam step, in
   the order Lightning's automatic optimisation uses. ``--precision`` wraps ``training_step``
