@@ -40,9 +40,9 @@ def throughput(num: int, batch: int, repeats: int, precision: str, device: str) 
     import pytorch_lightning as pl
     import torch
 
-    from callbacks.annotation_writer import AnnotationWriter
-    from datamodules.latent_indices import LatentIndicesDataModule
-    from lightning_modules.latent_annotation import LatentAnnotation
+    from latentnav.callbacks.annotation_writer import AnnotationWriter
+    from latentnav.datamodules.latent_indices import LatentIndicesDataModule
+    from latentnav.lightning_modules.latent_annotation import LatentAnnotation
 
     module = LatentAnnotation("demo", "demo")
     G, judge = module.generator.to(device), module.annotator.to(device)
@@ -78,12 +78,12 @@ RSS_CHILD = r"""
 import resource, sys, tempfile, torch
 sys.path.insert(0, {repo!r})
 mode, num, batch = {mode!r}, {num}, {batch}
-from generators import load_generator
-from lightning_modules.annotator import load_annotator
+from latentnav.generators import load_generator
+from latentnav.lightning_modules.annotator import load_annotator
 import pytorch_lightning as pl  # imported in every mode, so that its own memory is in the baseline
-from callbacks.annotation_writer import AnnotationWriter
-from datamodules.latent_indices import LatentIndicesDataModule
-from lightning_modules.latent_annotation import LatentAnnotation
+from latentnav.callbacks.annotation_writer import AnnotationWriter
+from latentnav.datamodules.latent_indices import LatentIndicesDataModule
+from latentnav.lightning_modules.latent_annotation import LatentAnnotation
 G, judge = load_generator("demo"), load_annotator("demo")
 with torch.no_grad():
     judge.logits(G.synthesize(G.sample(batch, seed=0)))  # allocator warmed by one batch in every mode

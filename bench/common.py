@@ -159,8 +159,8 @@ def small_stylegan2(args: argparse.Namespace, seed: int = 0):
 
     Noise strengths and biases, which the port initialises at 0, are randomised as in the tests,
     so that every part of the network does work. ``w_avg`` is the mean of 2,000 mapped samples."""
-    from generators.adapters import StyleGAN2Adapter
-    from generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+    from latentnav.generators.adapters import StyleGAN2Adapter
+    from latentnav.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
     torch.manual_seed(seed)
     config = StyleGAN2Config.port(args.size, style_dim=args.style_dim, n_mlp=args.n_mlp,

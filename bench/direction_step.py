@@ -134,7 +134,7 @@ class OriginalStep:
 
 
 def build_model(args: argparse.Namespace, source: str):
-    from lightning_modules.unsupervised_directions import UnsupervisedDirections
+    from latentnav.lightning_modules.unsupervised_directions import UnsupervisedDirections
 
     p = PRESETS[args.preset]
     return UnsupervisedDirections(source, space=p["space"], num_directions=p["num_directions"],
@@ -170,7 +170,7 @@ def main() -> None:
     attach_stub_trainer(model)
     original = OriginalStep(model)
 
-    from datamodules.latent_shifts import draw
+    from latentnav.datamodules.latent_shifts import draw
 
     g = torch.Generator().manual_seed(args.seed)
     pool = [tuple(t.to(device) for t in draw(batch_size, model.generator.z_dim, preset["num_directions"], SHIFT_RANGE,

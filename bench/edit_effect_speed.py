@@ -3,7 +3,7 @@
     .venv/bin/python bench/edit_effect_speed.py [--num-samples 200] [--directions 12] [--quick]
 
 On the bundled demo generator and classifier, ``--directions`` seeded random unit directions
-(direction i targets attribute i mod 12) over ``callbacks.direction_report.DEFAULT_ALPHAS``:
+(direction i targets attribute i mod 12) over ``latentnav.callbacks.direction_report.DEFAULT_ALPHAS``:
 
 - **metric**: ``measure_edits`` exactly as ``DirectionReport`` calls it (a fresh
   ``EditEffect`` on the generator's device, ``update`` per direction and step, ``compute`` at the end);
@@ -41,10 +41,10 @@ def main() -> None:
         args.num_samples, args.directions, args.batch_size, args.repeats = 8, 2, 8, 2
     device = setup(args)
 
-    from callbacks.direction_report import DEFAULT_ALPHAS
-    from generators import load_generator
-    from lightning_modules.annotator import load_annotator
-    from lightning_modules.edit_metrics import EditEffect, measure_edits
+    from latentnav.callbacks.direction_report import DEFAULT_ALPHAS
+    from latentnav.generators import load_generator
+    from latentnav.lightning_modules.annotator import load_annotator
+    from latentnav.lightning_modules.edit_metrics import EditEffect, measure_edits
 
     G = load_generator("demo").to(device)
     annotator = load_annotator("demo").to(device)

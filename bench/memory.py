@@ -74,8 +74,8 @@ def child(args: argparse.Namespace) -> dict:
     from common import autocast, hardware, setup
 
     device = setup(args)
-    from generators import load_generator
-    from lightning_modules.annotator import load_annotator
+    from latentnav.generators import load_generator
+    from latentnav.lightning_modules.annotator import load_annotator
 
     result = {"pass": args.child_pass, "batch": args.child_batch, "device": str(device),
               "hardware": hardware(device, args.threads)}
@@ -89,7 +89,7 @@ def child(args: argparse.Namespace) -> dict:
                 annotator(G.synthesize(G.sample(b, seed=args.seed)))
 
     elif args.child_pass == "direction_step":
-        from datamodules.latent_shifts import draw
+        from latentnav.datamodules.latent_shifts import draw
         from direction_step import PRESETS, SHIFT_FLOOR, SHIFT_RANGE, ModuleStep, attach_stub_trainer, build_model
 
         if args.precision == "16-mixed" and device.type == "cpu":
@@ -104,8 +104,8 @@ def child(args: argparse.Namespace) -> dict:
             step(tuple(t.to(device) for t in draw(b, model.generator.z_dim, k, SHIFT_RANGE, SHIFT_FLOOR, g)))
 
     else:
-        from callbacks.direction_report import DEFAULT_ALPHAS
-        from lightning_modules.edit_metrics import EditEffect, measure_edits
+        from latentnav.callbacks.direction_report import DEFAULT_ALPHAS
+        from latentnav.lightning_modules.edit_metrics import EditEffect, measure_edits
 
         G = load_generator("demo").to(device)
         annotator = load_annotator("demo").to(device)

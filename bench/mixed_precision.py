@@ -36,7 +36,7 @@ from common import (PRECISIONS, add_common_args, add_stylegan2_args, autocast, m
 
 
 def build(name: str, args: argparse.Namespace, device: torch.device):
-    from generators import load_generator
+    from latentnav.generators import load_generator
 
     if name == "demo":
         return load_generator("demo").to(device), "demo DCGAN 32 px"
@@ -70,7 +70,7 @@ def main() -> None:
         quick_stylegan2(args)
     precisions = ["32"] + [p for p in args.precisions if p != "32"]
     device = setup(args)
-    from lightning_modules.annotator import load_annotator
+    from latentnav.lightning_modules.annotator import load_annotator
 
     annotator = load_annotator("demo").to(device)
     rows = []

@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from datamodules.celeba import CelebAAttributes  # noqa: E402
-from datamodules.celeba_files import read_attribute_file  # noqa: E402
-from datamodules.demo_faces import DEMO_ATTRIBUTES, generate, write_celeba_layout  # noqa: E402
-from lightning_modules.attribute_classifier import AttributeClassifier  # noqa: E402
+from latentnav.datamodules.celeba import CelebAAttributes  # noqa: E402
+from latentnav.datamodules.celeba_files import read_attribute_file  # noqa: E402
+from latentnav.datamodules.demo_faces import DEMO_ATTRIBUTES, generate, write_celeba_layout  # noqa: E402
+from latentnav.lightning_modules.attribute_classifier import AttributeClassifier  # noqa: E402
 
 
 def per_face_ms(fn, n: int) -> float:

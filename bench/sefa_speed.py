@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from generators.adapters import StyleGAN2Adapter  # noqa: E402
-from generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator  # noqa: E402
+from latentnav.generators.adapters import StyleGAN2Adapter  # noqa: E402
+from latentnav.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator  # noqa: E402
 from latentnav.ganspace import run_ganspace  # noqa: E402
 from latentnav.sefa import run_sefa  # noqa: E402
 

@@ -11,6 +11,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from latentnav.images import to_uint8
+
 _GREEN, _RED, _ORANGE = (40, 170, 60), (220, 40, 40), (230, 140, 0)
 
 
@@ -32,7 +34,7 @@ def labelled_grid(
     rows = (n + columns - 1) // columns
     canvas = Image.new("RGB", (columns * tile_w, rows * tile_h), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    pixels = to_uint8(images)
     for i in range(n):
         x0, y0 = (i % columns) * tile_w, (i // columns) * tile_h
         canvas.paste(Image.fromarray(pixels[i]).resize((w * scale, h * scale), Image.NEAREST), (x0, y0))

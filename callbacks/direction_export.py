@@ -32,7 +32,7 @@ class DirectionExport(pl.Callback):
         log_dir = self._log_dir
         if not trainer.is_global_zero:
             return
-        from callbacks.direction_report import write_directions
+        from latentnav.directions_file import write_directions
 
         directions = pl_module.directions().cpu()
         names = getattr(pl_module, "direction_names", None) or [f"d{i:02d}" for i in range(len(directions))]

@@ -10,22 +10,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-
-@torch.no_grad()
-def edit_grid(G, directions: torch.Tensor, space: str, latent: torch.Tensor, alphas: Sequence[float],
-              names: Sequence[str], scale: int = 1) -> np.ndarray:
-    """uint8 HWC image: one row per direction (unit rows of ``directions`` (K, d)), one column per
-    alpha, all from the single ``latent`` (1, ...); rows and columns labelled."""
-    from callbacks.direction_report import labelled_rows
-
-    unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latent.device)
-    rows = []
-    for d in unit:
-        batch = torch.cat([latent + a * d.view_as(latent[0]) for a in alphas])
-        rows.append(torch.cat(list(G.synthesize(batch, space)), dim=2))
-    grid = ((torch.cat(rows, dim=1).clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    grid = np.kron(grid, np.ones((scale, scale, 1), dtype=np.uint8))
-    return labelled_rows(grid, list(names), [f"{a:+g}" for a in alphas], margin=80)
+from latentnav.lightning_modules.edit_rendering import edit_grid
 
 
 class DirectionGrid(pl.Callback):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -12,58 +11,20 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from latentnav.errors import ConfigError, DataFormatError
-from lightning_modules.edit_metrics import EditEffect, cosine_matrix, measure_edits
+from latentnav.directions_file import read_directions, write_directions  # noqa: F401 (their home before)
+from latentnav.errors import ConfigError
+from latentnav.images import heatmap
+from latentnav.lightning_modules.edit_metrics import EditEffect, cosine_matrix, measure_edits
 
 DEFAULT_ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
 
 
-def write_directions(path: Path, directions: torch.Tensor, names: list[str], method: str, space: str, identity: dict,
-                     seconds: Optional[float] = None, **extra: np.ndarray) -> Path:
-    """``directions.npz``: directions (K, d) float32, names, method, latent_space, generator identity (JSON),
-    optionally ``seconds`` (the method's compute time) and extra arrays (e.g. ``eigenvalues`` (K,))."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if seconds is not None:
-        extra["seconds"] = np.array(float(seconds))
-    np.savez(path, directions=directions.detach().cpu().float().numpy(), names=np.array(names), method=np.array(method),
-             latent_space=np.array(space), generator=np.array(json.dumps(identity, sort_keys=True)),
-             **{k: np.asarray(v) for k, v in extra.items()})
-    return path
-
-
-def read_directions(path: str | Path) -> dict:
-    """Load a ``directions.npz``; a missing or malformed file is one clear error."""
-    if not Path(path).is_file():
-        raise DataFormatError(f"{path}: directions file not found")
-    try:
-        with np.load(path, allow_pickle=False) as blob:
-            found = {"directions": torch.from_numpy(blob["directions"]), "names": [str(n) for n in blob["names"]],
-                     "method": str(blob["method"]), "latent_space": str(blob["latent_space"]),
-                     "generator": json.loads(str(blob["generator"]))}
-            found.update({k: blob[k] for k in blob.files if k not in found})
-    except (ValueError, OSError, KeyError) as e:
-        raise DataFormatError(f"{path}: not a directions.npz ({type(e).__name__}: {str(e)[:100]})") from None
-    d = found["directions"]
-    if d.ndim != 2 or len(found["names"]) != len(d):
-        raise DataFormatError(f"{path}: expected directions (K, d) with K names, got shape {tuple(d.shape)} "
-                              f"and {len(found['names'])} names")
-    return found
-
-
 def conditional_directions(directions: torch.Tensor) -> torch.Tensor:
     """Row i projected onto the orthogonal complement of the other rows (unit rows, (K, d))."""
-    from lightning_modules.interfacegan import conditional_direction
+    from latentnav.lightning_modules.interfacegan import conditional_direction
 
     k = len(directions)
     return torch.stack([conditional_direction(directions, i, [j for j in range(k) if j != i]) for i in range(k)])
-
-
-def heatmap(matrix: torch.Tensor, cell: int = 12) -> np.ndarray:
-    """(K, K) values in [-1, 1] -> uint8 RGB image, blue negative, red positive."""
-    m = matrix.clamp(-1, 1).cpu().numpy()
-    rgb = np.stack([np.where(m > 0, 1.0, 1.0 + m), 1.0 - np.abs(m), np.where(m < 0, 1.0, 1.0 - m)], -1)
-    return (np.kron(rgb, np.ones((cell, cell, 1))) * 255).astype(np.uint8)
 
 
 def _fmt(x: float) -> str:
@@ -113,8 +74,8 @@ class DirectionReport(pl.Callback):
                              metric=metric, rank=trainer.global_rank, world_size=trainer.world_size)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from generators import load_generator
-        from lightning_modules.annotator import load_annotator
+        from latentnav.generators import load_generator
+        from latentnav.lightning_modules.annotator import load_annotator
 
         log_dir = Path(trainer.log_dir or ".")
         seconds = time.perf_counter() - self._t0 if self._t0 is not None else None  # training, not this report
@@ -138,7 +99,7 @@ class DirectionReport(pl.Callback):
         if self.guided_samples:
             # Beyond the paper, slower: follow this run's directions in small steps, keeping all
             # other attributes fixed to first order with the classifier's gradients.
-            from lightning_modules.edit_metrics import measure_guided_edits
+            from latentnav.lightning_modules.edit_metrics import measure_guided_edits
 
             d, n = runs["this run"]
             targets = [judge.attributes.index(x) for x in n]
@@ -227,29 +188,7 @@ class DirectionReport(pl.Callback):
     @torch.no_grad()
     def edit_grid(self, G, directions: torch.Tensor, names: list[str], alphas=(-6, -3, 0, 3, 6), scale: int = 2) -> np.ndarray:
         """Rows = attributes, columns = alpha, one fixed sample."""
+        from latentnav.lightning_modules.edit_rendering import edit_grid
+
         z = G.sample(1, seed=self.seed, space=self.space)
-        unit = torch.nn.functional.normalize(directions.float(), dim=1).to(z.device)
-        rows = []
-        for d in unit:
-            batch = torch.cat([z + a * d.view_as(z[0]) for a in alphas])
-            rows.append(torch.cat(list(G.synthesize(batch, self.space)), dim=2))
-        grid = torch.cat(rows, dim=1)
-        grid = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-        return labelled_rows(np.kron(grid, np.ones((scale, scale, 1), dtype=np.uint8)), names,
-                             [f"{a:+g}" for a in alphas])
-
-
-def labelled_rows(grid: np.ndarray, row_names: list[str], column_names: list[str], margin: int = 110) -> np.ndarray:
-    """Add row names on the left and column names on top of an image grid (uint8 HWC)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    h, w, _ = grid.shape
-    row_h, col_w, top = h // len(row_names), w // len(column_names), 14
-    canvas = Image.new("RGB", (w + margin, h + top), (255, 255, 255))
-    canvas.paste(Image.fromarray(grid), (margin, top))
-    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
-    for i, name in enumerate(row_names):
-        draw.text((2, top + i * row_h + row_h // 2 - 5), name, fill=(0, 0, 0), font=font)
-    for j, name in enumerate(column_names):
-        draw.text((margin + j * col_w + col_w // 2 - 8, 1), name, fill=(0, 0, 0), font=font)
-    return np.asarray(canvas)
+        return edit_grid(G, directions, self.space, z, alphas, names, scale)

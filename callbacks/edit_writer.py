@@ -13,6 +13,7 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from latentnav.annotation_shards import atomic_save
+from latentnav.images import labelled_rows, tile, upscale
 
 
 class EditWriter(BasePredictionWriter):
@@ -74,11 +75,9 @@ def write_edit(frames: np.ndarray, alphas: list[float], out_dir: Path, tag: str,
     """Frames uint8 (A, B, R, R, 3) -> ``<tag>.png`` (B rows x A columns, labelled) and ``<tag>.gif``."""
     from PIL import Image
 
-    from callbacks.direction_report import labelled_rows
-
-    frames = np.kron(frames, np.ones((1, 1, scale, scale, 1), dtype=np.uint8))
+    frames = upscale(frames, scale)
     a, b = frames.shape[:2]
-    strip = np.concatenate([np.concatenate(list(frames[:, i]), axis=1) for i in range(b)], axis=0)
+    strip = tile(frames.swapaxes(0, 1))  # rows = latents, columns = alphas
     out_dir.mkdir(parents=True, exist_ok=True)
     png, gif = out_dir / f"{tag}.png", out_dir / f"{tag}.gif"
     tmp = out_dir / f".{tag}.tmp{os.getpid()}"

@@ -6,8 +6,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from lightning_modules.annotator import load_annotator
-from lightning_modules.generator_quality import AttributeStatistics, format_quality, quality_summary
+from latentnav.lightning_modules.annotator import load_annotator
+from latentnav.lightning_modules.generator_quality import AttributeStatistics, format_quality, quality_summary
 
 
 class GeneratorQuality(pl.Callback):

@@ -44,8 +44,8 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
     """Batches ``(latents (B, d), targets (B, K))``.
 
     Args:
-        generator, generator_options: the frozen generator (see ``generators.load_generator``).
-        annotator: the frozen attribute classifier (see ``lightning_modules.annotator``).
+        generator, generator_options: the frozen generator (see ``latentnav.generators.load_generator``).
+        annotator: the frozen attribute classifier (see ``latentnav.lightning_modules.annotator``).
         attributes: columns to keep, in order; None = all of the classifier's.
         space: latent space to sample and store (``z``; ``w`` for StyleGAN2).
         num_train, num_val: latents per split (val uses a different seed).
@@ -107,8 +107,8 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
     @functools.cached_property
     def _sources_sha256(self) -> tuple[str, str]:
         # Hashed once: a StyleGAN2 checkpoint is ~120 MB, and the key is needed per split and stage.
-        from generators import BUNDLED as GENERATORS
-        from lightning_modules.annotator import BUNDLED as ANNOTATORS
+        from latentnav.generators import BUNDLED as GENERATORS
+        from latentnav.lightning_modules.annotator import BUNDLED as ANNOTATORS
 
         return (sha256_of(_source_file(self.generator, GENERATORS, "generator")),
                 sha256_of(_source_file(self.annotator, ANNOTATORS, "annotator")))
@@ -130,10 +130,9 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
 
     def _annotate(self, split: str) -> None:
         """Run the annotation predict job for ``split`` on this process's device (resumes from its shards)."""
-        # The writer is a callback (a layer above the datamodules), imported only for this job.
-        from callbacks.annotation_writer import AnnotationWriter
-        from datamodules.latent_indices import LatentIndicesDataModule
-        from lightning_modules.latent_annotation import LatentAnnotation
+        from latentnav.datamodules.annotation_writer import AnnotationWriter
+        from latentnav.datamodules.latent_indices import LatentIndicesDataModule
+        from latentnav.lightning_modules.latent_annotation import LatentAnnotation
 
         store = self.store(split)
         self._key(split)  # the generator and classifier files exist: one line naming the data field otherwise
@@ -170,8 +169,8 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self.trainer is not None else 0
         if self.mode == "stream":
-            from generators import load_generator
-            from lightning_modules.annotator import load_annotator
+            from latentnav.generators import load_generator
+            from latentnav.lightning_modules.annotator import load_annotator
 
             stream = LabelledLatentStream(load_generator(self.generator, **self.generator_options),
                                           load_annotator(self.annotator), self.names, self.space, self.target,
@@ -213,12 +212,12 @@ class LabelledLatentStream(torch.utils.data.IterableDataset):
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Fill the annotation cache once: python -m datamodules.annotated_latents [--generator G] [...]"""
+    """Fill the annotation cache once: python -m latentnav.datamodules.annotated_latents [--generator G] [...]"""
     import argparse
 
     from latentnav.errors import run_command
 
-    parser = argparse.ArgumentParser(prog="python -m datamodules.annotated_latents")
+    parser = argparse.ArgumentParser(prog="python -m latentnav.datamodules.annotated_latents")
     parser.add_argument("--generator", default="demo")
     parser.add_argument("--annotator", default="demo")
     parser.add_argument("--space", default="z")

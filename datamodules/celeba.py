@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.celeba_files import (
+from latentnav.datamodules.celeba_files import (
     AttributeTable,
     check_images,
     read_attribute_file,

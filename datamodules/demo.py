@@ -6,9 +6,9 @@ from typing import Optional
 
 from pytorch_lightning.utilities import rank_zero_info
 
-from datamodules.celeba import CelebADataModule
+from latentnav.datamodules.celeba import CelebADataModule
 from latentnav.errors import ConfigError
-from datamodules.demo_faces import DEMO_ATTRIBUTES, RENDERER_VERSION, read_metadata, write_celeba_layout
+from latentnav.datamodules.demo_faces import DEMO_ATTRIBUTES, RENDERER_VERSION, read_metadata, write_celeba_layout
 
 
 class DemoFacesDataModule(CelebADataModule):

@@ -23,7 +23,7 @@ Every attribute is positive on at least ~10 % and at most ~90 % of faces.
 Nuisance factors, independent of the attributes: face position and size, skin tone,
 background colour and gradient, hat colour.
 
-Run ``python -m datamodules.demo_faces OUT_DIR --num N`` to write N faces in CelebA's
+Run ``python -m latentnav.datamodules.demo_faces OUT_DIR --num N`` to write N faces in CelebA's
 on-disk layout (``img_align_celeba/000001.png``, ``list_attr_celeba.txt``,
 ``list_eval_partition.txt``), so one reader serves the demo and real data.
 """
@@ -296,7 +296,7 @@ def read_metadata(root: str | os.PathLike) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m datamodules.demo_faces", description="Render demo faces in CelebA's on-disk layout."
+        prog="python -m latentnav.datamodules.demo_faces", description="Render demo faces in CelebA's on-disk layout."
     )
     parser.add_argument("root", help="output folder (created)")
     parser.add_argument("--num", type=int, default=20000, help="number of faces (default 20000)")

@@ -1,12 +1,12 @@
-"""Frozen, pretrained generators behind one contract (see ``generators.base``).
+"""Frozen, pretrained generators behind one contract (see ``latentnav.generators.base``).
 
-    from generators import load_generator
+    from latentnav.generators import load_generator
     G = load_generator("demo")                  # or a StyleGAN2 / TorchScript / state-dict file
     z = G.sample(8, seed=0)                     # (8, 64) from the prior
     images = G.synthesize(z)                    # (8, 3, 32, 32) in [-1, 1]
 """
 
-from generators.base import FrozenGenerator
-from generators.loading import BUNDLED, load_generator, load_generator_like
+from latentnav.generators.base import FrozenGenerator
+from latentnav.generators.loading import BUNDLED, load_generator, load_generator_like
 
 __all__ = ["BUNDLED", "FrozenGenerator", "load_generator", "load_generator_like"]

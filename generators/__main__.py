@@ -1,9 +1,9 @@
 """Generator utilities.
 
-    python -m generators info SOURCE                     what the contract sees
-    python -m generators export CKPT OUT                 DemoGAN checkpoint -> bundled format (EMA weights)
-    python -m generators convert IN OUT                  a trusted pickle -> a weights-only file
-    python -m generators quality [SOURCE] [--num 2000]   demo generator quality, judged by the demo classifier
+    python -m latentnav.generators info SOURCE                     what the contract sees
+    python -m latentnav.generators export CKPT OUT                 DemoGAN checkpoint -> bundled format (EMA weights)
+    python -m latentnav.generators convert IN OUT                  a trusted pickle -> a weights-only file
+    python -m latentnav.generators quality [SOURCE] [--num 2000]   demo generator quality, judged by the demo classifier
 
 ``info`` and ``quality`` take ``--generator-options '{"class_path": "pkg.G", "init_args": {...}}'``
 (load_generator's keyword arguments as JSON). ``info`` takes ``--device`` (auto: cuda when available);
@@ -61,12 +61,12 @@ def quality_summary_for(source: str, num: int, annotator: str, seed: int, option
     freshly rendered demo faces, both judged by ``annotator``, as a ``trainer.test`` loop
     (``latentnav.measuring.make_trainer()`` by default: its devices, ranks and precision).
     ``options``: load_generator keyword arguments."""
-    from datamodules.demo_faces import generate
-    from datamodules.latent_indices import LatentIndicesDataModule
-    from generators.loading import load_generator_on
+    from latentnav.datamodules.demo_faces import generate
+    from latentnav.datamodules.latent_indices import LatentIndicesDataModule
+    from latentnav.generators.loading import load_generator_on
     from latentnav.measuring import make_trainer
-    from lightning_modules.annotator import load_annotator
-    from lightning_modules.quality_evaluation import QualityEvaluation
+    from latentnav.lightning_modules.annotator import load_annotator
+    from latentnav.lightning_modules.quality_evaluation import QualityEvaluation
 
     if num < 1:
         raise ConfigError(f"--num: expected a positive number of samples, got {num}")
@@ -81,7 +81,7 @@ def quality_summary_for(source: str, num: int, annotator: str, seed: int, option
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m generators")
+    parser = argparse.ArgumentParser(prog="python -m latentnav.generators")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info")
     p.add_argument("source")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "info":
-        from generators.loading import load_generator_on, resolve_device
+        from latentnav.generators.loading import load_generator_on, resolve_device
 
         G = load_generator_on(args.source, generator_options(args.generator_options), resolve_device(args.device))
         print(f"{type(G).__name__} on {G.device}: resolution {G.resolution}, spaces "
@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace) -> None:
         for k, v in G.identity.items():
             print(f"  {k}: {v}")
     elif args.command == "export":
-        from generators.loading import export_dcgan
+        from latentnav.generators.loading import export_dcgan
         from latentnav.safe_load import sha256_of
 
         out = export_dcgan(args.checkpoint, args.out)
@@ -133,8 +133,8 @@ def _run(args: argparse.Namespace) -> None:
         from latentnav.measuring import trainer_from
 
         t0 = time.perf_counter()
-        from lightning_modules.annotator import load_annotator
-        from lightning_modules.generator_quality import format_quality
+        from latentnav.lightning_modules.annotator import load_annotator
+        from latentnav.lightning_modules.generator_quality import format_quality
 
         summary = quality_summary_for(args.source, args.num, args.annotator, args.seed,
                                       generator_options(args.generator_options), trainer_from(args), args.batch_size)

@@ -7,9 +7,9 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from generators.base import FrozenGenerator, linear_weight_as_matrix
-from generators.dcgan import DCGANGenerator
-from generators.stylegan2 import StyleGAN2Generator
+from latentnav.generators.base import FrozenGenerator, linear_weight_as_matrix
+from latentnav.generators.dcgan import DCGANGenerator
+from latentnav.generators.stylegan2 import StyleGAN2Generator
 from latentnav.errors import ConfigError
 
 

@@ -14,8 +14,9 @@ A :class:`FrozenGenerator` wraps a pretrained network and promises:
 - ``identity``: source path, sha256 and class, stored in the checkpoints of modules that
   use the generator, so that resuming against another generator fails loudly.
 
-Frozen means: ``requires_grad_(False)`` at construction (before any DDP wrapping), eval
-mode that ``train()`` cannot undo, so batch-norm statistics never move.
+Frozen means (:class:`latentnav.frozen.Frozen`): parameters that cannot require grad, even under a
+parent's ``requires_grad_(True)``, from construction on (before any DDP wrapping), and eval mode that
+``train()`` cannot undo, so batch-norm statistics never move.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from latentnav.errors import ConfigError
+from latentnav.frozen import Frozen
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -42,7 +44,7 @@ def latent_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng((int(seed), int(index)))
 
 
-class FrozenGenerator(nn.Module):
+class FrozenGenerator(Frozen, nn.Module):
     """Base class; subclasses implement ``_synthesize``, ``_sample_z``/``_map`` and ``latent_weights``."""
 
     latent_spaces: tuple[str, ...] = ("z",)
@@ -54,21 +56,9 @@ class FrozenGenerator(nn.Module):
         self.identity = dict(identity or {})
 
     def freeze(self) -> "FrozenGenerator":
-        """Call at the end of a subclass ``__init__``."""
-        self.requires_grad_(False)
-        super().train(False)
+        """Call at the end of a subclass ``__init__`` (see :class:`latentnav.frozen.Frozen`)."""
+        Frozen.freeze(self)
         self.identity.setdefault("class", f"{type(self).__module__}.{type(self).__qualname__}")
-        return self
-
-    def train(self, mode: bool = True) -> "FrozenGenerator":
-        # Lightning calls train() on every submodule at each epoch start: stay in eval mode.
-        return super().train(False)
-
-    def requires_grad_(self, requires_grad: bool = True) -> "FrozenGenerator":
-        # A parent's requires_grad_(True) must not unfreeze the weights. Parameter by
-        # parameter, because TorchScript modules refuse Module.requires_grad_.
-        for p in self.parameters():
-            p.requires_grad_(False)
         return self
 
     @property

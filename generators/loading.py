@@ -12,10 +12,10 @@ from typing import Any, Optional
 
 import torch
 
-from generators.adapters import DCGANAdapter, ModuleAdapter, StyleGAN2Adapter
-from generators.base import FrozenGenerator
-from generators.dcgan import DCGANGenerator
-from generators.stylegan2 import StyleGAN2Generator, infer_config
+from latentnav.generators.adapters import DCGANAdapter, ModuleAdapter, StyleGAN2Adapter
+from latentnav.generators.base import FrozenGenerator
+from latentnav.generators.dcgan import DCGANGenerator
+from latentnav.generators.stylegan2 import StyleGAN2Generator, infer_config
 from latentnav.errors import ConfigError, DataFormatError
 from latentnav.safe_load import safe_torch_load, sha256_of, strict_load_state_dict
 
@@ -23,7 +23,7 @@ BUNDLED = {"demo": Path(__file__).resolve().parent / "pretrained" / "demo_genera
 FORMAT = "latentnav.generator/1"
 #: Classes that the port's own training checkpoints pickle besides tensors (its ``args``).
 PORT_SAFE_CLASSES = (argparse.Namespace,)
-CONVERT_HINT = "convert it once with 'python -m generators convert IN OUT' (which trusts it)"
+CONVERT_HINT = "convert it once with 'python -m latentnav.generators convert IN OUT' (which trusts it)"
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -61,7 +61,7 @@ def load_generator(
     - a TorchScript file mapping z to images (``z_dim``/``resolution`` probed or given);
     - a state dict (or a dict with ``state_dict``) for the ``nn.Module`` named by
       ``class_path`` and built with ``init_args``;
-    - a file written by ``python -m generators export``.
+    - a file written by ``python -m latentnav.generators export``.
 
     Files are read with ``weights_only=True``; ``trust_pickle=True`` lifts that.
     """

@@ -25,7 +25,7 @@ import torch
 from latentnav.errors import DataFormatError
 from latentnav.safe_load import sha256_of
 
-FORMAT = "latentnav.annotation_shards/2"  # 2: latents from generators.base.latent_rng
+FORMAT = "latentnav.annotation_shards/2"  # 2: latents from latentnav.generators.base.latent_rng
 MANIFEST = "manifest.json"
 
 

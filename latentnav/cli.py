@@ -16,10 +16,10 @@ from typing import Optional
 import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI
 
-from callbacks.checkpoint import Checkpoint
-from callbacks.process_group_exit import ProcessGroupExit
-from callbacks.run_summary import RunSummary
-from callbacks.thread_budget import ThreadBudget
+from latentnav.callbacks.checkpoint import Checkpoint
+from latentnav.callbacks.process_group_exit import ProcessGroupExit
+from latentnav.callbacks.run_summary import RunSummary
+from latentnav.callbacks.thread_budget import ThreadBudget
 from latentnav.errors import ConfigError, run_command
 
 _LIGHTNING_CKPT_ALIASES = {"best", "last", "hpc", "registry"}

@@ -71,7 +71,7 @@ def _labels(names: list[str]) -> list[str]:
 
 
 def _heatmap(effect: np.ndarray, row_names: list[str], column_names: list[str], cell: int = 28) -> np.ndarray:
-    from callbacks.direction_report import heatmap, labelled_rows
+    from latentnav.images import heatmap, labelled_rows
 
     rgb = heatmap(torch.from_numpy(np.nan_to_num(effect, nan=0.0)), cell=cell)
     return labelled_rows(rgb, row_names, _labels(column_names), margin=170)
@@ -92,11 +92,12 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
 
     Both passes run as ``trainer.test`` loops (``make_trainer()`` by default) over latent indices:
     on the Trainer's devices, sliced across its ranks, with torchmetrics summed across them."""
-    from callbacks.direction_report import DEFAULT_ALPHAS, read_directions
-    from datamodules.latent_indices import LatentIndicesDataModule
-    from generators import load_generator_like
-    from lightning_modules.annotator import load_annotator
-    from lightning_modules.direction_evaluation import DirectionEvaluation
+    from latentnav.callbacks.direction_report import DEFAULT_ALPHAS
+    from latentnav.directions_file import read_directions
+    from latentnav.datamodules.latent_indices import LatentIndicesDataModule
+    from latentnav.generators import load_generator_like
+    from latentnav.lightning_modules.annotator import load_annotator
+    from latentnav.lightning_modules.direction_evaluation import DirectionEvaluation
 
     if not files:
         raise ConfigError("directions: give at least one directions.npz")

@@ -26,19 +26,12 @@ from latentnav.measuring import add_trainer_flags
 
 
 def edit_direction(directions: torch.Tensor, names: list[str], attribute: str, keep: list[str]) -> torch.Tensor:
-    from lightning_modules.interfacegan import conditional_direction
+    from latentnav.lightning_modules.interfacegan import conditional_direction
 
     for name in [attribute, *keep]:
         if name not in names:
             raise ConfigError(f"attribute {name!r} is not in the directions file; it has {' '.join(names)}")
     return conditional_direction(directions, names.index(attribute), [names.index(k) for k in keep if k != attribute])
-
-
-def to_uint8(frames: torch.Tensor, scale: int) -> np.ndarray:
-    """Images (B, 3, R, R) in [-1, 1] -> uint8 (B, R * scale, R * scale, 3)."""
-    from lightning_modules.edit_rendering import to_uint8 as plain
-
-    return np.kron(plain(frames), np.ones((1, scale, scale, 1), dtype=np.uint8))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from callbacks.direction_report import read_directions
-    from callbacks.edit_writer import EditWriter
-    from datamodules.latent_indices import LatentIndicesDataModule
-    from generators.loading import load_generator_like
+    from latentnav.directions_file import read_directions
+    from latentnav.callbacks.edit_writer import EditWriter
+    from latentnav.datamodules.latent_indices import LatentIndicesDataModule
+    from latentnav.generators.loading import load_generator_like
     from latentnav.measuring import trainer_from
     from latentnav.safe_load import safe_torch_load
-    from lightning_modules.edit_rendering import EditRendering
+    from latentnav.lightning_modules.edit_rendering import EditRendering
 
     path = Path(args.directions)
     found = read_directions(path)  # a missing or malformed file is one line
@@ -98,7 +91,7 @@ def _run(args: argparse.Namespace) -> None:
         d = edit_direction(found["directions"], found["names"], attribute, args.keep)  # checks the names
         keep: list[int] = []
         if args.guided:
-            from lightning_modules.annotator import load_annotator
+            from latentnav.lightning_modules.annotator import load_annotator
 
             judge = judge or load_annotator(args.annotator)
             unknown = [k for k in args.keep if k not in judge.attributes]

@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 
 from latentnav.errors import ConfigError, run_command
-from lightning_modules.principal_components import StreamingPCA, principal_axes, top_eigh  # noqa: F401 (re-exported)
+from latentnav.lightning_modules.principal_components import StreamingPCA, principal_axes, top_eigh  # noqa: F401 (re-exported)
 
 
 def _layer(G, name: Optional[str]) -> tuple[str, torch.nn.Module]:
@@ -34,7 +34,7 @@ def _layer(G, name: Optional[str]) -> tuple[str, torch.nn.Module]:
             candidates = [n for n, m in modules.items() if n and not list(m.children())][:12]
             raise ConfigError(f"layer: {name!r} is not a module of {type(G).__name__}; e.g. {', '.join(candidates)}")
         return name, modules[name]
-    from generators.adapters import _weight_layer
+    from latentnav.generators.adapters import _weight_layer
 
     layer = _weight_layer(G)
     if layer is None:
@@ -47,9 +47,9 @@ def run_ganspace(G, space: str = "z", num_directions: int = 16, num_samples: int
     """Directions (K, d) unit rows, variances (K,) (both float32 on the CPU), the layer used, seconds, and
     whether this process is rank 0. Sample i is ``G.latents_at([i], seed)``; each pass is a
     ``trainer.test`` loop (``make_trainer()`` by default: its devices, ranks and precision)."""
-    from datamodules.latent_indices import LatentIndicesDataModule
+    from latentnav.datamodules.latent_indices import LatentIndicesDataModule
     from latentnav.measuring import make_trainer
-    from lightning_modules.principal_components import Features, PrincipalComponentPass, principal_axes
+    from latentnav.lightning_modules.principal_components import Features, PrincipalComponentPass
 
     t0 = time.perf_counter()
     if space not in ("z", "w") or space not in G.latent_spaces:
@@ -94,7 +94,7 @@ def main_function(generator: str = "demo", generator_options: Optional[dict] = N
     """Principal directions (GANSpace) written as a directions.npz with their variances.
 
     Args:
-        generator: generator source (bundled name or file; see generators.load_generator).
+        generator: generator source (bundled name or file; see latentnav.generators.load_generator).
         generator_options: load_generator keyword arguments (class_path, init_args, z_dim, resolution,
             trust_pickle, w_avg_samples), recorded in the output so that the edit command reuses them.
         space: z (activations of ``layer`` mapped back by least squares) or w (StyleGAN2: PCA of w).
@@ -108,8 +108,8 @@ def main_function(generator: str = "demo", generator_options: Optional[dict] = N
         accelerator, devices, strategy, num_nodes, precision: the Trainer of the two passes (e.g. ``--devices 4
             --strategy ddp``: the samples are sliced across the processes and the sums synced).
     """
-    from callbacks.direction_report import write_directions
-    from generators.loading import load_generator_on
+    from latentnav.directions_file import write_directions
+    from latentnav.generators.loading import load_generator_on
     from latentnav.measuring import make_trainer
 
     trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision)

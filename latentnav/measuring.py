@@ -15,8 +15,8 @@ def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: st
     import pytorch_lightning as pl
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
-    from callbacks.process_group_exit import ProcessGroupExit
-    from callbacks.thread_budget import ThreadBudget
+    from latentnav.callbacks.process_group_exit import ProcessGroupExit
+    from latentnav.callbacks.thread_budget import ThreadBudget
 
     try:
         return pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,

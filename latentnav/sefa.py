@@ -86,7 +86,7 @@ def select_layers(named: list[tuple[str, torch.Tensor]], layers: Union[str, Sequ
 
 def run_sefa(G, space: str = "z", layers: Union[str, Sequence[int]] = "all", num_directions: int = 16,
              normalize_rows: bool = True) -> dict:
-    """SeFa on a :class:`generators.FrozenGenerator`; returns directions, eigenvalues, layer names, seconds."""
+    """SeFa on a :class:`latentnav.generators.FrozenGenerator`; returns directions, eigenvalues, layer names, seconds."""
     t0 = time.perf_counter()
     chosen = select_layers(G.latent_weights(space), layers)
     directions, values = sefa([w for _, w in chosen], num_directions, normalize_rows)
@@ -100,7 +100,7 @@ def main_function(generator: str = "demo", generator_options: Optional[dict] = N
     """Closed-form directions (SeFa) written as a directions.npz with their eigenvalues.
 
     Args:
-        generator: generator source (bundled name or file; see generators.load_generator).
+        generator: generator source (bundled name or file; see latentnav.generators.load_generator).
         generator_options: load_generator keyword arguments (class_path, init_args, z_dim, resolution,
             trust_pickle, w_avg_samples), recorded in the output so that the edit command reuses them.
         space: latent space (z; w for StyleGAN2).
@@ -110,8 +110,8 @@ def main_function(generator: str = "demo", generator_options: Optional[dict] = N
         out: the directions.npz to write.
         device: auto (cuda when available), cpu, cuda or cuda:N.
     """
-    from callbacks.direction_report import write_directions
-    from generators.loading import load_generator_on, resolve_device
+    from latentnav.directions_file import write_directions
+    from latentnav.generators.loading import load_generator_on, resolve_device
 
     G = load_generator_on(generator, generator_options, resolve_device(device))
     found = run_sefa(G, space, layers, num_directions, normalize_rows)

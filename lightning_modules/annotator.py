@@ -1,6 +1,6 @@
 """A trained attribute classifier, frozen, as an annotator of (generated) images.
 
-    from lightning_modules.annotator import load_annotator
+    from latentnav.lightning_modules.annotator import load_annotator
     annotator = load_annotator("demo")           # the bundled demo classifier
     probs = annotator(images)                    # images (B, 3, H, W) in [-1, 1] -> (B, K) in [0, 1]
     annotator.attributes                         # the K names, in column order
@@ -11,7 +11,7 @@ one that needs arbitrary code to unpickle is refused unless ``trust_pickle=True`
 
 Export a trained classifier to the small format (weights and settings only)::
 
-    python -m lightning_modules.annotator export runs/.../best.ckpt out.pt
+    python -m latentnav.lightning_modules.annotator export runs/.../best.ckpt out.pt
 """
 
 from __future__ import annotations
@@ -26,22 +26,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentnav.errors import DataFormatError, run_command
+from latentnav.frozen import Frozen
 from latentnav.safe_load import safe_torch_load, sha256_of, strict_load_state_dict
-from lightning_modules.backbones import build_backbone
+from latentnav.lightning_modules.backbones import build_backbone
 
 BUNDLED = {"demo": Path(__file__).resolve().parent / "pretrained" / "demo_classifier.pt"}
 FORMAT = "latentnav.annotator/1"
 _SETTINGS = ("attributes", "backbone", "width", "image_size")
 
 
-class Annotator(nn.Module):
+class Annotator(Frozen, nn.Module):
     """Frozen classifier mapping images to attribute probabilities.
 
     ``forward``: float images (B, 3, H, W) in [-1, 1], any H = W (resized to
     ``image_size`` with antialiasing) -> probabilities (B, K) in [0, 1]. Gradients flow
-    to the images (later methods need them) but never into the frozen weights, and the
-    module stays in eval mode whatever ``train()`` is called with, so batch-norm
-    statistics never move.
+    to the images (later methods need them) but never into the frozen weights (also under a
+    parent's ``requires_grad_(True)``), and the module stays in eval mode whatever ``train()``
+    is called with, so batch-norm statistics never move (:class:`latentnav.frozen.Frozen`).
     """
 
     def __init__(self, net: nn.Module, attributes: list[str], image_size: int, source: str = "", sha256: str = "") -> None:
@@ -51,16 +52,7 @@ class Annotator(nn.Module):
         self.image_size = image_size
         self.source = source
         self.sha256 = sha256
-        self.requires_grad_(False)
-        super().train(False)
-
-    def train(self, mode: bool = True) -> "Annotator":
-        # Lightning calls .train() on every submodule when an epoch starts: stay frozen.
-        return super().train(False)
-
-    def requires_grad_(self, requires_grad: bool = True) -> "Annotator":
-        # A parent's requires_grad_(True) (common in GAN code) must not unfreeze the weights.
-        return super().requires_grad_(False)
+        self.freeze()
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
@@ -118,7 +110,7 @@ def export_annotator(checkpoint: str | os.PathLike, out: str | os.PathLike) -> P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lightning_modules.annotator")
+    parser = argparse.ArgumentParser(prog="python -m latentnav.lightning_modules.annotator")
     sub = parser.add_subparsers(dest="command", required=True)
     export = sub.add_parser("export", help="write a train.py checkpoint as a small annotator file")
     export.add_argument("checkpoint")

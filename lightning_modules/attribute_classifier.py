@@ -13,7 +13,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MultilabelAccuracy, MultilabelAUROC
 
 from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns
-from lightning_modules.backbones import build_backbone
+from latentnav.lightning_modules.backbones import build_backbone
 
 
 def _split_metrics(num_labels: int, auroc: bool) -> MetricCollection:

@@ -2,8 +2,8 @@
 
 Used by the comparison command: one pass names every direction by its first-order effect
 (:class:`AttributeChange` at +alpha and -alpha), a second measures the oriented directions at
-equal target success (:class:`lightning_modules.edit_metrics.EditEffect`). The batches are
-latent indices (``datamodules.latent_indices.LatentIndicesDataModule.test_dataloader``: rank r
+equal target success (:class:`latentnav.lightning_modules.edit_metrics.EditEffect`). The batches are
+latent indices (``latentnav.datamodules.latent_indices.LatentIndicesDataModule.test_dataloader``: rank r
 of W gets indices r, r + W, ..., never padded), latent i = ``generator.latents_at([i], seed)``,
 and every metric is a sum synced across ranks: 1 and N processes give the same numbers.
 """
@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics import Metric
 
-from lightning_modules.edit_metrics import EditEffect
+from latentnav.lightning_modules.edit_metrics import EditEffect
 
 
 class AttributeChange(Metric):

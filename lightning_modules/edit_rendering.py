@@ -2,17 +2,19 @@
 
 The batches are row indices into a (N, *latent_shape) tensor of latents
 (``LatentIndicesDataModule(sliced_predict=True)``: rank r of W renders rows r, r + W, ...), and each
-step returns the rows' frames along one direction; ``callbacks.edit_writer.EditWriter`` gathers
+step returns the rows' frames along one direction; ``latentnav.callbacks.edit_writer.EditWriter`` gathers
 them into the strip and the GIF.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+
+from latentnav.images import labelled_rows, tile, to_uint8
 
 
 @torch.no_grad()
@@ -27,7 +29,7 @@ def render_guided_edits(G, judge, latents: torch.Tensor, direction: torch.Tensor
                         space: str, keep: list[int], substep: float = 0.5) -> torch.Tensor:
     """Like :func:`render_edits`, following the classifier-guided path from alpha 0 both ways
     (needs gradients: run it outside ``torch.inference_mode``)."""
-    from lightning_modules.edit_metrics import guided_step
+    from latentnav.lightning_modules.edit_metrics import guided_step
 
     direction = direction.to(latents.device)
     frames: dict[float, torch.Tensor] = {}
@@ -44,9 +46,14 @@ def render_guided_edits(G, judge, latents: torch.Tensor, direction: torch.Tensor
     return torch.stack([frames[float(a)] for a in alphas])
 
 
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """Images (..., 3, R, R) in [-1, 1] -> uint8 (..., R, R, 3) on the CPU."""
-    return ((frames.float().clamp(-1, 1) + 1) * 127.5).round().byte().movedim(-3, -1).cpu().numpy()
+@torch.no_grad()
+def edit_grid(G, directions: torch.Tensor, space: str, latent: torch.Tensor, alphas: Sequence[float],
+              names: Sequence[str], scale: int = 1) -> np.ndarray:
+    """uint8 HWC figure: one row per direction (unit rows of ``directions`` (K, d)), one column per
+    alpha, all from the single ``latent`` (1, ...); rows and columns labelled."""
+    unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latent.device)
+    frames = torch.stack([render_edits(G, latent, d, alphas, space)[:, 0] for d in unit])  # (K, A, 3, R, R)
+    return labelled_rows(tile(to_uint8(frames, scale)), list(names), [f"{a:+g}" for a in alphas], margin=80)
 
 
 class EditRendering(pl.LightningModule):

@@ -6,12 +6,12 @@ from typing import Any, Optional
 
 import pytorch_lightning as pl
 
-from generators import load_generator
+from latentnav.generators import load_generator
 from latentnav.errors import ConfigError
 
 
 class FrozenGeneratorModule(pl.LightningModule):
-    """Holds ``self.generator`` (a :class:`generators.FrozenGenerator`) and keeps it frozen.
+    """Holds ``self.generator`` (a :class:`latentnav.generators.FrozenGenerator`) and keeps it frozen.
 
     - loaded through ``load_generator(generator, **generator_options)`` and frozen before
       Lightning or DDP see it (no gradients, eval mode that ``train()`` cannot undo);

@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from generators.dcgan import DCGANDiscriminator, DCGANGenerator
+from latentnav.generators.dcgan import DCGANDiscriminator, DCGANGenerator
 from latentnav.errors import TrainingDivergedError
 
 

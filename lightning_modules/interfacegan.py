@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns
-from lightning_modules.linear_map import LinearMap
+from latentnav.lightning_modules.linear_map import LinearMap
 
 
 def conditional_direction(directions: torch.Tensor, target: int, keep: list[int]) -> torch.Tensor:
     """InterFaceGAN's conditional edit: direction ``target`` with the span of the ``keep`` directions
     projected out (so moving along it leaves those attributes' linear scores unchanged). (d,) unit."""
-    from lightning_modules.edit_metrics import project_out
+    from latentnav.lightning_modules.edit_metrics import project_out
 
     kept = sorted(set(keep) - {target})
     return project_out(directions[target].float()[None], directions[kept].float().T[None])[0]

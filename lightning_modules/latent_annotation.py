@@ -2,9 +2,9 @@
 
     train.py predict --config configs/annotate/demo.yaml [--trainer.devices N --trainer.strategy ddp]
 
-The Trainer brings the devices, the ranks and the precision; :class:`datamodules.latent_indices.
+The Trainer brings the devices, the ranks and the precision; :class:`latentnav.datamodules.latent_indices.
 LatentIndicesDataModule` gives each rank whole shards of indices and
-:class:`callbacks.annotation_writer.AnnotationWriter` writes them.
+:class:`latentnav.callbacks.annotation_writer.AnnotationWriter` writes them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any, Optional
 
 import torch
 
-from lightning_modules.annotator import load_annotator
-from lightning_modules.frozen_generator import FrozenGeneratorModule
+from latentnav.lightning_modules.annotator import load_annotator
+from latentnav.lightning_modules.frozen_generator import FrozenGeneratorModule
 
 
 class LatentAnnotation(FrozenGeneratorModule):
@@ -27,7 +27,7 @@ class LatentAnnotation(FrozenGeneratorModule):
     in autocast (see bench/RESULTS.md for how far the logits move); latents stay float32.
 
     Args:
-        generator, generator_options: the frozen generator (``generators.load_generator``).
+        generator, generator_options: the frozen generator (``latentnav.generators.load_generator``).
         annotator: the frozen attribute classifier (``"demo"`` or a file).
         space: latent space to sample and store (``z``; ``w`` for StyleGAN2).
     """

@@ -13,7 +13,7 @@ from typing import Optional
 import pytorch_lightning as pl
 import torch
 
-from lightning_modules.generator_quality import AttributeStatistics, quality_summary
+from latentnav.lightning_modules.generator_quality import AttributeStatistics, quality_summary
 
 
 class QualityEvaluation(pl.LightningModule):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from latentnav.errors import ConfigError
-from lightning_modules.backbones import SmallCNN
+from latentnav.lightning_modules.backbones import SmallCNN
 
 TRUNKS = ("small_cnn", "resnet18", "resnet34")
 

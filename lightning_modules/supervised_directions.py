@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns
-from lightning_modules.linear_map import LinearMap
+from latentnav.lightning_modules.linear_map import LinearMap
 
 
 class SupervisedDirections(pl.LightningModule):

@@ -10,21 +10,21 @@ from torchmetrics import MeanAbsoluteError
 from torchmetrics.classification import MulticlassAccuracy
 
 from latentnav.errors import ConfigError, TrainingDivergedError
-from lightning_modules.direction_matrix import DirectionMatrix
-from lightning_modules.frozen_generator import FrozenGeneratorModule
-from lightning_modules.reconstructor import Reconstructor
+from latentnav.lightning_modules.direction_matrix import DirectionMatrix
+from latentnav.lightning_modules.frozen_generator import FrozenGeneratorModule
+from latentnav.lightning_modules.reconstructor import Reconstructor
 
 
 class UnsupervisedDirections(FrozenGeneratorModule):
     """Learns A (d x K) and R so that R tells, from (G(z), G(z + eps A e_k)), k and eps.
 
     Loss = CE(R's logits, k) + shift_weight * |eps_hat - eps|. Batches ``(z, k, eps)`` come from
-    :class:`datamodules.latent_shifts.LatentShiftsDataModule`; in ``w`` space z is mapped
+    :class:`latentnav.datamodules.latent_shifts.LatentShiftsDataModule`; in ``w`` space z is mapped
     first and the shift applies to w. Logs reconstructor accuracy (RCA) and the mean
     absolute shift error as torchmetrics (train: running per step; val: synced over ranks).
 
     Args:
-        generator, generator_options: the frozen generator (``generators.load_generator``).
+        generator, generator_options: the frozen generator (``latentnav.generators.load_generator``).
         space: ``z``, or ``w`` for generators with a mapping network.
         num_directions: K.
         direction_type: ``unit``, ``orthonormal`` (a parametrisation) or ``free``.

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datamodules.demo_faces import write_celeba_layout
+from latentnav.datamodules.demo_faces import write_celeba_layout
 
 DEMO_FACES = 4000
 

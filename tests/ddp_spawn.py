@@ -3,7 +3,7 @@
 torch's gloo backend now and then aborted a spawned worker while its interpreter exited, after
 the worker's work was done ("terminate called without an active exception", SIGABRT; 1 in 30
 two-process fits here, and twice in a row in one CI run). The tests' Trainers carry
-``callbacks.process_group_exit.ProcessGroupExit``, which destroys the process group before
+``latentnav.callbacks.process_group_exit.ProcessGroupExit``, which destroys the process group before
 exit (0 aborts in 80 fits). As a second guard, ``run`` repeats the whole body once on
 that signal: a real failure inside the workers repeats, and any other error is raised at once.
 """

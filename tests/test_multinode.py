@@ -9,9 +9,9 @@ import sys
 
 import torch
 
-from generators import load_generator
+from latentnav.generators import load_generator
 from latentnav.annotation_shards import load_shard
-from lightning_modules.annotator import load_annotator
+from latentnav.lightning_modules.annotator import load_annotator
 from tests.distributed import REPO
 
 

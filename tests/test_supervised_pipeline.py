@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from callbacks.direction_report import DirectionReport, read_directions
+from latentnav.callbacks.direction_report import DirectionReport
+from latentnav.directions_file import read_directions
 from latentnav import edit
 from latentnav.cli import LatentNavCLI
-from lightning_modules.edit_metrics import cosine_matrix
+from latentnav.lightning_modules.edit_metrics import cosine_matrix
 
 REPO = Path(__file__).resolve().parents[1]
 

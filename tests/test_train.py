@@ -123,8 +123,8 @@ def test_print_config_shows_every_default(capsys):
         main(["fit", "--config", DEMO_CONFIG, "--print_config"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for expected in ("class_path: lightning_modules.attribute_classifier.AttributeClassifier",
-                     "class_path: datamodules.demo.DemoFacesDataModule", "num_faces: 20000",
+    for expected in ("class_path: latentnav.lightning_modules.attribute_classifier.AttributeClassifier",
+                     "class_path: latentnav.datamodules.demo.DemoFacesDataModule", "num_faces: 20000",
                      "save_last: true", "monitor: val/acc_mean", "num_threads: null"):
         assert expected in out, expected
 
@@ -146,9 +146,9 @@ def test_celeba_config_trains_on_the_real_layout(tmp_path, monkeypatch):
 
 
 def test_every_command_reports_user_errors_as_one_line(tmp_path, capsys):
-    from datamodules import annotated_latents, demo_faces
+    from latentnav.datamodules import annotated_latents, demo_faces
     from latentnav import edit
-    from lightning_modules import annotator
+    from latentnav.lightning_modules import annotator
 
     assert demo_faces.main([str(tmp_path / "faces"), "--num", "0"]) == 2
     assert annotated_latents.main(["--generator", str(tmp_path / "g.pt"), "--cache-dir", str(tmp_path)]) == 2

@@ -9,14 +9,14 @@ import sys
 import pytorch_lightning as pl
 import torch
 
-from callbacks.annotation_writer import AnnotationWriter
-from callbacks.process_group_exit import ProcessGroupExit
-from datamodules.latent_indices import LatentIndicesDataModule
-from generators import load_generator
+from latentnav.callbacks.annotation_writer import AnnotationWriter
+from latentnav.callbacks.process_group_exit import ProcessGroupExit
+from latentnav.datamodules.latent_indices import LatentIndicesDataModule
+from latentnav.generators import load_generator
 from latentnav.annotation_shards import load_shard
 from latentnav.cli import LatentNavCLI
-from lightning_modules.annotator import load_annotator
-from lightning_modules.latent_annotation import LatentAnnotation
+from latentnav.lightning_modules.annotator import load_annotator
+from latentnav.lightning_modules.latent_annotation import LatentAnnotation
 from tests import ddp_spawn
 from tests.distributed import REPO
 

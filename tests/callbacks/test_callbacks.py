@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from callbacks import process_group_exit
-from callbacks.attribute_grid import _GREEN, _ORANGE, _RED, labelled_grid
-from callbacks.run_summary import format_table, per_name_table
-from callbacks.thread_budget import ThreadBudget, threads_per_process
+from latentnav.callbacks import process_group_exit
+from latentnav.callbacks.attribute_grid import _GREEN, _ORANGE, _RED, labelled_grid
+from latentnav.callbacks.run_summary import format_table, per_name_table
+from latentnav.callbacks.thread_budget import ThreadBudget, threads_per_process
 
 
 def test_labelled_grid_colours_right_wrong_and_missed():
@@ -47,7 +47,7 @@ def test_threads_per_process(processes, cores, expected):
 
 def test_thread_budget_sets_torch_threads(monkeypatch):
     previous = torch.get_num_threads()
-    monkeypatch.setattr("callbacks.thread_budget.available_cores", lambda: 4)
+    monkeypatch.setattr("latentnav.callbacks.thread_budget.available_cores", lambda: 4)
     monkeypatch.setattr("os.getloadavg", lambda: (9.0, 9.0, 9.0))
     try:
         with pytest.warns(UserWarning, match=r"load average 9.0 on 4 cores before training: another process is computing"):

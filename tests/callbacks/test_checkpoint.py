@@ -2,7 +2,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks.checkpoint import Checkpoint
+from latentnav.callbacks.checkpoint import Checkpoint
 
 
 class Worsening(pl.LightningModule):

@@ -3,11 +3,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from datamodules.annotated_latents import AnnotatedLatentsDataModule
-from generators import load_generator
+from latentnav.datamodules.annotated_latents import AnnotatedLatentsDataModule
+from latentnav.generators import load_generator
 from latentnav.errors import DataFormatError
-from lightning_modules.annotator import load_annotator
-from lightning_modules.supervised_directions import SupervisedDirections
+from latentnav.lightning_modules.annotator import load_annotator
+from latentnav.lightning_modules.supervised_directions import SupervisedDirections
 
 
 def test_annotates_once_and_reuses_the_store(tmp_path):

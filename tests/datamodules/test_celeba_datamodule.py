@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.celeba import CelebADataModule
+from latentnav.datamodules.celeba import CelebADataModule
 from tests.conftest import fake_celeba
-from datamodules.celeba_files import read_attribute_file
-from datamodules.demo import DemoFacesDataModule
-from datamodules.demo_faces import DEMO_ATTRIBUTES, read_metadata
+from latentnav.datamodules.celeba_files import read_attribute_file
+from latentnav.datamodules.demo import DemoFacesDataModule
+from latentnav.datamodules.demo_faces import DEMO_ATTRIBUTES, read_metadata
 from latentnav.errors import ConfigError, DataFormatError
 
 

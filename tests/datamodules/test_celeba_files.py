@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from datamodules.celeba_files import (
+from latentnav.datamodules.celeba_files import (
     check_images,
     read_attribute_file,
     read_partition_file,

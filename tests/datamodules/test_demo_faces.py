@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from datamodules.celeba_files import read_attribute_file, read_partition_file
-from datamodules.demo_faces import (
+from latentnav.datamodules.celeba_files import read_attribute_file, read_partition_file
+from latentnav.datamodules.demo_faces import (
     DEMO_ATTRIBUTES,
     _sample_nuisance,
     generate,

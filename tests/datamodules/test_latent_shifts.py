@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from datamodules.latent_shifts import LatentShiftsDataModule
+from latentnav.datamodules.latent_shifts import LatentShiftsDataModule
 from latentnav.errors import ConfigError
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from generators import load_generator
+from latentnav.generators import load_generator
 from latentnav.errors import ConfigError
 
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from generators import BUNDLED, load_generator
-from generators.adapters import DCGANAdapter, ModuleAdapter
+from latentnav.generators import BUNDLED, load_generator
+from latentnav.generators.adapters import DCGANAdapter, ModuleAdapter
 from latentnav.errors import ConfigError, DataFormatError
 from tests.generators.tiny import save_tiny
 
@@ -65,7 +65,7 @@ def test_bundled_demo_generator():
 
 def test_demo_generator_quality_as_reported():
     """The classifier is confident on the bundled generator's samples (2,000, seed 2024)."""
-    from generators.__main__ import quality_summary_for
+    from latentnav.generators.__main__ import quality_summary_for
 
     from latentnav.measuring import make_trainer
 
@@ -75,7 +75,7 @@ def test_demo_generator_quality_as_reported():
     assert summary["freq_gap_max"] <= REPORTED_FREQ_GAP_MAX + 0.02
 
 
-# Measured with `python -m generators quality demo --num 2000` for the shipped weights
+# Measured with `python -m latentnav.generators quality demo --num 2000` for the shipped weights
 # (PacGAN 4, 16,000 iterations; lowest Wearing_Lipstick; the gap is Young: 0.774 generated vs 0.704 real; latents latents_at(range(2000), 2024)).
 REPORTED_CONFIDENT_MEAN = 0.912
 REPORTED_CONFIDENT_MIN = 0.859

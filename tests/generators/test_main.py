@@ -1,10 +1,10 @@
-"""``python -m generators info / quality`` on a generator that needs load options (class_path)."""
+"""``python -m latentnav.generators info / quality`` on a generator that needs load options (class_path)."""
 
 import json
 
 import torch
 
-from generators.__main__ import main, quality_summary_for
+from latentnav.generators.__main__ import main, quality_summary_for
 from tests.latentnav.test_edit import CLASS_PATH, INIT_ARGS, save_planted_tiny
 
 OPTIONS = {"class_path": CLASS_PATH, "init_args": INIT_ARGS}
@@ -58,7 +58,7 @@ def test_quality_on_two_processes_equals_one(tmp_path):
 
     common = ["quality", "--num", "41", "--batch-size", "8", "--accelerator", "cpu"]
     assert main([*common, "--json", str(tmp_path / "one.json")]) == 0
-    done = subprocess.run([sys.executable, "-m", "generators", *common, "--json", str(tmp_path / "two.json"),
+    done = subprocess.run([sys.executable, "-m", "latentnav.generators", *common, "--json", str(tmp_path / "two.json"),
                            "--devices", "2", "--strategy", "ddp"], cwd=tmp_path, text=True, capture_output=True,
                           env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

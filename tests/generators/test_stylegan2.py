@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from generators import load_generator
-from generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator, infer_config
+from latentnav.generators import load_generator
+from latentnav.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator, infer_config
 from latentnav.errors import ConfigError, DataFormatError
 
 class Custom:  # any class other than argparse.Namespace needs code to unpickle
@@ -106,7 +106,7 @@ def test_training_checkpoints_load_safely_and_pickles_are_refused(tmp_path):
     assert load_generator(path).net.config == SMALL  # argparse.Namespace is allowed, nothing else
 
     torch.save({"g_ema": torch.load(path, weights_only=False)["g_ema"], "extra": Custom()}, tmp_path / "evil.pt")
-    with pytest.raises(DataFormatError, match=r"evil.pt: needs arbitrary code to unpickle .*Custom.*python -m generators convert"):
+    with pytest.raises(DataFormatError, match=r"evil.pt: needs arbitrary code to unpickle .*Custom.*python -m latentnav.generators convert"):
         load_generator(tmp_path / "evil.pt")
     assert load_generator(tmp_path / "evil.pt", trust_pickle=True).net.config == SMALL
 
@@ -116,7 +116,7 @@ def test_convert_command_makes_a_safe_file(tmp_path):
     blob = torch.load(path, weights_only=False)
     blob["extra"] = object.__new__(argparse.ArgumentParser)
     torch.save(blob, tmp_path / "unsafe.pt")
-    done = subprocess.run([sys.executable, "-m", "generators", "convert", str(tmp_path / "unsafe.pt"), str(tmp_path / "safe.pt")],
+    done = subprocess.run([sys.executable, "-m", "latentnav.generators", "convert", str(tmp_path / "unsafe.pt"), str(tmp_path / "safe.pt")],
                           capture_output=True, text=True, cwd=str(tmp_path.parent), env={"PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     assert "dropped /extra (ArgumentParser)" in done.stdout

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from callbacks.direction_report import write_directions
-from generators import load_generator
+from latentnav.directions_file import write_directions
+from latentnav.generators import load_generator
 from latentnav.compare import main, name_directions
 from latentnav.errors import ConfigError
 
@@ -36,7 +36,7 @@ def smiling_direction(G, judge, n=3000):
 
 
 def test_comparison_names_a_known_direction_and_writes_everything(tmp_path, capsys):
-    from lightning_modules.annotator import load_annotator
+    from latentnav.lightning_modules.annotator import load_annotator
 
     G, judge = load_generator("demo"), load_annotator("demo")
     smile = smiling_direction(G, judge)
@@ -77,7 +77,7 @@ def test_files_from_different_generators_are_refused(tmp_path, capsys):
 def test_two_processes_give_the_same_comparison_as_one(tmp_path):
     """The comparison's passes are Trainer test loops: on 2 processes (ddp, gloo, the Trainer's defaults)
     the latents are sliced across ranks and the metrics summed, so comparison.json is the same."""
-    from lightning_modules.annotator import load_annotator
+    from latentnav.lightning_modules.annotator import load_annotator
     from tests.distributed import REPO
 
     G, judge = load_generator("demo"), load_annotator("demo")

@@ -7,11 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from callbacks.direction_report import write_directions
-from generators import load_generator
-from generators.loading import resolve_device
-from latentnav.edit import main, to_uint8
-from lightning_modules.edit_rendering import render_edits
+from latentnav.directions_file import write_directions
+from latentnav.generators import load_generator
+from latentnav.generators.loading import resolve_device
+from latentnav.edit import main
+from latentnav.images import to_uint8
+from latentnav.lightning_modules.edit_rendering import render_edits
 from latentnav.errors import ConfigError
 from tests.generators.tiny import TinyGenerator
 

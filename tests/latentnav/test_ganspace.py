@@ -4,8 +4,8 @@ import time
 import pytest
 import torch
 
-from callbacks.direction_report import read_directions
-from generators import load_generator
+from latentnav.directions_file import read_directions
+from latentnav.generators import load_generator
 from latentnav.errors import ConfigError
 from latentnav.ganspace import StreamingPCA, main, principal_axes, run_ganspace, top_eigh
 from latentnav.sefa import sefa

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from callbacks.direction_report import read_directions
-from generators import load_generator
+from latentnav.directions_file import read_directions
+from latentnav.generators import load_generator
 from latentnav.errors import ConfigError
 from latentnav.sefa import layer_resolution, main, run_sefa, select_layers, sefa
 from tests.generators.test_stylegan2 import small_port_checkpoint

@@ -4,11 +4,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from datamodules.demo_faces import DEMO_ATTRIBUTES, generate
+from latentnav.datamodules.demo_faces import DEMO_ATTRIBUTES, generate
 from latentnav.errors import DataFormatError
 from latentnav.safe_load import sha256_of
-from lightning_modules.annotator import BUNDLED, FORMAT, export_annotator, load_annotator
-from lightning_modules.attribute_classifier import AttributeClassifier
+from latentnav.lightning_modules.annotator import BUNDLED, FORMAT, export_annotator, load_annotator
+from latentnav.lightning_modules.attribute_classifier import AttributeClassifier
 
 
 def to_tensor(images):

@@ -3,11 +3,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from datamodules.demo import DemoFacesDataModule
-from datamodules.demo_faces import DEMO_ATTRIBUTES
+from latentnav.datamodules.demo import DemoFacesDataModule
+from latentnav.datamodules.demo_faces import DEMO_ATTRIBUTES
 from latentnav.errors import ConfigError, TrainingDivergedError
-from lightning_modules.attribute_classifier import AttributeClassifier
-from lightning_modules.backbones import build_backbone
+from latentnav.lightning_modules.attribute_classifier import AttributeClassifier
+from latentnav.lightning_modules.backbones import build_backbone
 
 
 def quiet_trainer(**kwargs):

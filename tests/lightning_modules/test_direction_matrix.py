@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from latentnav.errors import ConfigError
-from lightning_modules.direction_matrix import DirectionMatrix
-from lightning_modules.reconstructor import Reconstructor
+from latentnav.lightning_modules.direction_matrix import DirectionMatrix
+from latentnav.lightning_modules.reconstructor import Reconstructor
 
 
 def _train_a_little(m: DirectionMatrix, steps: int = 30) -> None:

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from lightning_modules.edit_metrics import EditEffect, cosine_matrix
+from latentnav.lightning_modules.edit_metrics import EditEffect, cosine_matrix
 
 
 def test_cosine_matrix():
@@ -41,8 +41,8 @@ def test_edit_effect_at_equal_target_success():
 
 def test_projection_survives_repeated_or_zero_vectors():
     from latentnav.errors import ConfigError
-    from lightning_modules.edit_metrics import project_out
-    from lightning_modules.interfacegan import conditional_direction
+    from latentnav.lightning_modules.edit_metrics import project_out
+    from latentnav.lightning_modules.interfacegan import conditional_direction
 
     e = torch.eye(3)
     d = project_out(e[1][None], torch.stack([e[0], 2 * e[0]], dim=1)[None])  # span is one line
@@ -66,9 +66,9 @@ def test_flip_beyond_the_grid_is_unknown():
 
 def test_rank_slices_add_up_to_one_process():
     """What DDP does: every rank edits its slice of the same latents; summed states = one process."""
-    from generators import load_generator
-    from lightning_modules.annotator import load_annotator
-    from lightning_modules.edit_metrics import measure_edits
+    from latentnav.generators import load_generator
+    from latentnav.lightning_modules.annotator import load_annotator
+    from latentnav.lightning_modules.edit_metrics import measure_edits
 
     G, judge = load_generator("demo"), load_annotator("demo")
     directions = torch.randn(2, 64, generator=torch.Generator().manual_seed(0))

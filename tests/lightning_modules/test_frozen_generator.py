@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from latentnav.cli import LatentNavCLI, main
-from lightning_modules.frozen_generator import FrozenGeneratorModule
+from latentnav.lightning_modules.frozen_generator import FrozenGeneratorModule
 from tests.generators.tiny import save_tiny
 
 

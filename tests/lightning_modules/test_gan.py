@@ -9,10 +9,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from generators import load_generator
-from generators.loading import export_dcgan
+from latentnav.generators import load_generator
+from latentnav.generators.loading import export_dcgan
 from latentnav.errors import TrainingDivergedError
-from lightning_modules.gan import DemoGAN
+from latentnav.lightning_modules.gan import DemoGAN
 from tests.distributed import run_train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ def test_bf16_mixed_precision_steps():
 
 
 def test_packed_discriminator_judges_pairs():
-    from generators.dcgan import DCGANDiscriminator
+    from latentnav.generators.dcgan import DCGANDiscriminator
 
     d = DCGANDiscriminator(32, (8, 16, 16, 16), pack=2)
     x = torch.rand(6, 3, 32, 32) * 2 - 1

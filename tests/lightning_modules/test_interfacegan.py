@@ -3,8 +3,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks.process_group_exit import ProcessGroupExit
-from lightning_modules.interfacegan import InterFaceGANBoundaries, conditional_direction
+from latentnav.callbacks.process_group_exit import ProcessGroupExit
+from latentnav.lightning_modules.interfacegan import InterFaceGANBoundaries, conditional_direction
 from tests import ddp_spawn
 
 

@@ -2,9 +2,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks.process_group_exit import ProcessGroupExit
-from lightning_modules.linear_map import LinearMap
-from lightning_modules.supervised_directions import SupervisedDirections, planted_problem
+from latentnav.callbacks.process_group_exit import ProcessGroupExit
+from latentnav.lightning_modules.linear_map import LinearMap
+from latentnav.lightning_modules.supervised_directions import SupervisedDirections, planted_problem
 from tests import ddp_spawn
 
 

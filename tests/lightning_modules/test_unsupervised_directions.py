@@ -8,11 +8,11 @@ import yaml
 import pytorch_lightning as pl
 import torch
 
-from callbacks.process_group_exit import ProcessGroupExit
-from datamodules.latent_shifts import LatentShiftsDataModule
+from latentnav.callbacks.process_group_exit import ProcessGroupExit
+from latentnav.datamodules.latent_shifts import LatentShiftsDataModule
 from latentnav.cli import LatentNavCLI
 from latentnav.errors import ConfigError, TrainingDivergedError
-from lightning_modules.unsupervised_directions import UnsupervisedDirections
+from latentnav.lightning_modules.unsupervised_directions import UnsupervisedDirections
 from tests import ddp_spawn
 from tests.generators.test_stylegan2 import small_port_checkpoint
 
@@ -66,7 +66,7 @@ def test_learns_on_the_demo_generator_with_the_config(tmp_path, monkeypatch):
     directions apart (0.95 measured at this point, 0.996 after 1,000 steps; chance is 1/16); the
     generator stays frozen and out of the checkpoint; the exported directions load in the edit command."""
     from latentnav.edit import main as edit_main
-    from generators import load_generator
+    from latentnav.generators import load_generator
 
     monkeypatch.chdir(tmp_path)
     config = yaml.safe_load((ROOT / "configs" / "unsupervised" / "demo.yaml").read_text())

@@ -1,0 +1,84 @@
+"""Writes the annotation predict job's batches as shards and, at the end, the manifest.
+
+A ``BasePredictionWriter`` kept in the data layer: the supervised datamodule runs the job itself
+(``AnnotatedLatentsDataModule.prepare_data``); configs name it as ``latentnav.callbacks.annotation_writer``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
+
+from latentnav.annotation_shards import (complete_shards, make_key, shard_range, write_manifest, write_shard)
+from latentnav.errors import ConfigError
+
+
+class AnnotationWriter(BasePredictionWriter):
+    """Shards + ``manifest.json`` in ``out_dir`` (format: ``latentnav/annotation_shards.py``).
+
+    At setup every rank lists the shards already complete for this job's key (generator and
+    classifier sha256, space, seed, sizes) and tells the datamodule to skip them: re-running a
+    killed job computes only what is missing. Batches of a shard are buffered (latents and logits
+    only, never images) and the shard is written atomically once whole. At the end the ranks
+    meet and rank 0 checks every shard and writes the manifest.
+
+    Args:
+        out_dir: the store's folder.
+    """
+
+    def __init__(self, out_dir: str = "data/annotated_latents/demo/train") -> None:
+        super().__init__(write_interval="batch")
+        self.out_dir = Path(out_dir)
+        self.key: Optional[dict] = None
+        self.skipped: set[int] = set()
+        self.written: list[int] = []  # shards this process wrote in this run
+        self._buffers: dict[int, list[dict]] = {}
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "predict":
+            return
+        # Batches are dicts from an IterableDataset: there are no sampler indices to infer (not needed here).
+        warnings.filterwarnings("ignore", message=".*Couldn't infer the batch indices.*")
+        warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
+        dm = trainer.datamodule
+        for needed in ("num", "seed", "shard_size", "skip"):
+            if not hasattr(dm, needed):
+                raise ConfigError(f"AnnotationWriter needs data.class_path: latentnav.datamodules.latent_indices."
+                                  f"LatentIndicesDataModule (data has no {needed!r})")
+        self.key = make_key(pl_module.generator.identity["sha256"], pl_module.annotator.sha256, pl_module.space,
+                            dm.seed, dm.num, dm.shard_size)
+        # The loop would otherwise also keep every prediction in memory until the end (10 M latents).
+        trainer.predict_loop.return_predictions = False
+        self.skipped = complete_shards(self.out_dir, self.key)
+        dm.skip = set(self.skipped)
+        self.written, self._buffers = [], {}
+
+    def write_on_batch_end(self, trainer, pl_module, prediction: dict, batch_indices, batch, batch_idx: int,
+                           dataloader_idx: int = 0) -> None:
+        s = prediction["shard"]
+        self._buffers.setdefault(s, []).append(prediction)
+        r = shard_range(s, self.key["num"], self.key["shard_size"])
+        if sum(len(p["indices"]) for p in self._buffers[s]) < len(r):
+            return
+        parts = self._buffers.pop(s)
+        indices = torch.cat([p["indices"] for p in parts])
+        if not torch.equal(indices, torch.arange(r.start, r.stop)):
+            raise RuntimeError(f"shard {s}: batches arrived out of order")  # a bug, not a user error
+        write_shard(self.out_dir, self.key, s, torch.cat([p["latents"] for p in parts]),
+                    torch.cat([p["logits"] for p in parts]), pl_module.attributes)
+        self.written.append(s)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._buffers:
+            raise RuntimeError(f"shards {sorted(self._buffers)} were left incomplete")
+        trainer.strategy.barrier("annotation_shards_written")  # every rank gets here: no rank-0-only collective
+        if trainer.is_global_zero:
+            write_manifest(self.out_dir, self.key, pl_module.attributes, dict(pl_module.generator.identity))
+            print(f"\nlatentnav: {self.key['num']} annotated latents in {self.out_dir} "
+                  f"({len(self.skipped)} shard(s) already done, {len(self.written)} written by rank 0)")
+        trainer.strategy.barrier("annotation_manifest_written")

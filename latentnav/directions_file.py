@@ -1,0 +1,53 @@
+"""The ``directions.npz`` format: what every directions method writes and every command reads.
+
+Arrays: ``directions`` (K, d) float32 rows, ``names`` (K,) str, ``method`` str, ``latent_space`` str,
+``generator`` (the generator's identity as JSON: source, sha256, class, load options), optionally
+``seconds`` (the method's compute time) and extra arrays (e.g. ``eigenvalues`` (K,)). Read with
+``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from latentnav.errors import DataFormatError
+
+
+def write_directions(path: Path, directions: torch.Tensor, names: list[str], method: str, space: str, identity: dict,
+                     seconds: Optional[float] = None, **extra: np.ndarray) -> Path:
+    """Write ``path`` atomically (a temporary file renamed over it) and return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if seconds is not None:
+        extra["seconds"] = np.array(float(seconds))
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+    np.savez(tmp, directions=directions.detach().cpu().float().numpy(), names=np.array(names), method=np.array(method),
+             latent_space=np.array(space), generator=np.array(json.dumps(identity, sort_keys=True)),
+             **{k: np.asarray(v) for k, v in extra.items()})
+    os.replace(tmp, path)
+    return path
+
+
+def read_directions(path: str | Path) -> dict:
+    """Load a ``directions.npz``; a missing or malformed file is one clear error."""
+    if not Path(path).is_file():
+        raise DataFormatError(f"{path}: directions file not found")
+    try:
+        with np.load(path, allow_pickle=False) as blob:
+            found = {"directions": torch.from_numpy(blob["directions"]), "names": [str(n) for n in blob["names"]],
+                     "method": str(blob["method"]), "latent_space": str(blob["latent_space"]),
+                     "generator": json.loads(str(blob["generator"]))}
+            found.update({k: blob[k] for k in blob.files if k not in found})
+    except (ValueError, OSError, KeyError) as e:
+        raise DataFormatError(f"{path}: not a directions.npz ({type(e).__name__}: {str(e)[:100]})") from None
+    d = found["directions"]
+    if d.ndim != 2 or len(found["names"]) != len(d):
+        raise DataFormatError(f"{path}: expected directions (K, d) with K names, got shape {tuple(d.shape)} "
+                              f"and {len(found['names'])} names")
+    return found
