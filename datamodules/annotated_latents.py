@@ -27,17 +27,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from latentnav.annotation_shards import ShardedLatents, check_manifest, make_key, read_manifest
+from latentnav.assets import resolve_source
 from latentnav.errors import ConfigError, DataFormatError
 from latentnav.safe_load import sha256_of
 
 VAL_SEED_OFFSET = 1_000_003  # the validation split's stream: seed + this
-
-
-def _source_file(source: str, bundled: dict, what: str) -> Path:
-    path = bundled.get(str(source), Path(source))
-    if not path.is_file():
-        raise DataFormatError(f"data.{what}: {path} not found")
-    return path
 
 
 class AnnotatedLatentsDataModule(pl.LightningDataModule):
@@ -107,11 +101,8 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
     @functools.cached_property
     def _sources_sha256(self) -> tuple[str, str]:
         # Hashed once: a StyleGAN2 checkpoint is ~120 MB, and the key is needed per split and stage.
-        from latentnav.generators import BUNDLED as GENERATORS
-        from latentnav.lightning_modules.annotator import BUNDLED as ANNOTATORS
-
-        return (sha256_of(_source_file(self.generator, GENERATORS, "generator")),
-                sha256_of(_source_file(self.annotator, ANNOTATORS, "annotator")))
+        return (sha256_of(resolve_source(self.generator, "generator", "data.generator")),
+                sha256_of(resolve_source(self.annotator, "annotator", "data.annotator")))
 
     def _key(self, split: str) -> dict:
         return make_key(*self._sources_sha256, self.space, self.split_seed(split), self.sizes[split], self.shard_size)

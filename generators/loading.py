@@ -16,10 +16,11 @@ from latentnav.generators.adapters import DCGANAdapter, ModuleAdapter, StyleGAN2
 from latentnav.generators.base import FrozenGenerator
 from latentnav.generators.dcgan import DCGANGenerator
 from latentnav.generators.stylegan2 import StyleGAN2Generator, infer_config
+from latentnav.assets import bundled, resolve_source
 from latentnav.errors import ConfigError, DataFormatError
 from latentnav.safe_load import safe_torch_load, sha256_of, strict_load_state_dict
 
-BUNDLED = {"demo": Path(__file__).resolve().parent / "pretrained" / "demo_generator.pt"}
+BUNDLED = bundled("generator")
 FORMAT = "latentnav.generator/1"
 #: Classes that the port's own training checkpoints pickle besides tensors (its ``args``).
 PORT_SAFE_CLASSES = (argparse.Namespace,)
@@ -65,10 +66,7 @@ def load_generator(
 
     Files are read with ``weights_only=True``; ``trust_pickle=True`` lifts that.
     """
-    path = BUNDLED.get(str(source), Path(source))
-    if not path.is_file():
-        hint = "" if str(source) in BUNDLED else f" (bundled names: {', '.join(BUNDLED)})"
-        raise DataFormatError(f"{path}: generator file not found{hint}")
+    path = resolve_source(source, "generator")
     identity = {"source": str(path), "sha256": sha256_of(path)}
     # Recorded so that a command can load the generator exactly as the run that made a file did.
     options = {k: v for k, v in (("class_path", class_path), ("init_args", init_args), ("z_dim", z_dim),

@@ -25,12 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentnav.assets import bundled, resolve_source
 from latentnav.errors import DataFormatError, run_command
 from latentnav.frozen import Frozen
 from latentnav.safe_load import safe_torch_load, sha256_of, strict_load_state_dict
 from latentnav.lightning_modules.backbones import build_backbone
 
-BUNDLED = {"demo": Path(__file__).resolve().parent / "pretrained" / "demo_classifier.pt"}
+BUNDLED = bundled("annotator")
 FORMAT = "latentnav.annotator/1"
 _SETTINGS = ("attributes", "backbone", "width", "image_size")
 
@@ -93,7 +94,7 @@ def load_annotator(
     source: str | os.PathLike = "demo", trust_pickle: bool = False, map_location: str | torch.device = "cpu"
 ) -> Annotator:
     """Load a trained attribute classifier, frozen. ``source``: ``"demo"`` or a file path."""
-    path = BUNDLED.get(str(source), Path(source))
+    path = resolve_source(source, "annotator")
     settings, weights = _settings_and_weights(_load(path, trust_pickle, map_location), path)
     net = build_backbone(settings["backbone"], len(settings["attributes"]), width=settings.get("width", 32))
     strict_load_state_dict(net, weights, str(path), what=f"weights of backbone {settings['backbone']!r}")

@@ -157,7 +157,7 @@ def test_every_command_reports_user_errors_as_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         "latentnav: error: demo faces: need num_faces >= 1 and image_size >= 16, got 0 and 32",
-        f"latentnav: error: data.generator: {tmp_path / 'g.pt'} not found",
+        f"latentnav: error: data.generator: {tmp_path / 'g.pt'}: generator file not found (bundled names: demo)",
         f"latentnav: error: {tmp_path / 'x.ckpt'}: annotator file not found",
         f"latentnav: error: {tmp_path / 'd.npz'}: directions file not found",
     ]
