@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from latentnav.annotation_shards import ShardedLatents, check_manifest, make_key, read_manifest
 from latentnav.assets import resolve_source
-from latentnav.errors import ConfigError, DataFormatError
+from latentnav.errors import ConfigError
 from latentnav.safe_load import sha256_of
 
 VAL_SEED_OFFSET = 1_000_003  # the validation split's stream: seed + this
@@ -202,29 +202,7 @@ class LabelledLatentStream(torch.utils.data.IterableDataset):
             yield latents.flatten(1).cpu(), (torch.sigmoid(scores) if self.target == "probabilities" else scores).cpu()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Fill the annotation cache once: python -m latentnav.datamodules.annotated_latents [--generator G] [...]"""
-    import argparse
+if __name__ == "__main__":  # python -m ... (an entry point: it may reach the commands layer)
+    from latentnav.tools import annotate_main
 
-    from latentnav.errors import run_command
-
-    parser = argparse.ArgumentParser(prog="python -m latentnav.datamodules.annotated_latents")
-    parser.add_argument("--generator", default="demo")
-    parser.add_argument("--annotator", default="demo")
-    parser.add_argument("--space", default="z")
-    parser.add_argument("--num-train", type=int, default=20000)
-    parser.add_argument("--num-val", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache-dir", default="data/annotated_latents/demo")
-    args = parser.parse_args(argv)
-    code = run_command(lambda: AnnotatedLatentsDataModule(
-        generator=args.generator, annotator=args.annotator, space=args.space, num_train=args.num_train,
-        num_val=args.num_val, seed=args.seed, cache_dir=args.cache_dir).prepare_data())
-    if code:
-        return code
-    print(f"annotated latents in {args.cache_dir}: train/ ({args.num_train}), val/ ({args.num_val})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(annotate_main())

@@ -23,23 +23,20 @@ Every attribute is positive on at least ~10 % and at most ~90 % of faces.
 Nuisance factors, independent of the attributes: face position and size, skin tone,
 background colour and gradient, hat colour.
 
-Run ``python -m latentnav.datamodules.demo_faces OUT_DIR --num N`` to write N faces in CelebA's
+Run ``latentnav render-demo OUT_DIR --num N`` to write N faces in CelebA's
 on-disk layout (``img_align_celeba/000001.png``, ``list_attr_celeba.txt``,
 ``list_eval_partition.txt``), so one reader serves the demo and real data.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from latentnav.errors import ConfigError, run_command
+from latentnav.errors import ConfigError
 
 #: Attribute names, spelled and ordered as in CelebA's ``list_attr_celeba.txt``.
 DEMO_ATTRIBUTES: tuple[str, ...] = (
@@ -294,22 +291,7 @@ def read_metadata(root: str | os.PathLike) -> dict | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m latentnav.datamodules.demo_faces", description="Render demo faces in CelebA's on-disk layout."
-    )
-    parser.add_argument("root", help="output folder (created)")
-    parser.add_argument("--num", type=int, default=20000, help="number of faces (default 20000)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=32, help="side in pixels (default 32; 64 works too)")
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    code = run_command(lambda: write_celeba_layout(args.root, args.num, seed=args.seed, image_size=args.image_size))
-    if code:
-        return code
-    print(f"wrote {args.num} faces ({args.image_size} px) to {args.root} in {time.perf_counter() - t0:.1f} s")
-    return 0
+if __name__ == "__main__":  # python -m ... (an entry point: it may reach the commands layer)
+    from latentnav.tools import render_demo_main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(render_demo_main())

@@ -87,8 +87,40 @@ def _model_args(config) -> dict:
     return dict(vars(args)) if hasattr(args, "__dict__") else dict(args)
 
 
+# latentnav SUBCOMMAND ...: the commands besides LightningCLI's fit / validate / test / predict.
+SUBCOMMANDS = {
+    "edit": ("latentnav.edit", "main", "edit images along directions (PNG strip + GIF per attribute)"),
+    "sefa": ("latentnav.sefa", "main", "closed-form directions from the generator's weights (SeFa)"),
+    "ganspace": ("latentnav.ganspace", "main", "principal directions of sampled features (GANSpace)"),
+    "compare": ("latentnav.compare", "main", "name every direction and compare methods on one yardstick"),
+    "annotate": ("latentnav.tools", "annotate_main", "fill the supervised datamodule's annotation store"),
+    "generator": ("latentnav.generator_tools", "main", "info | quality | export | convert"),
+    "classifier": ("latentnav.tools", "classifier_main", "export a trained classifier as an annotator file"),
+    "render-demo": ("latentnav.tools", "render_demo_main", "render demo faces in CelebA's layout"),
+}
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def usage() -> str:
+    lines = ["usage: latentnav {fit,validate,test,predict} --config CONFIG.yaml [...]   (LightningCLI; --help)",
+             "       latentnav SUBCOMMAND [...]   (SUBCOMMAND --help)", "", "subcommands:"]
+    lines += [f"  {name:<12} {what}" for name, (_, _, what) in SUBCOMMANDS.items()]
+    return "\n".join(lines)
+
+
 def main(args: Optional[list[str]] = None) -> None:
-    """Entry point of ``train.py`` and ``latentnav-train``: user errors print as one line."""
-    code = run_command(lambda: LatentNavCLI(args=args))
+    """The ``latentnav`` entry point (also ``train.py``): LightningCLI's subcommands, or one of
+    :data:`SUBCOMMANDS`; user errors print as one line."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        module, function, _ = SUBCOMMANDS[argv[0]]
+        code = getattr(importlib.import_module(module), function)(argv[1:])
+    elif not argv or argv[0] in ("-h", "--help") and len(argv) == 1:
+        print(usage())
+        code = 0 if argv else 2
+    else:
+        code = run_command(lambda: LatentNavCLI(args=args))
     if code:
         raise SystemExit(code)

@@ -11,14 +11,12 @@ one that needs arbitrary code to unpickle is refused unless ``trust_pickle=True`
 
 Export a trained classifier to the small format (weights and settings only)::
 
-    python -m latentnav.lightning_modules.annotator export runs/.../best.ckpt out.pt
+    latentnav classifier export runs/.../best.ckpt out.pt
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -26,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentnav.assets import bundled, resolve_source
-from latentnav.errors import DataFormatError, run_command
+from latentnav.errors import DataFormatError
 from latentnav.frozen import Frozen
 from latentnav.safe_load import safe_torch_load, sha256_of, strict_load_state_dict
 from latentnav.lightning_modules.backbones import build_backbone
@@ -110,20 +108,7 @@ def export_annotator(checkpoint: str | os.PathLike, out: str | os.PathLike) -> P
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m latentnav.lightning_modules.annotator")
-    sub = parser.add_subparsers(dest="command", required=True)
-    export = sub.add_parser("export", help="write a train.py checkpoint as a small annotator file")
-    export.add_argument("checkpoint")
-    export.add_argument("out")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    code = run_command(lambda: export_annotator(args.checkpoint, out))
-    if code:
-        return code
-    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB, sha256 {sha256_of(out)[:12]})")
-    return 0
+if __name__ == "__main__":  # python -m ... (an entry point: it may reach the commands layer)
+    from latentnav.tools import classifier_main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(classifier_main())

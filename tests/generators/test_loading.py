@@ -65,7 +65,7 @@ def test_bundled_demo_generator():
 
 def test_demo_generator_quality_as_reported():
     """The classifier is confident on the bundled generator's samples (2,000, seed 2024)."""
-    from latentnav.generators.__main__ import quality_summary_for
+    from latentnav.generator_tools import quality_summary_for
 
     from latentnav.measuring import make_trainer
 

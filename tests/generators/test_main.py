@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from latentnav.generators.__main__ import main, quality_summary_for
+from latentnav.generator_tools import main, quality_summary_for
 from tests.latentnav.test_edit import CLASS_PATH, INIT_ARGS, save_planted_tiny
 
 OPTIONS = {"class_path": CLASS_PATH, "init_args": INIT_ARGS}
