@@ -48,6 +48,45 @@ def test_both_networks_learn_and_the_ema_follows():
 
 
 
+class StepGains(pl.Callback):
+    """Per iteration, on fixed latents and real images, with the networks before and after the step:
+    - ``d``: how much the D step widened D(real) - D(G_old(z)) (D's own goal, at the G it trained against);
+    - ``g``: how much the G step raised D_new(G(z)) (G's goal, against the D it trained against:
+      the D step comes first within an iteration)."""
+
+    def __init__(self, real: torch.Tensor, z: torch.Tensor) -> None:
+        self.real, self.z, self.d, self.g = real, z, [], []
+
+    @torch.no_grad()
+    def _gap(self, D, G) -> float:
+        return float(D(self.real).mean() - D(G(self.z)).mean())
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        import copy
+
+        self.g_old, self.d_old = copy.deepcopy(module.generator), copy.deepcopy(module.discriminator)
+
+    @torch.no_grad()
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        D = module.discriminator
+        self.d.append(self._gap(D, self.g_old) - self._gap(self.d_old, self.g_old))
+        self.g.append(float(D(module.generator(self.z)).mean() - D(self.g_old(self.z)).mean()))
+
+
+def test_each_step_moves_its_network_towards_its_goal():
+    """Flipping the sign of either loss (D: softplus(D(fake)) + softplus(-D(real)); G: the non-saturating
+    softplus(-D(G(z)))) makes its network move the wrong way: this test fails for each flip."""
+    pl.seed_everything(0)
+    model = DemoGAN(**SMALL, lr=1e-3, r1_gamma=0.0, mbstd_group=1)
+    real = torch.full((64, 3, 32, 32), 0.8)  # a flat grey: far from the untrained generator's output
+    gains = StepGains(real[:32], torch.randn(256, 64, generator=torch.Generator().manual_seed(1)))
+    fit(model, DataLoader(TensorDataset(real), batch_size=16, shuffle=True), steps=16, callbacks=[gains])
+    assert len(gains.d) == len(gains.g) == 8
+    assert sum(g > 0 for g in gains.d) >= 7, gains.d  # the D step separates real from fake
+    assert sum(g > 0 for g in gains.g) >= 7, gains.g  # the G step raises D on its samples
+    assert gains._gap(model.discriminator, model.generator) > 0  # after training, D ranks real above fake
+
+
 def test_learning_rate_decays_linearly_and_reaches_the_optimisers():
     model = DemoGAN(**SMALL, lr=1e-3, lr_decay_start=2, lr_decay_iterations=4, lr_final_ratio=0.1)
     rates = [round(DemoGAN.learning_rate(_At(model, iteration)), 6) for iteration in range(9)]
