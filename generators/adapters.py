@@ -13,6 +13,13 @@ from latentnav.generators.stylegan2 import StyleGAN2Generator
 from latentnav.errors import ConfigError
 
 
+def _truncate(z: torch.Tensor, truncation: float, centre: Optional[torch.Tensor]) -> torch.Tensor:
+    """z pulled towards ``centre`` (default 0, the prior's mean) by psi < 1."""
+    if truncation >= 1.0:
+        return z
+    return z * truncation if centre is None else centre + truncation * (z - centre)
+
+
 class DCGANAdapter(FrozenGenerator):
     """The bundled demo generator: z (64,) ~ N(0, I) -> 32 px faces. Truncation scales z."""
 
@@ -23,8 +30,8 @@ class DCGANAdapter(FrozenGenerator):
         self.net = net
         self.freeze()
 
-    def _synthesize(self, latent, space, truncation, noise_mode):
-        return self.net(latent * truncation if truncation != 1.0 else latent)
+    def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent):
+        return self.net(_truncate(latent, truncation, truncation_latent))
 
     def latent_weights(self, space: str = "z", layers: Optional[Sequence[int]] = None):
         self._check_space(space)
@@ -65,13 +72,24 @@ class StyleGAN2Adapter(FrozenGenerator):
         w = self.net.mapping(z)
         return w if space == "w" else w.unsqueeze(1).repeat(1, self.n_latent, 1)
 
-    def _synthesize(self, latent, space, truncation, noise_mode):
+    def truncated(self, latent: torch.Tensor, space: str = "z", truncation: float = 1.0,
+                  truncation_latent: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The w+ (B, n_latent, d) the synthesis network receives: ``space`` latents mapped and broadcast,
+        then pulled towards ``truncation_latent`` ((d,) or (n_latent, d); default the mean w) by psi
+        (the port's ``truncation_latent + psi * (w - truncation_latent)``, applied when psi < 1)."""
+        self.check_latent(latent, space)
+        latent = latent.to(self.device)
         if space == "z":
             latent = self.net.mapping(latent)
         if latent.ndim == 2:
             latent = latent.unsqueeze(1).repeat(1, self.n_latent, 1)
-        if truncation != 1.0:
-            latent = self.w_avg + truncation * (latent - self.w_avg)
+        if truncation < 1.0:
+            centre = self.w_avg if truncation_latent is None else truncation_latent.to(latent)
+            latent = centre + truncation * (latent - centre)
+        return latent
+
+    def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent):
+        latent = self.truncated(latent, space, truncation, truncation_latent)
         if noise_mode == "const":
             noise = self.net.stored_noise()
         elif noise_mode == "none":
@@ -149,8 +167,8 @@ class ModuleAdapter(FrozenGenerator):
         tried = ", ".join(str(d) for d in candidates)
         raise ConfigError(f"{name}: no latent size among {tried} gives a (1, 3, R, R) image; give z_dim")
 
-    def _synthesize(self, latent, space, truncation, noise_mode):
-        z = latent * truncation if truncation != 1.0 else latent
+    def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent):
+        z = _truncate(latent, truncation, truncation_latent)
         return self.module(z[:, :, None, None] if self.z_as_map else z)
 
     def latent_weights(self, space: str = "z", layers: Optional[Sequence[int]] = None):

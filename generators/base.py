@@ -119,17 +119,27 @@ class FrozenGenerator(Frozen, nn.Module):
 
     # ----------------------------------------------------------------- images
     def synthesize(self, latent: torch.Tensor, space: str = "z", truncation: float = 1.0,
-                   noise_mode: str = "const") -> torch.Tensor:
-        """Images (B, 3, resolution, resolution) in [-1, 1] for a batch of latents of ``space``."""
+                   noise_mode: str = "const", truncation_latent: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Images (B, 3, resolution, resolution) in [-1, 1] for a batch of latents of ``space``.
+
+        ``truncation`` psi in [0, 1] (1: none) pulls the latent towards ``truncation_latent`` (default:
+        the generator's own centre, e.g. StyleGAN2's mean w); the rosinality port applies psi < 1 only,
+        so psi > 1 (extrapolation) is refused rather than silently treated differently."""
         self.check_latent(latent, space)
         if noise_mode not in NOISE_MODES:
             raise ConfigError(f"noise_mode: expected one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
-        return self._synthesize(latent.to(self.device), space, truncation, noise_mode)
+        if not 0.0 <= float(truncation) <= 1.0:
+            raise ConfigError(f"truncation: expected psi in [0, 1] (1 = no truncation), got {truncation}; "
+                              "the StyleGAN2 port ignores psi >= 1 and latentnav does not extrapolate")
+        if truncation_latent is not None:
+            truncation_latent = truncation_latent.to(self.device, torch.float32)
+        return self._synthesize(latent.to(self.device), space, float(truncation), noise_mode, truncation_latent)
 
     def forward(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
         return self.synthesize(latent, space)
 
-    def _synthesize(self, latent: torch.Tensor, space: str, truncation: float, noise_mode: str) -> torch.Tensor:
+    def _synthesize(self, latent: torch.Tensor, space: str, truncation: float, noise_mode: str,
+                    truncation_latent: Optional[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
     def latent_weights(self, space: str = "z", layers: Optional[Sequence[int]] = None) -> list[tuple[str, torch.Tensor]]:

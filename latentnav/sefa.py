@@ -58,33 +58,51 @@ def layer_resolution(name: str) -> int:
     return 2 ** ((j // 2 if m.group(1) == "convs" else j) + 3)
 
 
-def select_layers(named: list[tuple[str, torch.Tensor]], layers: Union[str, Sequence[int]]) -> list[tuple[str, torch.Tensor]]:
-    """Pick from ``latent_weights`` output. For StyleGAN2's styles the convolutions count
-    (``conv1``, ``convs.0``, ...; numbered in that order), not the to-RGB layers, as in SeFa:
-    ``all``; ``coarse`` 4-8 px; ``middle`` 16-32 px; ``fine`` 64 px and up; or explicit
-    indices into that list. Other generators have one latent-facing layer: ``all``."""
-    convs = [(n, w) for n, w in named if not n.startswith("to_rgb")]
+def select_layers(named: list[tuple[str, torch.Tensor]],
+                  layers: Union[str, Sequence[Union[int, str]]]) -> list[tuple[str, torch.Tensor]]:
+    """Pick from ``latent_weights`` output. For StyleGAN2's styles the layers are numbered as in the
+    authors' release (genforce/sefa ``factorize_weight``): the convolutions in order (``conv1``,
+    ``convs.0``, ...), then the LAST to-RGB layer; ``all`` is that whole list (so it includes the last
+    to-RGB, as the release's ``all`` does); ``coarse`` 4-8 px, ``middle`` 16-32 px, ``fine`` 64 px and
+    up pick from it by output resolution; a list holds indices into it or layer names (any layer,
+    e.g. ``to_rgbs.1``). Other generators have one latent-facing layer: ``all``."""
+    by_name = dict(named)
     is_style = all(re.fullmatch(r"conv1|convs\.\d+|to_rgb1|to_rgbs\.\d+", n) for n, _ in named)
+    if is_style:
+        convs = [(n, w) for n, w in named if not n.startswith("to_rgb")]
+        rgbs = [(n, w) for n, w in named if n.startswith("to_rgb")]
+        pool = convs + [max(rgbs, key=lambda nw: layer_resolution(nw[0]))] if rgbs else convs
+    else:
+        pool = named
     if isinstance(layers, str):
         if layers not in GROUPS:
-            raise ConfigError(f"layers: expected one of {', '.join(GROUPS)} or a list of indices, got {layers!r}")
+            raise ConfigError(f"layers: expected one of {', '.join(GROUPS)} or a list of indices or names, "
+                              f"got {layers!r}")
         if layers == "all":
-            return convs if is_style else named
+            return pool
         if not is_style:
             raise ConfigError(f"layers: {layers!r} needs a generator with per-layer styles (StyleGAN2 in w space)")
         lo, hi = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}[layers]
-        chosen = [(n, w) for n, w in convs if lo <= layer_resolution(n) <= hi]
+        chosen = [(n, w) for n, w in pool if lo <= layer_resolution(n) <= hi]
         if not chosen:
             raise ConfigError(f"layers: this generator has no {layers} layers")
         return chosen
-    pool = convs if is_style else named
-    bad = [i for i in layers if not 0 <= int(i) < len(pool)]
-    if bad or not layers:
-        raise ConfigError(f"layers: indices must be in 0..{len(pool) - 1}, got {list(layers)}")
-    return [pool[int(i)] for i in layers]
+    if not layers:
+        raise ConfigError("layers: an empty list; give indices or layer names")
+    chosen = []
+    for item in layers:
+        if isinstance(item, str) and not item.lstrip("-").isdigit():
+            if item not in by_name:
+                raise ConfigError(f"layers: {item!r} is not a latent-facing layer; expected one of {', '.join(by_name)}")
+            chosen.append((item, by_name[item]))
+        elif 0 <= int(item) < len(pool):
+            chosen.append(pool[int(item)])
+        else:
+            raise ConfigError(f"layers: indices must be in 0..{len(pool) - 1}, got {list(layers)}")
+    return chosen
 
 
-def run_sefa(G, space: str = "z", layers: Union[str, Sequence[int]] = "all", num_directions: int = 16,
+def run_sefa(G, space: str = "z", layers: Union[str, Sequence[Union[int, str]]] = "all", num_directions: int = 16,
              normalize_rows: bool = True) -> dict:
     """SeFa on a :class:`latentnav.generators.FrozenGenerator`; returns directions, eigenvalues, layer names, seconds."""
     t0 = time.perf_counter()
@@ -95,7 +113,7 @@ def run_sefa(G, space: str = "z", layers: Union[str, Sequence[int]] = "all", num
 
 
 def main_function(generator: str = "demo", generator_options: Optional[dict] = None, space: str = "z",
-                  layers: Union[str, list[int]] = "all", num_directions: int = 16, normalize_rows: bool = True,
+                  layers: Union[str, list[Union[int, str]]] = "all", num_directions: int = 16, normalize_rows: bool = True,
                   out: str = "runs/directions/sefa.npz", device: str = "auto") -> None:
     """Closed-form directions (SeFa) written as a directions.npz with their eigenvalues.
 
@@ -104,7 +122,7 @@ def main_function(generator: str = "demo", generator_options: Optional[dict] = N
         generator_options: load_generator keyword arguments (class_path, init_args, z_dim, resolution,
             trust_pickle, w_avg_samples), recorded in the output so that the edit command reuses them.
         space: latent space (z; w for StyleGAN2).
-        layers: all, coarse, middle, fine, or a list of layer indices (StyleGAN2 convolutions).
+        layers: all, coarse, middle, fine, or a list of indices (the convolutions, then the last to-RGB) or layer names.
         num_directions: K, the number of top eigenvectors kept.
         normalize_rows: scale each weight row to unit length first (the authors' release).
         out: the directions.npz to write.

@@ -49,14 +49,21 @@ def test_stylegan2_layer_groups(tmp_path):
     G = load_generator(small_port_checkpoint(tmp_path)[0])  # 32 px: convs at 4, 8, 8, 16, 16, 32, 32
     named = G.latent_weights("w")
     assert [layer_resolution(n) for n, _ in named] == [4, 4, 8, 8, 16, 16, 32, 32, 8, 16, 32]
-    assert [n for n, _ in select_layers(named, "all")] == ["conv1"] + [f"convs.{j}" for j in range(6)]
+    # Numbered as the authors' release: the convolutions, then the last to-RGB layer (its "all" includes it).
+    assert [n for n, _ in select_layers(named, "all")] == ["conv1"] + [f"convs.{j}" for j in range(6)] + ["to_rgbs.2"]
     assert [n for n, _ in select_layers(named, "coarse")] == ["conv1", "convs.0", "convs.1"]
-    assert [n for n, _ in select_layers(named, "middle")] == ["convs.2", "convs.3", "convs.4", "convs.5"]
+    assert [n for n, _ in select_layers(named, "middle")] == ["convs.2", "convs.3", "convs.4", "convs.5", "to_rgbs.2"]
     with pytest.raises(ConfigError, match="this generator has no fine layers"):
         select_layers(named, "fine")
-    assert [n for n, _ in select_layers(named, [0, 3])] == ["conv1", "convs.2"]
-    with pytest.raises(ConfigError, match=r"indices must be in 0..6, got \[7\]"):
-        select_layers(named, [7])
+    assert [n for n, _ in select_layers(named, [0, 3, 7])] == ["conv1", "convs.2", "to_rgbs.2"]
+    assert [n for n, _ in select_layers(named, ["to_rgb1", "to_rgbs.0", 0])] == ["to_rgb1", "to_rgbs.0", "conv1"]
+    with pytest.raises(ConfigError, match=r"indices must be in 0..7, got \[8\]"):
+        select_layers(named, [8])
+    with pytest.raises(ConfigError, match=r"layers: 'to_rgbs.9' is not a latent-facing layer"):
+        select_layers(named, ["to_rgbs.9"])
+    with_rgb = run_sefa(G, "w", "all", 5)
+    assert with_rgb["layers"][-1] == "to_rgbs.2"
+    assert not torch.allclose(with_rgb["directions"], run_sefa(G, "w", list(range(7)), 5)["directions"])
     coarse = run_sefa(G, "w", "coarse", 5)
     assert coarse["directions"].shape == (5, 32) and coarse["layers"] == ["conv1", "convs.0", "convs.1"]
     assert not torch.allclose(coarse["directions"], run_sefa(G, "w", "middle", 5)["directions"])
