@@ -39,9 +39,12 @@ class DirectionReport(pl.Callback):
     target success), ``cosines.png``, ``edit_grid.png``; the same go to TensorBoard.
     ``compare_with``: another run's ``directions.npz`` (e.g. the λ = 0 run) shown side by side.
     ``export_to``: also copy ``directions.npz`` to this stable path.
+    ``generator``, ``annotator``, ``space``: None (the default) = the datamodule's, so a config names
+    them once (under ``data``); given, they must agree with the datamodule's.
     """
 
-    def __init__(self, generator: str = "demo", annotator: str = "demo", space: str = "z", reference: str = "Young",
+    def __init__(self, generator: Optional[str] = None, annotator: Optional[str] = None, space: Optional[str] = None,
+                 reference: str = "Young",
                  num_samples: int = 400, seed: int = 12345, compare_with: Optional[str] = None,
                  export_to: Optional[str] = None, method: str = "linear_map", conditional: bool = True,
                  guided_samples: int = 0) -> None:
@@ -61,11 +64,21 @@ class DirectionReport(pl.Callback):
         # Fail before training, not after it: the run to compare with, and agreement with the data.
         if self.compare_with and not Path(self.compare_with).is_file():
             raise ConfigError(f"compare_with: {self.compare_with} not found (run the lambda = 0 config first)")
-        dm = trainer.datamodule
-        for field, mine in (("generator", self.generator_source), ("space", self.space)):
-            theirs = getattr(dm, field, None)
-            if theirs is not None and str(theirs) != str(mine):
-                raise ConfigError(f"DirectionReport.{field} is {mine!r} but data.{field} is {theirs!r}; set both alike")
+        self.take_from_data(trainer.datamodule)
+
+    def take_from_data(self, dm) -> None:
+        """Fill generator / annotator / space left out from the datamodule, or check that given ones agree.
+        The CLI calls it before fitting starts, so a mismatch is found before any annotation."""
+        for field, attribute in (("generator", "generator_source"), ("annotator", "annotator_source"),
+                                 ("space", "space")):
+            mine, theirs = getattr(self, attribute), getattr(dm, field, None)
+            if mine is None:
+                if theirs is None:
+                    raise ConfigError(f"DirectionReport.{field}: not given, and data has no {field} to take it from")
+                setattr(self, attribute, theirs)
+            elif theirs is not None and str(theirs) != str(mine):
+                raise ConfigError(f"DirectionReport.{field} is {mine!r} but data.{field} is {theirs!r}; "
+                                  "leave it out to use the data's")
 
     def _measure(self, trainer, G, judge, directions, names) -> dict:
         targets = [judge.attributes.index(n) for n in names]

@@ -151,6 +151,18 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
                                               probabilities=self.target == "probabilities")
             self.names = wanted
 
+    @functools.cached_property
+    def latent_dim(self) -> int:
+        """Size of one (flattened) latent of ``space``, read from the generator itself (the CLI links it
+        into ``model.init_args.latent_dim``); a space the generator lacks is one line here, at
+        instantiation, before any annotation starts."""
+        from math import prod
+
+        from latentnav.generators import load_generator
+
+        G = load_generator(self.generator, **self.generator_options)
+        return prod(G.latent_shape(self.space))
+
     @property
     def attribute_names(self) -> list[str]:
         if self.names is None:

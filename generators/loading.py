@@ -42,6 +42,19 @@ def _import(class_path: str):
         raise ConfigError(f"generator class_path: cannot import {class_path!r}") from None
 
 
+def _nested(blob: dict, key: str, path: Path) -> dict:
+    """``blob["a"]["b"]`` for ``key`` ``"a.b"`` (a state dict nested in a training checkpoint)."""
+    node = blob
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            found = ", ".join(sorted(map(str, node))[:8]) if isinstance(node, dict) else type(node).__name__
+            raise ConfigError(f"generator state_dict_key: {path} has no {key!r} (at {part!r}: {found})")
+        node = node[part]
+    if not isinstance(node, dict):
+        raise ConfigError(f"generator state_dict_key: {key!r} of {path} is a {type(node).__name__}, not a state dict")
+    return node
+
+
 def load_generator(
     source: str | os.PathLike = "demo",
     *,
@@ -51,6 +64,8 @@ def load_generator(
     resolution: Optional[int] = None,
     trust_pickle: bool = False,
     w_avg_samples: int = 10000,
+    state_dict_key: Optional[str] = None,
+    strip_prefix: Optional[str] = None,
     map_location: str | torch.device = "cpu",
 ) -> FrozenGenerator:
     """Load a pretrained generator, frozen, behind the :class:`FrozenGenerator` contract.
@@ -61,7 +76,8 @@ def load_generator(
       used when present; the port's training checkpoints with ``args`` load safely too);
     - a TorchScript file mapping z to images (``z_dim``/``resolution`` probed or given);
     - a state dict (or a dict with ``state_dict``) for the ``nn.Module`` named by
-      ``class_path`` and built with ``init_args``;
+      ``class_path`` and built with ``init_args``; ``state_dict_key`` ("g_ema", "state_dict.generator") picks a
+      nested one in a training checkpoint and ``strip_prefix`` ("module.") drops a key prefix;
     - a file written by ``python -m latentnav.generators export``.
 
     Files are read with ``weights_only=True``; ``trust_pickle=True`` lifts that.
@@ -71,7 +87,8 @@ def load_generator(
     # Recorded so that a command can load the generator exactly as the run that made a file did.
     options = {k: v for k, v in (("class_path", class_path), ("init_args", init_args), ("z_dim", z_dim),
                                  ("resolution", resolution), ("trust_pickle", trust_pickle or None),
-                                 ("w_avg_samples", None if w_avg_samples == 10000 else w_avg_samples))
+                                 ("w_avg_samples", None if w_avg_samples == 10000 else w_avg_samples),
+                                 ("state_dict_key", state_dict_key), ("strip_prefix", strip_prefix))
                if v is not None}
     if options:
         identity["options"] = options
@@ -94,7 +111,9 @@ def load_generator(
             module = cls(**(init_args or {}))
         except TypeError as e:
             raise ConfigError(f"generator init_args for {class_path}: {e}") from None
-        state = blob.get("state_dict", blob)
+        state = _nested(blob, state_dict_key, path) if state_dict_key else blob.get("state_dict", blob)
+        if strip_prefix:
+            state = {k[len(strip_prefix):] if k.startswith(strip_prefix) else k: v for k, v in state.items()}
         strict_load_state_dict(module, state, str(path))
         return ModuleAdapter(module, z_dim, resolution, dict(identity, format="class_path", class_path=class_path),
                              name=str(path))

@@ -68,6 +68,14 @@ class LatentNavCLI(LightningCLI):
         if ckpt and ckpt not in _LIGHTNING_CKPT_ALIASES and not Path(ckpt).is_file():
             raise ConfigError(f"--ckpt_path: checkpoint {ckpt} not found")
 
+    def before_fit(self) -> None:
+        # Before the Trainer's prepare_data (the annotation job): callbacks that take values from the
+        # data check them now, so that a mismatch is one line before hours of annotation, not after.
+        for callback in self.trainer.callbacks:
+            take = getattr(callback, "take_from_data", None)
+            if take is not None and self.datamodule is not None:
+                take(self.datamodule)
+
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         # Not a config key: a clean exit of distributed ranks is not a choice (see the callback).
         trainer = super().instantiate_trainer(**kwargs)
@@ -75,6 +83,12 @@ class LatentNavCLI(LightningCLI):
         return trainer
 
     def add_arguments_to_parser(self, parser) -> None:
+        # A value is written once. Where the chosen classes have these fields (others skip the link):
+        # the model's attribute list is the data's; the unsupervised data draws the model's K directions;
+        # a supervised model's latent size is the generator's, read by the data when it is built.
+        parser.link_arguments("data.init_args.attributes", "model.init_args.attributes")
+        parser.link_arguments("model.init_args.num_directions", "data.init_args.num_directions")
+        parser.link_arguments("data.latent_dim", "model.init_args.latent_dim", apply_on="instantiate")
         parser.add_lightning_class_args(Checkpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "best-{epoch}-{step}"})
         parser.add_lightning_class_args(ThreadBudget, "threads")

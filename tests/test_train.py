@@ -192,3 +192,25 @@ def test_one_entry_point_lists_and_reaches_every_subcommand(tmp_path, capsys):
     assert f"--num_val NUM_VAL     (type: int, default: {default})" in helps["annotate"]
     assert _latentnav(["render-demo", str(tmp_path / "faces"), "--num", "3", "--image_size", "16"]) == 0
     assert len(list((tmp_path / "faces" / "img_align_celeba").iterdir())) == 3
+
+
+def test_values_are_written_once_and_a_mismatch_stops_before_annotation(tmp_path, monkeypatch, capsys):
+    """The supervised config names generator, classifier, space and attributes once (under data): the model's
+    attributes and latent size and the report's sources come from there. A report given another space is
+    one line before the annotation job writes anything."""
+    import yaml
+
+    from latentnav.cli import LatentNavCLI
+
+    monkeypatch.chdir(tmp_path)
+    config = str(REPO / "configs/supervised/demo_no_ortho.yaml")
+    text = yaml.safe_load(open(config))
+    assert "attributes" not in text["model"]["init_args"] and "latent_dim" not in text["model"]["init_args"]
+    assert not {"generator", "annotator", "space"} & set(text["trainer"]["callbacks"][0]["init_args"])
+    cli = LatentNavCLI(args=["--config", config, "--data.init_args.attributes", "[Smiling, Male]"], run=False)
+    assert cli.model.hparams.attributes == ["Smiling", "Male"] and cli.model.hparams.latent_dim == 64
+    assert _latentnav(["fit", "--config", config, "--data.init_args.cache_dir", str(tmp_path / "cache"),
+                       "--trainer.callbacks.init_args.space", "w"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "latentnav: error: DirectionReport.space is 'w' but data.space is 'z'; leave it out to use the data's")
+    assert not (tmp_path / "cache").exists()  # nothing annotated

@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
 import torch
+
+from latentnav.errors import ConfigError
 
 from latentnav.generator_tools import main, quality_summary_for
 from tests.latentnav.test_edit import CLASS_PATH, INIT_ARGS, save_planted_tiny
@@ -70,3 +73,28 @@ def test_quality_on_two_processes_equals_one(tmp_path):
             assert abs(one[key] - two[key]) <= 1e-6, key
     # 41 real images and 41 samples were judged: every frequency is a multiple of 1/41.
     assert abs(one["frequency/Smiling"] * 41 - round(one["frequency/Smiling"] * 41)) < 1e-9
+
+
+def test_a_state_dict_nested_in_a_training_checkpoint_with_a_prefix(tmp_path, capsys):
+    """One generator spec: class_path + init_args + the nested key + the DDP prefix, recorded in the identity,
+    and a directions file made on it edits with no option on the command line."""
+    from latentnav.directions_file import write_directions
+    from latentnav.edit import main as edit_main
+    from latentnav.generators import load_generator
+
+    save_planted_tiny(tmp_path / "tiny.pt")
+    state = torch.load(tmp_path / "tiny.pt", weights_only=True)
+    torch.save({"epoch": 3, "models": {"generator": {f"module.{k}": v for k, v in state.items()}}}, tmp_path / "ckpt.pt")
+    spec = dict(OPTIONS, state_dict_key="models.generator", strip_prefix="module.")
+    G = load_generator(tmp_path / "ckpt.pt", **spec)
+    reference = load_generator(tmp_path / "tiny.pt", **OPTIONS)
+    z = torch.randn(2, 8)
+    torch.testing.assert_close(G.synthesize(z), reference.synthesize(z))
+    assert G.identity["options"] == spec
+    npz = write_directions(tmp_path / "d.npz", torch.eye(8)[:1], ["red"], "planted", "z", G.identity)
+    assert edit_main([str(npz), "--attributes", "red", "--seeds", "0", "--steps", "3", "--accelerator", "cpu",
+                      "--out", str(tmp_path / "edits")]) == 0
+    for bad, message in (({"state_dict_key": "models.nope"}, r"has no 'models.nope' \(at 'nope': generator\)"),
+                         ({"state_dict_key": "epoch"}, "'epoch' of")):
+        with pytest.raises(ConfigError, match=message):
+            load_generator(tmp_path / "ckpt.pt", **dict(spec, **bad))
