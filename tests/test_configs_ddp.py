@@ -30,7 +30,7 @@ def test_classifier_configs(demo_root, tmp_path):
 
     import yaml
 
-    names = yaml.safe_load(open(REPO / "configs/classifier/celeba.yaml"))["model"]["init_args"]["attributes"]
+    names = yaml.safe_load(open(REPO / "configs/classifier/celeba.yaml"))["data"]["init_args"]["attributes"]
     fake_celeba(tmp_path / "celeba", n=8, names=names)
     parts = [0] * 4 + [1] * 2 + [2] * 2  # each evaluation split needs an image per process
     (tmp_path / "celeba/list_eval_partition.txt").write_text("".join(f"{i + 1:06d}.jpg {p}\n" for i, p in enumerate(parts)))

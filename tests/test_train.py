@@ -133,7 +133,7 @@ def test_celeba_config_trains_on_the_real_layout(tmp_path, monkeypatch):
     """configs/classifier/celeba.yaml: 40 attributes, ResNet-18, 178x218 JPEGs cropped to 64 px."""
     import yaml
 
-    names = yaml.safe_load(open(CELEBA_CONFIG))["model"]["init_args"]["attributes"]
+    names = yaml.safe_load(open(CELEBA_CONFIG))["data"]["init_args"]["attributes"]
     assert len(names) == 40
     fake_celeba(tmp_path / "celeba", n=6, names=names)
     monkeypatch.chdir(tmp_path)

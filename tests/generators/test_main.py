@@ -23,7 +23,7 @@ def test_info_with_generator_options(tmp_path, capsys):
                                       "quotes at character 1): {bad"),
                              ('["x"]', "--generator-options: expected a JSON object, got list"),
                              ('{"classpath": "x"}', "generator options: unknown classpath; expected some of "
-                                                    "class_path, init_args, resolution, trust_pickle, "
+                                                    "class_path, init_args, resolution, state_dict_key, strip_prefix, trust_pickle, "
                                                     "w_avg_samples, z_dim")):
         assert main(["info", str(tmp_path / "tiny.pt"), "--generator-options", options]) == 2
         assert capsys.readouterr().err.strip() == f"latentnav: error: {message}"
