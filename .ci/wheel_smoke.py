@@ -34,9 +34,9 @@ def main() -> int:
         raise AssertionError(f"the wheel installed a top-level {name!r}")
     latentnav_bin = Path(sys.executable).with_name("latentnav")
     fit = [str(latentnav_bin), "fit", "--config", str(repo / "configs/supervised/demo.yaml"),
-           "--data.init_args.num_train", "512", "--data.init_args.num_val", "256", "--data.init_args.shard_size", "256",
-           "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
-           "--trainer.callbacks.init_args.num_samples", "32", "--trainer.callbacks.init_args.export_to", "smoke.npz",
+           "--data.init_args.num_train", "256", "--data.init_args.num_val", "128", "--data.init_args.shard_size", "256",
+           "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+           "--trainer.callbacks.init_args.num_samples", "16", "--trainer.callbacks.init_args.export_to", "smoke.npz",
            "--trainer.callbacks.init_args.compare_with", "null"]
     subprocess.run(fit, check=True)
     subprocess.run([str(latentnav_bin), "edit", "smoke.npz", "--attributes", "Smiling", "--seeds", "0", "1",

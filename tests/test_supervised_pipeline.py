@@ -40,10 +40,10 @@ def both_runs(tmp_path_factory, *extra):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Both configs at a reduced scale (4,000 latents, 8 epochs, 100 edited samples): the outputs, the
+    """Both configs at a reduced scale (4,000 latents, 8 epochs, 40 edited samples): the outputs, the
     edit command and the cosines; the off-target claim needs the main job's scale (slow tier below)."""
     return both_runs(tmp_path_factory, "--data.init_args.num_train", "4000", "--trainer.max_epochs", "8",
-                     "--trainer.callbacks.num_samples", "100")
+                     "--data.init_args.num_val", "256", "--trainer.callbacks.num_samples", "40")
 
 
 def test_regulariser_disentangles(runs):
