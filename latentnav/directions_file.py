@@ -19,10 +19,23 @@ import torch
 from latentnav.errors import DataFormatError
 
 
+def check_rows(directions: torch.Tensor, where: str) -> None:
+    """Every row finite and non-zero: a NaN row renders black frames, a zero row an edit that does nothing."""
+    d = directions.detach().float()
+    bad = (~torch.isfinite(d).all(1)).nonzero().flatten().tolist()
+    if bad:
+        raise DataFormatError(f"{where}: direction row(s) {bad[:8]} are not finite (NaN or inf)")
+    zero = (d.norm(dim=1) <= 1e-12).nonzero().flatten().tolist()
+    if zero:
+        raise DataFormatError(f"{where}: direction row(s) {zero[:8]} are zero (an edit along them does nothing)")
+
+
 def write_directions(path: Path, directions: torch.Tensor, names: list[str], method: str, space: str, identity: dict,
                      seconds: Optional[float] = None, **extra: np.ndarray) -> Path:
-    """Write ``path`` atomically (a temporary file renamed over it) and return it."""
+    """Write ``path`` atomically (a temporary file renamed over it) and return it; non-finite or zero rows
+    are refused (a diverged run must not overwrite good directions)."""
     path = Path(path)
+    check_rows(directions, f"{path}: not written")
     path.parent.mkdir(parents=True, exist_ok=True)
     if seconds is not None:
         extra["seconds"] = np.array(float(seconds))
@@ -50,4 +63,5 @@ def read_directions(path: str | Path) -> dict:
     if d.ndim != 2 or len(found["names"]) != len(d):
         raise DataFormatError(f"{path}: expected directions (K, d) with K names, got shape {tuple(d.shape)} "
                               f"and {len(found['names'])} names")
+    check_rows(d, str(path))
     return found

@@ -77,6 +77,10 @@ def _run(args: argparse.Namespace) -> None:
         raise ConfigError(f"{path} was made for generator {recorded.get('source')} (sha256 {recorded['sha256'][:12]}), "
                           f"not {G.identity['source']} (sha256 {G.identity['sha256'][:12]})")
     space = found["latent_space"]
+    size = int(np.prod(G.latent_shape(space)))  # an unknown space is one line here
+    if found["directions"].shape[1] != size:
+        raise ConfigError(f"{path}: directions have size {found['directions'].shape[1]}, but the generator's "
+                          f"{space} latents have {size}")
     if args.latents:
         latents = safe_torch_load(args.latents)
         if not isinstance(latents, torch.Tensor):

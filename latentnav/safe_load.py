@@ -15,6 +15,11 @@ import torch
 from latentnav.errors import DataFormatError
 
 
+# Modules whose functions run commands or code: a pickle that calls them is an attack, not a format.
+_CODE_RUNNERS = {"os", "posix", "nt", "subprocess", "builtins", "__builtin__", "sys", "shutil", "socket",
+                 "importlib", "runpy", "pty", "code", "codecs"}
+
+
 def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, allow: Iterable[type] = (),
                     map_location="cpu", convert_hint: str = "") -> object:
     """Load ``path`` with ``weights_only=True``, admitting only the classes in ``allow``.
@@ -31,8 +36,16 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, allow: 
         with torch.serialization.safe_globals(list(allow)):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(e))
+        if found is not None and found.group(1).split(".")[0] in _CODE_RUNNERS:
+            raise DataFormatError(
+                f"{path}: refused, unpickling it would call {found.group(1)} (a hostile or tampered file?); "
+                "it was not loaded") from None
         if found is None:
+            if "Weights only load failed" in str(e):
+                raise DataFormatError(
+                    f"{path}: refused by the weights-only loader (the pickle asks for more than tensors and plain "
+                    "types); pass trust_pickle=True only if you trust the file") from None
             raise DataFormatError(f"{path}: not a torch checkpoint (unpickling failed)") from None
         raise DataFormatError(
             f"{path}: needs arbitrary code to unpickle ({found.group(1)}); "

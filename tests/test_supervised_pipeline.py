@@ -103,7 +103,7 @@ def test_edit_command(runs, tmp_path, capsys):
     torch.save(torch.zeros(2, 63), tmp_path / "bad.pt")
     assert edit.main([npz, "--attributes", "Male", "--latents", str(tmp_path / "bad.pt"), "--out", str(tmp_path)]) == 2
     assert "z latent: expected shape (batch, 64), got (2, 63)" in capsys.readouterr().err
-    np.savez(tmp_path / "other.npz", directions=np.zeros((1, 64), np.float32), names=np.array(["Male"]),
+    np.savez(tmp_path / "other.npz", directions=np.ones((1, 64), np.float32), names=np.array(["Male"]),
              method=np.array("x"), latent_space=np.array("z"),
              generator=np.array('{"sha256": "0000000000000000", "source": "elsewhere.pt"}'))
     assert edit.main([str(tmp_path / "other.npz"), "--attributes", "Male", "--generator", "demo"]) == 2
