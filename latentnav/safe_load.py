@@ -42,7 +42,7 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, allow: 
                 f"{path}: refused, unpickling it would call {found.group(1)} (a hostile or tampered file?); "
                 "it was not loaded") from None
         if found is None:
-            if "Weights only load failed" in str(e):
+            if "GLOBAL" in str(e):  # a class or function outside the allowed set, name not parsed
                 raise DataFormatError(
                     f"{path}: refused by the weights-only loader (the pickle asks for more than tensors and plain "
                     "types); pass trust_pickle=True only if you trust the file") from None
