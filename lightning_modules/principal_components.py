@@ -118,12 +118,14 @@ class Features:
 
     def __init__(self, generator, layer: Optional[str] = None) -> None:
         self.generator, self.layer = generator, layer
+        # Resolved once, not per batch (the same module object wherever the Trainer moves the generator).
+        self.module = dict(generator.named_modules())[layer] if layer is not None else None
         self.captured: list[torch.Tensor] = []
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        if self.layer is None:
+        if self.module is None:
             return self.generator.to_space(z, "w")
-        module = dict(self.generator.named_modules())[self.layer]
+        module = self.module
         self.captured.clear()
 
         def hook(module, inputs, output):
