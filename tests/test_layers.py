@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOUNDATION = {"errors", "safe_load", "assets", "directions_file", "annotation_shards", "images", "frozen"}
+FOUNDATION = {"errors", "safe_load", "assets", "directions_file", "annotation_shards", "images", "frozen", "atomic"}
 PACKAGES = {"generators": 1, "lightning_modules": 2, "datamodules": 3, "callbacks": 4}
 NAMES = ["foundation", "generators", "lightning_modules", "datamodules", "callbacks", "commands"]
 
