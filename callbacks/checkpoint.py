@@ -1,9 +1,28 @@
-"""ModelCheckpoint whose ``last.ckpt`` is always the latest state of the run."""
+"""ModelCheckpoint whose ``last.ckpt`` is always the latest state of the run, written atomically."""
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import pytorch_lightning as pl
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_info
+
+from latentnav.atomic import atomic_torch_save, remove_orphans
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves a checkpoint next to its final name (same folder: same filesystem, whatever ``TMPDIR``
+    is), fsyncs it and renames it over the old file. Lightning's own save stages the file in
+    ``TMPDIR`` and copies it into place when that is another filesystem: a kill during the copy
+    left a truncated ``last.ckpt``. Here a kill leaves the previous checkpoint whole and at most a
+    temporary ``.NAME.tmp-PID-…`` file, which :class:`Checkpoint` removes when the next run starts."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        atomic_torch_save(checkpoint, path)
 
 
 class Checkpoint(ModelCheckpoint):
@@ -13,7 +32,19 @@ class Checkpoint(ModelCheckpoint):
     top-k checkpoint, so once the monitored metric stops improving a resume would go back
     to the best step instead of where the run stopped. This refreshes ``last.ckpt``
     after every validation and when training ends (``max_steps`` reached mid-epoch too).
+
+    Every file is written by :class:`AtomicCheckpointIO` (installed on the Trainer's strategy
+    when it uses Lightning's plain torch IO; a user's own IO plugin is left alone), and the
+    temporary files of killed runs are deleted from the checkpoint folder at setup.
     """
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        if trainer.is_global_zero and self.dirpath is not None:
+            for orphan in remove_orphans(self.dirpath):
+                rank_zero_info(f"latentnav: removed {orphan.name}, a checkpoint a killed run did not finish")
 
     def _refresh_last(self, trainer: pl.Trainer) -> None:
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):

@@ -11,7 +11,8 @@ import pytorch_lightning as pl
 
 class DirectionExport(pl.Callback):
     """Writes ``pl_module.directions()`` (K, d) to ``directions.npz`` in the log folder and, when
-    ``export_to`` is given, to that stable path as well. Names are ``pl_module.direction_names``
+    ``export_to`` is given and the final validation is finite, to that stable path as well (atomically;
+    a run that diverged, which the divergence guard stops before fit end, exports nothing). Names are ``pl_module.direction_names``
     when the module has them, else ``d00``, ``d01``, ...; the method is ``pl_module.method_name``;
     the training's wall time and the generator's identity are recorded so the edit and compare commands can check it."""
 
@@ -32,8 +33,11 @@ class DirectionExport(pl.Callback):
         log_dir = self._log_dir
         if not trainer.is_global_zero:
             return
+        from latentnav.callbacks.divergence_guard import check_final_validation
         from latentnav.directions_file import write_directions
 
+        if self.export_to:
+            check_final_validation(trainer)  # a stable export only from a sane run: the old one stays
         directions = pl_module.directions().cpu()
         names = getattr(pl_module, "direction_names", None) or [f"d{i:02d}" for i in range(len(directions))]
         method = getattr(pl_module, "method_name", type(pl_module).__name__)

@@ -1,14 +1,20 @@
 """The command line: a LightningCLI over any LightningModule / LightningDataModule.
 
 Models and data are chosen in YAML with ``class_path`` / ``init_args`` (see ``configs/``).
-Every run gets, without asking: TensorBoard logging under ``runs/``, a checkpoint callback
-writing the best checkpoint and ``last.ckpt`` (always the latest state) (configure under ``checkpoint:``), a
-per-process thread budget (``threads:``), an end-of-run summary (``summary:``) and a clean
-exit of distributed ranks (``callbacks/process_group_exit.py``).
+Every run gets, without asking: TensorBoard logging under ``runs/`` in a version folder of its
+own (claimed exclusively: two runs started together never share one), a checkpoint callback
+writing the best checkpoint and ``last.ckpt`` (always the latest state, written atomically)
+(configure under ``checkpoint:``), a guard against a runaway loss (``divergence:``), a
+per-process thread budget (``threads:``), an end-of-run summary (``summary:``), a record of
+what the checkpoints were trained from (``callbacks/run_identity.py``) and a clean exit of
+distributed ranks (``callbacks/process_group_exit.py``). Before a fit: ``--ckpt_path`` is read
+weights-only and must be a training checkpoint of the same model, data and data sources; the
+output folders must be writable with room for two checkpoints.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,7 +23,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI
 
 from latentnav.callbacks.checkpoint import Checkpoint
+from latentnav.callbacks.divergence_guard import DivergenceGuard
 from latentnav.callbacks.process_group_exit import ProcessGroupExit
+from latentnav.callbacks.run_identity import KEY as RUN_KEY, RunIdentity, check_run_identity, run_identity
 from latentnav.callbacks.run_summary import RunSummary
 from latentnav.callbacks.thread_budget import ThreadBudget
 from latentnav.errors import ConfigError, run_command
@@ -45,13 +53,25 @@ class LatentNavCLI(LightningCLI):
         )
 
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI replaces the model's arguments with the checkpoint's hyper-parameters.
-        # A generator given on the command line must not be swapped silently for the
-        # checkpoint's; other replaced values are reported.
+        # LightningCLI replaces the model's arguments (and class!) with the checkpoint's
+        # hyper-parameters. The file is read weights-only here first (an unreadable one is one
+        # line); a different model class or generator is refused, other replaced values reported.
         sub = self.config.get("subcommand")
-        before = _model_args(self.config[sub]) if sub else {}
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        self.resume_checkpoint = None
+        if ckpt and ckpt not in _LIGHTNING_CKPT_ALIASES:
+            if not Path(ckpt).is_file():
+                raise ConfigError(f"--ckpt_path: checkpoint {ckpt} not found")
+            from latentnav.safe_load import read_training_checkpoint
+
+            self.resume_checkpoint = read_training_checkpoint(ckpt)
+        before_class, before = _model_class(self.config[sub]) if sub else None, _model_args(self.config[sub]) if sub else {}
         super()._parse_ckpt_path()
         after = _model_args(self.config[sub]) if sub else {}
+        after_class = _model_class(self.config[sub]) if sub else None
+        if before_class and after_class and before_class != after_class:
+            raise ConfigError(f"--ckpt_path {ckpt}: holds a {after_class} model, but the config's model is "
+                              f"{before_class}; resume with the config it was trained with")
         changed = {k: (before[k], after.get(k)) for k in before if k in after and before[k] != after[k]}
         if "generator" in changed:
             mine, theirs = changed.pop("generator")
@@ -63,23 +83,30 @@ class LatentNavCLI(LightningCLI):
             listed = ", ".join(f"{k}={v[1]!r} (not {v[0]!r})" for k, v in changed.items())
             print(f"latentnav: --ckpt_path restores the checkpoint's model arguments: {listed}", file=sys.stderr)
 
-    def before_instantiate_classes(self) -> None:
-        ckpt = (self.config.get(self.subcommand) or {}).get("ckpt_path") if self.subcommand else None
-        if ckpt and ckpt not in _LIGHTNING_CKPT_ALIASES and not Path(ckpt).is_file():
-            raise ConfigError(f"--ckpt_path: checkpoint {ckpt} not found")
-
     def before_fit(self) -> None:
-        # Before the Trainer's prepare_data (the annotation job): callbacks that take values from the
-        # data check them now, so that a mismatch is one line before hours of annotation, not after.
+        # Before the Trainer's prepare_data (the annotation job): what would fail late fails now, as
+        # one line: callbacks that take values from the data check them, a resumed checkpoint must
+        # come from the same model, data and data sources, and the output folders must take two
+        # checkpoints. Only the launching process checks the folders (other ranks have no version).
         for callback in self.trainer.callbacks:
             take = getattr(callback, "take_from_data", None)
             if take is not None and self.datamodule is not None:
                 take(self.datamodule)
+        if self.resume_checkpoint is not None:
+            check_run_identity(self.resume_checkpoint.get(RUN_KEY), run_identity(self.model, self.datamodule),
+                               self.config[self.subcommand].get("ckpt_path"))
+        if _launching_process():
+            from latentnav.preflight import check_fit_outputs
+
+            check_fit_outputs(self.trainer, self.model)
 
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
-        # Not a config key: a clean exit of distributed ranks is not a choice (see the callback).
+        # Not config keys: a clean exit of distributed ranks and the record of what a checkpoint was
+        # trained from are not choices (see the callbacks).
         trainer = super().instantiate_trainer(**kwargs)
-        trainer.callbacks.append(ProcessGroupExit())
+        trainer.callbacks += [RunIdentity(), ProcessGroupExit()]
+        if _launching_process():
+            claim_log_version(trainer)
         return trainer
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -91,8 +118,49 @@ class LatentNavCLI(LightningCLI):
         parser.link_arguments("data.latent_dim", "model.init_args.latent_dim", apply_on="instantiate")
         parser.add_lightning_class_args(Checkpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "best-{epoch}-{step}"})
+        parser.add_lightning_class_args(DivergenceGuard, "divergence")
         parser.add_lightning_class_args(ThreadBudget, "threads")
         parser.add_lightning_class_args(RunSummary, "summary")
+
+
+def _launching_process() -> bool:
+    """The process a user started (rank 0 of node 0): the one that names folders for the run."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    return rank_zero_only.rank == 0 and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def claim_log_version(trainer: pl.Trainer) -> None:
+    """Give a TensorBoard logger with no set version the next ``version_N`` folder, created with
+    ``mkdir`` (exclusive): two runs of one config started together took the same ``version_0`` (one
+    folder, two event files, each overwriting the other's config, report and directions)."""
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    for logger in trainer.loggers:
+        if not isinstance(logger, TensorBoardLogger) or logger._version is not None:
+            continue
+        root = Path(logger.root_dir)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"trainer.logger: cannot create log folder {root} ({e.strerror or type(e).__name__}"
+                              f"{'; a file is in the way' if isinstance(e, (FileExistsError, NotADirectoryError)) else ''})") from None
+        version = logger._get_next_version()
+        while True:
+            try:
+                (root / f"version_{version}").mkdir()
+                break
+            except FileExistsError:
+                version += 1
+            except OSError as e:
+                raise ConfigError(f"trainer.logger: cannot create a version folder in {root} ({e.strerror})") from None
+        logger._version = version
+
+
+def _model_class(config) -> Optional[str]:
+    model = config.get("model") if config is not None else None
+    return getattr(model, "class_path", None) if model is not None and not isinstance(model, dict) else (
+        model.get("class_path") if isinstance(model, dict) else None)
 
 
 def _model_args(config) -> dict:

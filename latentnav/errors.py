@@ -25,7 +25,27 @@ class ConfigError(LatentNavError, ValueError):
 
 
 class TrainingDivergedError(LatentNavError, FloatingPointError):
-    """A loss became NaN or infinite."""
+    """A loss became NaN or infinite, or ran away (see ``callbacks/divergence_guard.py``)."""
+
+
+def check_positive(field: str, value, allow_none: bool = False) -> None:
+    """``value`` must be a positive number (an int where an int is meant); one line naming ``field``."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
+        raise ConfigError(f"{field}: expected a positive number, got {value!r}")
+
+
+# Adam's step is lr / (1 - beta1^t), computed in float32: beyond ~3e37 it overflows inside the
+# optimiser. Anything near this bound is a typo, not a setting.
+MAX_LEARNING_RATE = 1e30
+
+
+def check_learning_rate(field: str, value) -> None:
+    """A learning rate is finite, positive and below :data:`MAX_LEARNING_RATE`."""
+    check_positive(field, value)
+    if not value < MAX_LEARNING_RATE:
+        raise ConfigError(f"{field}: {value!r} is out of range (expected a positive number below {MAX_LEARNING_RATE:g})")
 
 
 def check_attribute_columns(attributes: list[str], datamodule: object) -> None:
@@ -58,14 +78,28 @@ def one_line(error: LatentNavError) -> str:
     return last.group(1) if last else lines[-1].strip()
 
 
+def _lightning_refusal(exc: BaseException) -> Optional[str]:
+    """The message of a Lightning ``MisconfigurationException`` (a Trainer flag out of range, e.g.
+    ``max_steps -5``) behind ``exc``: the user's setting, so one line rather than a traceback.
+    Matched by name: this layer does not import Lightning."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if type(exc).__name__ == "MisconfigurationException":
+            return " ".join(str(exc).split())
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def run_command(body: Callable[[], object]) -> int:
     """Run a command's body; a user error (however wrapped) prints as one line and gives 2."""
     try:
         body()
     except Exception as e:
         error = user_error(e)
-        if error is None:
+        refusal = _lightning_refusal(e) if error is None else None
+        if error is None and refusal is None:
             raise
-        print(f"latentnav: error: {one_line(error)}", file=sys.stderr)
+        print(f"latentnav: error: {one_line(error) if error is not None else 'trainer: ' + refusal}", file=sys.stderr)
         return 2
     return 0

@@ -55,6 +55,19 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, allow: 
     except (RuntimeError, EOFError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataFormatError(f"{path}: not a torch checkpoint ({first[:120]})") from None
+    except (KeyError, IndexError, TypeError, AttributeError, OverflowError, MemoryError) as e:
+        # What torch's legacy reader raises on text or random bytes (a text file gave "KeyError: 101").
+        raise DataFormatError(f"{path}: not a torch checkpoint (unreadable: {type(e).__name__})") from None
+
+
+def read_training_checkpoint(path: str | os.PathLike) -> dict:
+    """A Lightning training checkpoint (``--ckpt_path``), read weights-only: a truncated, random,
+    text or hostile file, or a torch file that is not a training checkpoint, is one line."""
+    blob = safe_torch_load(path)
+    if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict) or "global_step" not in blob:
+        raise DataFormatError(f"{path}: not a Lightning training checkpoint (no state_dict / global_step); "
+                              "pass a .ckpt written by latentnav fit")
+    return blob
 
 
 def sha256_of(path: str | os.PathLike) -> str:

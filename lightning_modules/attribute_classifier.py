@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MultilabelAccuracy, MultilabelAUROC
 
-from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns
+from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns, check_learning_rate, check_positive
 from latentnav.lightning_modules.backbones import build_backbone
 
 
@@ -51,6 +51,8 @@ class AttributeClassifier(pl.LightningModule):
         weight_decay: float = 1e-4,
     ) -> None:
         super().__init__()
+        check_positive("model.width", width)
+        check_learning_rate("model.lr", lr)
         if not attributes:
             raise ConfigError("model.attributes: expected a non-empty list of attribute names")
         self.save_hyperparameters()

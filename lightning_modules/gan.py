@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from latentnav.generators.dcgan import DCGANDiscriminator, DCGANGenerator
-from latentnav.errors import TrainingDivergedError
+from latentnav.errors import TrainingDivergedError, check_learning_rate
 
 
 class DemoGAN(pl.LightningModule):
@@ -61,6 +61,7 @@ class DemoGAN(pl.LightningModule):
         lr_final_ratio: float = 0.1,
     ) -> None:
         super().__init__()
+        check_learning_rate("model.lr", lr)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator = DCGANGenerator(z_dim, resolution, tuple(g_channels))

@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns
+from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns, check_learning_rate
 from latentnav.lightning_modules.linear_map import LinearMap
 
 
@@ -31,6 +31,7 @@ class InterFaceGANBoundaries(pl.LightningModule):
     def __init__(self, attributes: list[str], latent_dim: int, confidence: float = 0.9, lr: float = 0.01,
                  weight_decay: float = 1e-4) -> None:
         super().__init__()
+        check_learning_rate("model.lr", lr)
         self.save_hyperparameters()
         self.attributes = list(attributes)
         self.map = LinearMap(latent_dim, len(attributes))

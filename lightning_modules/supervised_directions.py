@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns
+from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns, check_learning_rate
 from latentnav.lightning_modules.linear_map import LinearMap
 
 
@@ -39,6 +39,7 @@ class SupervisedDirections(pl.LightningModule):
         lr: float = 0.01,
     ) -> None:
         super().__init__()
+        check_learning_rate("model.lr", lr)
         if ortho_norm not in ("frobenius", "squared"):
             raise ConfigError(f"model.ortho_norm: expected 'frobenius' or 'squared', got {ortho_norm!r}")
         self.save_hyperparameters()

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.classification import MulticlassAccuracy
 
-from latentnav.errors import ConfigError, TrainingDivergedError
+from latentnav.errors import ConfigError, TrainingDivergedError, check_learning_rate, check_positive
 from latentnav.lightning_modules.direction_matrix import DirectionMatrix
 from latentnav.lightning_modules.frozen_generator import FrozenGeneratorModule
 from latentnav.lightning_modules.reconstructor import Reconstructor
@@ -50,6 +50,11 @@ class UnsupervisedDirections(FrozenGeneratorModule):
         betas: tuple[float, float] = (0.9, 0.999),
         truncation: float = 1.0,
     ) -> None:
+        # Settings first: a typo is one line before the generator is loaded.
+        for field, value in (("num_directions", num_directions), ("reconstructor_width", reconstructor_width)):
+            check_positive(f"model.{field}", value)
+        check_learning_rate("model.lr_directions", lr_directions)
+        check_learning_rate("model.lr_reconstructor", lr_reconstructor)
         super().__init__(generator, generator_options)
         self.save_hyperparameters()
         if space == "w+" or space not in self.generator.latent_spaces:
