@@ -17,6 +17,7 @@ nothing checks the original archives' checksums.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,22 +134,46 @@ def read_partition_file(path: str | os.PathLike) -> dict[str, int]:
     return split_of
 
 
-def split_indices(table: AttributeTable, split_of: dict[str, int], partition_path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Row indices of ``table`` for each split; every image must have a partition entry."""
+def split_indices(
+    table: AttributeTable,
+    split_of: dict[str, int],
+    partition_path: str | os.PathLike,
+    attribute_path: str | os.PathLike = "the attribute file",
+) -> dict[str, np.ndarray]:
+    """Row indices of ``table`` for each split.
+
+    The two files must list the same images: an image without a split, or a split entry
+    without attribute row, raises (the latter would otherwise train on a silent subset).
+    """
     try:
         codes = np.fromiter((split_of[f] for f in table.filenames), dtype=np.int8, count=len(table.filenames))
     except KeyError as e:
         raise DataFormatError(f"{partition_path}: no split given for image {e.args[0]}") from None
+    # Every row has a split and rows are unique, so extra partition entries show as a longer dict.
+    if len(split_of) > len(table.filenames):
+        rows = set(table.filenames)
+        extra = [f for f in split_of if f not in rows]
+        raise DataFormatError(
+            f"{partition_path}: {len(extra)} image(s) have a split but no row in {attribute_path}, first {extra[0]}; "
+            "add their attribute rows or remove them from the partition file"
+        )
     return {name: np.flatnonzero(codes == code) for name, code in SPLITS.items()}
 
 
-def check_images(image_dir: str | os.PathLike, filenames: Sequence[str], decode: bool = False) -> None:
-    """Fail on the first listed image that is missing or not an image.
+def check_images(image_dir: str | os.PathLike, filenames: Sequence[str], decode: bool = False) -> list[tuple[int, int]]:
+    """Check that every listed image exists and reads; return each one's (width, height).
 
     The listing is one ``os.listdir``; then each file's header is read (cheap: about
-    50 us a file), or the whole image is decoded when ``decode``.
+    50 us a file, and it gives the size), or, when ``decode``, the whole image is decoded
+    with the decoder training uses, so a truncated or corrupt body fails here and not
+    midway through training (costs about one epoch of decoding). A JPEG must then also
+    end with its end-of-image marker: libjpeg decodes some corrupt data (a zero-filled
+    tail, bytes without markers) as grey with only a warning, which PIL does not pass on.
+    Truncation raises while PIL's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is False (its
+    default; nothing here sets it). All images are read before failing, so the message
+    counts the unreadable ones.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
@@ -159,10 +184,29 @@ def check_images(image_dir: str | os.PathLike, filenames: Sequence[str], decode:
         raise DataFormatError(
             f"{image_dir}: {len(missing)} listed image(s) missing, first {missing[0]}"
         )
+    sizes: list[tuple[int, int]] = []
+    bad: list[tuple[str, Exception]] = []
     for name in filenames:
         try:
-            with Image.open(image_dir / name) as im:
-                if decode:
+            if decode:
+                data = (image_dir / name).read_bytes()
+                with Image.open(io.BytesIO(data)) as im:
                     im.load()
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise DataFormatError(f"{image_dir / name}: unreadable image ({type(e).__name__}: {e})") from None
+                    size, jpeg = im.size, im.format == "JPEG"
+                # NUL padding after the marker is harmless; a tail of zeros alone is not.
+                if jpeg and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+                    raise OSError("no JPEG end-of-image marker: the file is cut or its end is overwritten")
+            else:
+                with Image.open(image_dir / name) as im:  # reads only the header, which holds the size
+                    size = im.size
+            sizes.append(size)
+        except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+            bad.append((name, e))
+            sizes.append((0, 0))
+    if bad:
+        name, e = bad[0]
+        raise DataFormatError(
+            f"{image_dir / name}: unreadable image ({type(e).__name__}: {e}); "
+            f"{len(bad)} of {len(filenames)} listed images unreadable"
+        )
+    return sizes

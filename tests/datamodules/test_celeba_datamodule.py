@@ -6,6 +6,7 @@ import torch
 
 from latentnav.datamodules.celeba import CelebADataModule
 from tests.conftest import fake_celeba
+from tests.datamodules.test_celeba_files import corrupt_jpeg
 from latentnav.datamodules.celeba_files import read_attribute_file
 from latentnav.datamodules.demo import DemoFacesDataModule
 from latentnav.datamodules.demo_faces import DEMO_ATTRIBUTES, read_metadata
@@ -74,7 +75,7 @@ def test_bad_input_fails_before_training(tmp_path):
     fake_celeba(tmp_path)
     with pytest.raises(DataFormatError, match=r"unknown attribute name\(s\) Smilng; valid names: Smiling Male Young"):
         CelebADataModule(str(tmp_path), attributes=["Smilng"]).setup("fit")
-    with pytest.raises(ConfigError, match=r"data.crop_size: 300 exceeds the images' size \(000001.jpg is 178x218\)"):
+    with pytest.raises(ConfigError, match=r"6 of 6 images smaller than data.crop_size 300, first .*000001.jpg is 178x218"):
         CelebADataModule(str(tmp_path), crop_size=300).setup("fit")
     with pytest.raises(ConfigError, match=r"data.crop_size: expected a positive number of pixels or null, got 0"):
         CelebADataModule(str(tmp_path), crop_size=0)
@@ -86,6 +87,62 @@ def test_bad_input_fails_before_training(tmp_path):
         CelebADataModule(str(tmp_path)).setup("fit")
     (tmp_path / "list_eval_partition.txt").unlink()
     with pytest.raises(DataFormatError, match=r"list_eval_partition.txt: file not found"):
+        CelebADataModule(str(tmp_path), verify_images=False).setup("fit")
+
+
+def test_small_image_anywhere_fails_setup(tmp_path):
+    from PIL import Image
+
+    fake_celeba(tmp_path)
+    Image.new("RGB", (100, 120)).save(tmp_path / "img_align_celeba" / "000004.jpg")  # not the first image
+    with pytest.raises(ConfigError) as err:
+        CelebADataModule(str(tmp_path)).setup("fit")
+    assert str(err.value) == (
+        f"1 of 6 images smaller than data.crop_size 178, first {tmp_path / 'img_align_celeba' / '000004.jpg'} "
+        "is 100x120; lower data.crop_size or remove those images from the list files"
+    )
+    CelebADataModule(str(tmp_path), crop_size=100).setup("fit")
+    CelebADataModule(str(tmp_path), crop_size=None).setup("fit")
+    # Without the check, training would stop when it reaches that image.
+    dm = CelebADataModule(str(tmp_path), verify_images=False)
+    dm.setup("fit")
+    with pytest.raises(DataFormatError, match=r"000004.jpg: crop_size 178 exceeds the image size 100x120"):
+        dm.splits["train"].load_image(3)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "zeros"])
+def test_verify_images_decode_finds_corrupt_body(tmp_path, how):
+    fake_celeba(tmp_path)
+    CelebADataModule(str(tmp_path), verify_images="decode").setup("fit")  # good data passes
+    path = tmp_path / "img_align_celeba" / "000005.jpg"
+    path.write_bytes(corrupt_jpeg(path.read_bytes(), how))
+    for header_pass in (True, "header", False, "off"):
+        CelebADataModule(str(tmp_path), verify_images=header_pass).setup("fit")
+    with pytest.raises(DataFormatError, match=r"000005.jpg: unreadable image .*; 1 of 6 listed images unreadable$"):
+        CelebADataModule(str(tmp_path), verify_images="decode").setup("fit")
+
+
+def test_verify_images_choices(tmp_path):
+    from jsonargparse import ArgumentParser
+
+    with pytest.raises(ConfigError, match=r"^data.verify_images: expected true, false, off, header or decode, got 'full'$"):
+        CelebADataModule(str(tmp_path), verify_images="full")
+    # The typed signature lets the CLI (jsonargparse) accept the choices and refuse others.
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(CelebADataModule, "data")
+    for value, mode in [("true", "header"), ("false", "off"), ("header", "header"), ("decode", "decode"), ("off", "off")]:
+        args = parser.parse_args(["--data.root", str(tmp_path), "--data.verify_images", value])
+        assert CelebADataModule(**args.data).verify_images == mode
+    with pytest.raises(Exception, match=r"verify_images"):
+        parser.parse_args(["--data.root", str(tmp_path), "--data.verify_images", "full"])
+
+
+def test_partition_image_without_attribute_row_fails_setup(tmp_path):
+    fake_celeba(tmp_path)
+    with open(tmp_path / "list_eval_partition.txt", "a") as f:
+        f.write("000007.jpg 0\n000008.jpg 2\n")
+    with pytest.raises(DataFormatError, match=r"list_eval_partition.txt: 2 image\(s\) have a split but no row in "
+                                              r".*list_attr_celeba.txt, first 000007.jpg; add their attribute rows"):
         CelebADataModule(str(tmp_path), verify_images=False).setup("fit")
 
 

@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 
@@ -109,17 +111,77 @@ def test_missing_and_binary_files(tmp_path):
         read_attribute_file(tmp_path / "bin.txt")
 
 
+def test_partition_images_without_attribute_row(tmp_path):
+    table = read_attribute_file(write(tmp_path, "a.txt", REAL_ATTR))
+    split_of = read_partition_file(write(tmp_path, "p.txt", REAL_PART + "000009.jpg 0\n000004.jpg 1\n"))
+    with pytest.raises(DataFormatError) as err:
+        split_indices(table, split_of, "p.txt", "a.txt")
+    assert str(err.value) == (
+        "p.txt: 2 image(s) have a split but no row in a.txt, first 000009.jpg; "
+        "add their attribute rows or remove them from the partition file"
+    )
+
+
+def jpeg_bytes(size=(64, 64)):
+    """A real JPEG written by PIL (random pixels, so the body is several KB)."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def corrupt_jpeg(data, how):
+    """``data`` with its header intact and its body cut, replaced by garbage or zeros."""
+    sos = data.index(b"\xff\xda")  # start-of-scan: the entropy-coded body follows its header
+    body = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+    n = len(data) - body
+    if how == "truncated":
+        return data[: body + n // 2]
+    if how == "garbage":  # random bytes, with the end-of-image marker kept: only decoding finds it
+        return data[:body] + np.random.default_rng(0).integers(0, 256, n - 2, dtype=np.uint8).tobytes() + b"\xff\xd9"
+    if how == "zeros":  # libjpeg decodes this as grey without an error: only the missing end marker shows it
+        return data[:body] + bytes(n)
+    raise ValueError(how)
+
+
 def test_check_images(tmp_path):
     from PIL import Image
 
     images = tmp_path / "img_align_celeba"
     images.mkdir()
-    Image.new("RGB", (8, 8)).save(images / "000001.jpg")
+    Image.new("RGB", (8, 10)).save(images / "000001.jpg")
     (images / "000002.jpg").write_bytes(b"not a jpeg at all")
-    check_images(images, ["000001.jpg"])
-    with pytest.raises(DataFormatError, match=r"1 listed image\(s\) missing, first 000003.jpg"):
-        check_images(images, ["000001.jpg", "000003.jpg"])
-    with pytest.raises(DataFormatError, match=r"000002.jpg: unreadable image"):
-        check_images(images, ["000001.jpg", "000002.jpg"])
+    (images / "000003.jpg").write_bytes(b"")
+    assert check_images(images, ["000001.jpg"]) == [(8, 10)]
+    with pytest.raises(DataFormatError, match=r"1 listed image\(s\) missing, first 000004.jpg"):
+        check_images(images, ["000001.jpg", "000004.jpg"])
+    with pytest.raises(DataFormatError, match=r"000002.jpg: unreadable image .*; 2 of 3 listed images unreadable$"):
+        check_images(images, ["000001.jpg", "000002.jpg", "000003.jpg"])
     with pytest.raises(DataFormatError, match=r"image folder not found"):
         check_images(tmp_path / "nope", ["000001.jpg"])
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("truncated", r"image file is truncated"),
+        ("garbage", r"broken data stream"),
+        ("zeros", r"no JPEG end-of-image marker"),
+    ],
+)
+def test_decode_finds_corrupt_body_that_header_pass_does_not(tmp_path, how, message):
+    from PIL import ImageFile
+
+    good = jpeg_bytes()
+    (tmp_path / "good.jpg").write_bytes(good)
+    (tmp_path / "padded.jpg").write_bytes(good + bytes(16))  # NUL padding after the end marker is fine
+    (tmp_path / "bad.jpg").write_bytes(corrupt_jpeg(good, how))
+    names = ["good.jpg", "padded.jpg", "bad.jpg"]
+    assert check_images(tmp_path, names) == [(64, 64)] * 3  # the header is intact
+    assert check_images(tmp_path, names[:2], decode=True) == [(64, 64)] * 2
+    with pytest.raises(DataFormatError, match=rf"bad.jpg: unreadable image \(OSError: {message}.*\); 1 of 3") as err:
+        check_images(tmp_path, names, decode=True)
+    assert "\n" not in str(err.value)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # found without changing PIL's global
