@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from latentnav.atomic import atomic_write, atomic_write_text
 from latentnav.directions_file import read_directions, write_directions  # noqa: F401 (their home before)
 from latentnav.errors import ConfigError
 from latentnav.images import heatmap
@@ -129,13 +130,13 @@ class DirectionReport(pl.Callback):
             write_directions(Path(self.export_to), runs["this run"][0], names,
                              getattr(pl_module, "method_name", self.method), self.space, G.identity, seconds=seconds)
         report = self.report(judge.attributes)
-        (log_dir / "report.md").write_text(report)
+        atomic_write_text(log_dir / "report.md", report)
         from PIL import Image
 
         cos = heatmap(cosine_matrix(runs["this run"][0]))
-        Image.fromarray(cos).save(log_dir / "cosines.png")
+        atomic_write(log_dir / "cosines.png", lambda f: Image.fromarray(cos).save(f, format="PNG"))
         grid = self.edit_grid(G, runs["this run"][0], names)
-        Image.fromarray(grid).save(log_dir / "edit_grid.png")
+        atomic_write(log_dir / "edit_grid.png", lambda f: Image.fromarray(grid).save(f, format="PNG"))
         if isinstance(trainer.logger, TensorBoardLogger):
             ex = trainer.logger.experiment
             ex.add_text("report", report, trainer.global_step)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from latentnav.annotation_shards import atomic_save
+from latentnav.atomic import atomic_torch_save, atomic_write
 from latentnav.images import labelled_rows, tile, upscale
 
 
@@ -54,9 +53,9 @@ class EditWriter(BasePredictionWriter):
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.world_size > 1:
-            atomic_save({"rows": torch.cat(self.rows) if self.rows else torch.zeros(0, dtype=torch.long),
-                         "frames": torch.from_numpy(np.concatenate(self.frames, axis=1)) if self.frames else None},
-                        self.parts / f"rank{trainer.global_rank}.pt")
+            atomic_torch_save({"rows": torch.cat(self.rows) if self.rows else torch.zeros(0, dtype=torch.long),
+                               "frames": torch.from_numpy(np.concatenate(self.frames, axis=1)) if self.frames else None},
+                              self.parts / f"rank{trainer.global_rank}.pt")
         trainer.strategy.barrier("edit_writer")
         if not trainer.is_global_zero:
             return
@@ -78,14 +77,12 @@ def write_edit(frames: np.ndarray, alphas: list[float], out_dir: Path, tag: str,
     frames = upscale(frames, scale)
     a, b = frames.shape[:2]
     strip = tile(frames.swapaxes(0, 1))  # rows = latents, columns = alphas
-    out_dir.mkdir(parents=True, exist_ok=True)
     png, gif = out_dir / f"{tag}.png", out_dir / f"{tag}.gif"
-    tmp = out_dir / f".{tag}.tmp{os.getpid()}"
-    Image.fromarray(labelled_rows(strip, [f"sample {i}" for i in range(b)], [f"{x:+.1f}" for x in alphas],
-                                  margin=60)).save(tmp, format="PNG")
-    os.replace(tmp, png)
+    labelled = Image.fromarray(labelled_rows(strip, [f"sample {i}" for i in range(b)], [f"{x:+.1f}" for x in alphas],
+                                             margin=60))
+    atomic_write(png, lambda f: labelled.save(f, format="PNG"))
     images = [Image.fromarray(np.concatenate(list(frames[i]), axis=1)) for i in range(a)]
     images += images[-2:0:-1]  # there and back
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=120, loop=0)
-    os.replace(tmp, gif)
+    atomic_write(gif, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=120,
+                                               loop=0))
     return [png, gif]

@@ -10,6 +10,8 @@ from typing import Optional
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from latentnav.atomic import atomic_write_text
+
 
 def per_name_table(metrics: dict[str, float], split: str) -> tuple[list[str], dict[str, dict[str, float]]]:
     """Group ``{split}/{metric}/{name}`` entries into metric columns and name rows."""
@@ -69,10 +71,8 @@ class RunSummary(pl.Callback):
             table = format_table(columns, rows)
             print(f"  per-attribute {split} metrics:\n" + "\n".join("    " + line for line in table.splitlines()))
             if log_dir is not None:
-                log_dir.mkdir(parents=True, exist_ok=True)
-                (log_dir / f"metrics_{split}.tsv").write_text(
-                    "\n".join("\t".join(line.split()) for line in table.splitlines()) + "\n"
-                )
+                atomic_write_text(log_dir / f"metrics_{split}.tsv",
+                                  "\n".join("\t".join(line.split()) for line in table.splitlines()) + "\n")
                 print(f"  table written to {log_dir / f'metrics_{split}.tsv'}")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

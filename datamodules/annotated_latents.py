@@ -10,7 +10,9 @@ Two modes:
   shards already there; for big stores run that job yourself first on all your devices
   (``train.py predict --config configs/annotate/...``, same generator, classifier, space,
   seed and sizes). A store made with another generator, classifier, space, seed or size is
-  refused with one line. Training shards the rows across DDP ranks (disjoint).
+  refused with one line; an unreadable one (a zero-byte manifest, a truncated shard) is
+  re-annotated. Two runs of one config take turns on the store's lock: the second waits and
+  finds it finished. Training shards the rows across DDP ranks (disjoint).
 - ``stream``: every training batch is freshly sampled from the prior and labelled on the fly
   (never the same latent twice; streams disjoint per rank and worker by seed); validation
   still uses the cached split.
@@ -26,8 +28,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from latentnav.annotation_shards import ShardedLatents, check_manifest, make_key, read_manifest
+from latentnav.annotation_shards import LOCK, ShardedLatents, check_manifest, make_key, store_finished
 from latentnav.assets import resolve_source
+from latentnav.atomic import file_lock, remove_orphans
 from latentnav.errors import ConfigError
 from latentnav.safe_load import sha256_of
 
@@ -111,27 +114,32 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
         return self.cache_dir / split
 
     def _finished(self, split: str) -> bool:
-        manifest = read_manifest(self.store(split))
-        return manifest is not None and manifest.get("key") == self._key(split)
+        return store_finished(self.store(split), self._key(split))
 
     def prepare_data(self) -> None:
         for split in self._splits():
-            if not self._finished(split):
-                self._annotate(split)
+            self._key(split)  # the generator and classifier files exist (one line otherwise), before any folder is made
+            # Two runs of one config started together meet here: "finished? else annotate and write the
+            # manifest" is one step under the store's lock, so the second waits, then finds it finished.
+            with file_lock(self.store(split) / LOCK):
+                remove_orphans(self.store(split))  # temporary files of a killed writer
+                if not self._finished(split):
+                    self._annotate(split)
 
     def _annotate(self, split: str) -> None:
-        """Run the annotation predict job for ``split`` on this process's device (resumes from its shards)."""
+        """Run the annotation predict job for ``split`` on this process's device (resumes from its shards);
+        the caller holds the store's lock."""
         from latentnav.datamodules.annotation_writer import AnnotationWriter
         from latentnav.datamodules.latent_indices import LatentIndicesDataModule
         from latentnav.lightning_modules.latent_annotation import LatentAnnotation
 
         store = self.store(split)
-        self._key(split)  # the generator and classifier files exist: one line naming the data field otherwise
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         job = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu",
                          devices=[device.index or 0] if device.type == "cuda" else 1,
                          precision=self.annotate_precision, logger=False, enable_checkpointing=False,
-                         enable_model_summary=False, callbacks=[AnnotationWriter(str(store))])
+                         enable_model_summary=False,
+                         callbacks=[AnnotationWriter(str(store), lock=False)])  # prepare_data holds the lock
         job.predict(LatentAnnotation(self.generator, self.annotator, self.space, self.generator_options),
                     datamodule=LatentIndicesDataModule(self.sizes[split], self.split_seed(split),
                                                        self.annotate_batch_size, self.shard_size),

@@ -6,15 +6,19 @@ A ``BasePredictionWriter`` kept in the data layer: the supervised datamodule run
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 from typing import Optional
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.distributed import _InfiniteBarrier
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from latentnav.annotation_shards import (complete_shards, make_key, shard_range, write_manifest, write_shard)
+from latentnav.annotation_shards import (LOCK, complete_shards, make_key, num_shards, shard_range, write_manifest,
+                                         write_shard)
+from latentnav.atomic import file_lock, remove_orphans
 from latentnav.errors import ConfigError
 
 
@@ -27,13 +31,20 @@ class AnnotationWriter(BasePredictionWriter):
     only, never images) and the shard is written atomically once whole. At the end the ranks
     meet and rank 0 checks every shard and writes the manifest.
 
+    Two jobs on one store take turns: global rank 0 holds ``<out_dir>/.lock`` from setup (before
+    the shards are listed) until the manifest is written, and clears the temporary files of
+    killed writers on entering; the other ranks wait for it in a barrier without timeout.
+
     Args:
         out_dir: the store's folder.
+        lock: take the store's lock (False when the caller already holds it, as
+            ``AnnotatedLatentsDataModule.prepare_data`` does: a second flock would wait on itself).
     """
 
-    def __init__(self, out_dir: str = "data/annotated_latents/demo/train") -> None:
+    def __init__(self, out_dir: str = "data/annotated_latents/demo/train", lock: bool = True) -> None:
         super().__init__(write_interval="batch")
-        self.out_dir = Path(out_dir)
+        self.out_dir, self.lock = Path(out_dir), lock
+        self._held = contextlib.ExitStack()  # the lock, while this job holds it
         self.key: Optional[dict] = None
         self.skipped: set[int] = set()
         self.written: list[int] = []  # shards this process wrote in this run
@@ -54,9 +65,21 @@ class AnnotationWriter(BasePredictionWriter):
                             dm.seed, dm.num, dm.shard_size)
         # The loop would otherwise also keep every prediction in memory until the end (10 M latents).
         trainer.predict_loop.return_predictions = False
+        if self.lock:
+            # Waiting for another job can outlast the process group's collective timeout (30 min): the other
+            # ranks wait for rank 0 in a barrier without one (Lightning's, as for prepare_data). Only in a
+            # distributed job: a one-process job in a DDP rank must not start a collective the others never join.
+            with _InfiniteBarrier() if trainer.world_size > 1 else contextlib.nullcontext():
+                if trainer.is_global_zero:
+                    self._held.enter_context(file_lock(self.out_dir / LOCK))
+                    remove_orphans(self.out_dir)
         self.skipped = complete_shards(self.out_dir, self.key)
         dm.skip = set(self.skipped)
         self.written, self._buffers = [], {}
+        if len(self.skipped) == num_shards(self.key["num"], self.key["shard_size"]):
+            # Nothing to predict (e.g. only the manifest was lost): Lightning then skips the loop and its
+            # on_predict_end, so the manifest is written (and the lock released) here, on every rank alike.
+            self.on_predict_end(trainer, pl_module)
 
     def write_on_batch_end(self, trainer, pl_module, prediction: dict, batch_indices, batch, batch_idx: int,
                            dataloader_idx: int = 0) -> None:
@@ -81,4 +104,11 @@ class AnnotationWriter(BasePredictionWriter):
             write_manifest(self.out_dir, self.key, pl_module.attributes, dict(pl_module.generator.identity))
             print(f"\nlatentnav: {self.key['num']} annotated latents in {self.out_dir} "
                   f"({len(self.skipped)} shard(s) already done, {len(self.written)} written by rank 0)")
+        self._held.close()
         trainer.strategy.barrier("annotation_manifest_written")
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._held.close()  # a failed job (in a process that goes on, e.g. a notebook) must not keep the store locked
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._held.close()

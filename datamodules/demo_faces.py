@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latentnav.atomic import atomic_write_text
 from latentnav.errors import ConfigError
 
 #: Attribute names, spelled and ordered as in CelebA's ``list_attr_celeba.txt``.
@@ -278,7 +279,7 @@ def write_celeba_layout(root: str | os.PathLike, n: int, seed: int = 0, image_si
         for name, part in zip(names, partition_of(n)):
             f.write(f"{name} {part}\n")
     meta = {"renderer_version": RENDERER_VERSION, "num": n, "seed": seed, "image_size": image_size}
-    (root / METADATA_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+    atomic_write_text(root / METADATA_FILE, json.dumps(meta, indent=1) + "\n")  # whole or absent: "complete"
     return root
 
 

@@ -9,24 +9,27 @@ A store is one folder::
     ...                     latent i of the stream (seed, i): see ``FrozenGenerator.latents_at``
 
 Shard s holds latents ``[s * shard_size, min((s + 1) * shard_size, num))``. Every file is
-written to a temporary name and renamed, so a killed run leaves whole shards or none; a
-re-run recomputes only the shards that are missing or do not match the key.
+written atomically (``latentnav.atomic``: temporary name, fsync, rename), so a killed run leaves
+whole shards or none; a re-run recomputes only the shards that are missing or do not match the
+key. An unreadable manifest or shard makes the store unfinished (re-annotated), never an error
+that blocks later runs. Writers of one store take turns on ``<store>/.lock`` (``LOCK``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from latentnav.atomic import atomic_torch_save, atomic_write_text
 from latentnav.errors import DataFormatError
 from latentnav.safe_load import sha256_of
 
 FORMAT = "latentnav.annotation_shards/2"  # 2: latents from latentnav.generators.base.latent_rng
 MANIFEST = "manifest.json"
+LOCK = ".lock"  # flock'ed by whoever writes the store (latentnav.atomic.file_lock)
 
 
 def make_key(generator_sha256: str, annotator_sha256: str, space: str, seed: int, num: int, shard_size: int) -> dict:
@@ -48,27 +51,15 @@ def shard_path(folder: Path, shard: int) -> Path:
     return Path(folder) / f"shard_{shard:05d}.pt"
 
 
-def atomic_save(obj, path: Path, text: bool = False) -> None:
-    """Write to a temporary name in the same folder, then rename over ``path`` (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    if text:
-        tmp.write_text(obj)
-    else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def write_shard(folder: Path, key: dict, shard: int, latents: torch.Tensor, logits: torch.Tensor,
                 attributes: list[str]) -> Path:
     expected = len(shard_range(shard, key["num"], key["shard_size"]))
     if len(latents) != expected or len(logits) != expected:
         raise ValueError(f"shard {shard}: expected {expected} rows, got {len(latents)} latents and {len(logits)} logits")
     path = shard_path(folder, shard)
-    atomic_save({"format": FORMAT, "key": key, "shard": shard, "start": shard * key["shard_size"],
-                 "latents": latents.detach().float().cpu().contiguous(),
-                 "logits": logits.detach().float().cpu().contiguous(), "attributes": list(attributes)}, path)
+    atomic_torch_save({"format": FORMAT, "key": key, "shard": shard, "start": shard * key["shard_size"],
+                       "latents": latents.detach().float().cpu().contiguous(),
+                       "logits": logits.detach().float().cpu().contiguous(), "attributes": list(attributes)}, path)
     return path
 
 
@@ -101,21 +92,48 @@ def valid_shard(folder: Path, key: dict, shard: int, sha256: Optional[str] = Non
 
 
 def read_manifest(folder: Path) -> Optional[dict]:
+    """The manifest of ``folder``; None when there is none; DataFormatError when it is unreadable."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):  # zero bytes, truncated, garbage
         raise DataFormatError(f"{path}: not a JSON manifest") from None
+    if not isinstance(manifest, dict):
+        raise DataFormatError(f"{path}: not a JSON manifest (an object expected)")
+    return manifest
+
+
+def store_finished(folder: Path, key: dict) -> bool:
+    """Is ``folder`` a finished store made from ``key``? Anything unreadable means no (re-annotate).
+
+    Cheap enough for every run: the manifest is parsed and every shard opened memory-mapped (a
+    truncated or garbage file does not open) and its key and row count compared; the checksums
+    are verified only when the store is (re-)annotated (``complete_shards``).
+    """
+    try:
+        manifest = read_manifest(folder)
+        if manifest is None or manifest.get("key") != key:
+            return False
+        for s in range(num_shards(key["num"], key["shard_size"])):
+            blob = load_shard(shard_path(folder, s))
+            if blob.get("key") != key or len(blob["logits"]) != len(shard_range(s, key["num"], key["shard_size"])):
+                return False
+    except (DataFormatError, KeyError, TypeError):
+        return False
+    return True
 
 
 def complete_shards(folder: Path, key: dict) -> set[int]:
     """Shards of ``folder`` that are complete and made from ``key`` (the ones a re-run skips)."""
-    manifest = read_manifest(folder)
-    listed = {}
-    if manifest is not None and manifest.get("key") == key:
-        listed = {s["shard"]: s["sha256"] for s in manifest.get("shards", [])}
+    try:
+        manifest = read_manifest(folder)
+        listed = {}
+        if manifest is not None and manifest.get("key") == key:
+            listed = {s["shard"]: s["sha256"] for s in manifest.get("shards", [])}
+    except (DataFormatError, KeyError, TypeError):  # unreadable manifest: each shard is opened and checked instead
+        listed = {}
     return {s for s in range(num_shards(key["num"], key["shard_size"])) if valid_shard(folder, key, s, listed.get(s))}
 
 
@@ -129,7 +147,7 @@ def write_manifest(folder: Path, key: dict, attributes: list[str], identity: dic
         r = shard_range(s, key["num"], key["shard_size"])
         shards.append({"shard": s, "file": path.name, "start": r.start, "count": len(r), "sha256": sha256_of(path)})
     manifest = {"key": key, "attributes": list(attributes), "generator": identity, "shards": shards}
-    atomic_save(json.dumps(manifest, indent=1, sort_keys=True), Path(folder) / MANIFEST, text=True)
+    atomic_write_text(Path(folder) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 
 
@@ -139,7 +157,7 @@ def check_manifest(folder: Path, key: dict, attributes: Optional[list[str]] = No
     where = Path(folder) / MANIFEST
     if manifest is None:
         raise DataFormatError(f"{where}: not found; annotate first (train.py predict --config configs/annotate/...)")
-    theirs = manifest.get("key", {})
+    theirs = manifest.get("key") if isinstance(manifest.get("key"), dict) else {}
     for field in ("format", "generator_sha256", "annotator_sha256", "space", "seed", "num", "shard_size"):
         if theirs.get(field) != key.get(field):
             raise DataFormatError(f"{where}: made with {field} {str(theirs.get(field))[:16]!s}, "

@@ -36,6 +36,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from latentnav.atomic import atomic_write, atomic_write_text
 from latentnav.errors import ConfigError, run_command
 from latentnav.measuring import make_trainer
 
@@ -225,7 +226,7 @@ def write(summary: dict, out: Path) -> Path:
 
     out.mkdir(parents=True, exist_ok=True)
     text = report(summary)
-    (out / "comparison.md").write_text(text)
+    atomic_write_text(out / "comparison.md", text)
     attrs = summary["attributes"]
     writer = SummaryWriter(str(out / "tensorboard"))
     writer.add_text("comparison", text, 0)
@@ -234,13 +235,13 @@ def write(summary: dict, out: Path) -> Path:
         slug = _slug(r["method"])
         rows = [f"{n} -> {attrs[t]}{'' if c else ' (x)'}" for n, t, c in zip(r["names"], r["target"], r["controls"].tolist())]
         img = _heatmap(r["changes"].numpy(), rows, attrs)
-        Image.fromarray(img).save(out / f"effects_{slug}.png")
+        atomic_write(out / f"effects_{slug}.png", lambda f: Image.fromarray(img).save(f, format="PNG"))
         writer.add_image(f"effects/{slug}", img, 0, dataformats="HWC")
         mask = r["controls"]
         writer.add_scalar(f"controlled/{slug}", int(len({t for t, c in zip(r['target'], mask.tolist()) if c})), 0)
         if bool(mask.any()):
             writer.add_scalar(f"off_target/{slug}", float(r["off_target"][mask].mean()), 0)
-        (out / f"names_{slug}.tsv").write_text("direction\tnamed\tsign\tpurity\toff_target\tcontrols\n" + "".join(
+        atomic_write_text(out / f"names_{slug}.tsv", "direction\tnamed\tsign\tpurity\toff_target\tcontrols\n" + "".join(
             f"{n}\t{attrs[t]}\t{int(s)}\t{float(p):.4f}\t{float(o):.4f}\t{int(c)}\n"
             for n, t, s, p, o, c in zip(r["names"], r["target"], r["sign"].tolist(), r["purity"], r["off_target"],
                                         mask.tolist())))
@@ -253,7 +254,7 @@ def write(summary: dict, out: Path) -> Path:
                                      for n, t, p, o, c in zip(r["names"], r["target"], r["purity"], r["off_target"],
                                                               mask.tolist())]})
     writer.close()
-    (out / "comparison.json").write_text(json.dumps(table, indent=1, default=lambda x: None))
+    atomic_write_text(out / "comparison.json", json.dumps(table, indent=1, default=lambda x: None))
     return out / "comparison.md"
 
 

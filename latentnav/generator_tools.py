@@ -145,9 +145,9 @@ def _run(args: argparse.Namespace) -> None:
         if args.json:
             from pathlib import Path
 
-            from latentnav.annotation_shards import atomic_save
+            from latentnav.atomic import atomic_write_text
 
-            atomic_save(json.dumps(summary, indent=1), Path(args.json), text=True)
+            atomic_write_text(Path(args.json), json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

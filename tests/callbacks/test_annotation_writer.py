@@ -1,5 +1,6 @@
-"""The annotation predict job: 1 and 2 processes agree, a killed run resumes, shards are checked."""
+"""The annotation predict job: 1 and 2 processes agree, a killed run resumes, shards are checked, the store is locked."""
 
+import fcntl
 import json
 import os
 import signal
@@ -21,12 +22,12 @@ from tests import ddp_spawn
 from tests.distributed import REPO
 
 
-def annotate(out_dir, devices=1, num=300, shard_size=100, batch_size=40, seed=7):
-    writer = AnnotationWriter(str(out_dir))
+def annotate(out_dir, devices=1, num=300, shard_size=100, batch_size=40, seed=7, lock=True, callbacks=()):
+    writer = AnnotationWriter(str(out_dir), lock=lock)
     # Two processes keep the Trainer's defaults (progress bar, summary).
     trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
                          logger=False, enable_checkpointing=False,
-                         enable_progress_bar=devices > 1, callbacks=[writer, ProcessGroupExit()])
+                         enable_progress_bar=devices > 1, callbacks=[writer, ProcessGroupExit(), *callbacks])
     trainer.predict(LatentAnnotation("demo", "demo"), datamodule=LatentIndicesDataModule(num, seed, batch_size, shard_size),
                     return_predictions=False)
     return writer
@@ -85,3 +86,51 @@ def test_a_killed_run_resumes_with_only_the_missing_shards(tmp_path, monkeypatch
     (out / "shard_00004.pt").write_bytes(b"not a shard")
     assert annotate(out, num=1000, shard_size=100, batch_size=50, seed=0).written == [4]
     torch.testing.assert_close(store(out)[2], y_new, atol=1e-5, rtol=0)
+
+
+def locked_by_another(lock) -> bool:
+    """Is ``lock`` flock'ed by someone else? (A second open file: flock excludes it even in this process.)"""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+class LockProbe(pl.Callback):
+    """Looks at the store's lock while the job predicts."""
+
+    def __init__(self, lock) -> None:
+        self.lock, self.held = lock, None
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self.held = locked_by_another(self.lock)
+
+
+def test_the_writer_locks_the_store_for_the_job_and_clears_orphans(tmp_path):
+    out = tmp_path / "store"
+    out.mkdir()
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                              check=True).stdout)
+    orphan = out / f".shard_00000.pt.tmp-{dead}-0123abcd"  # a writer killed mid-shard
+    orphan.write_bytes(b"half a shard")
+    probe = LockProbe(out / ".lock")
+    assert annotate(out, num=100, shard_size=50, batch_size=50, callbacks=[probe]).written == [0, 1]
+    assert probe.held and not orphan.exists()
+    assert not locked_by_another(out / ".lock")  # released at the end
+
+    # Only the manifest lost: no batch to predict (Lightning skips the loop), yet the manifest is written again.
+    before = (out / "manifest.json").read_text()
+    (out / "manifest.json").write_bytes(b"")
+    probe = LockProbe(out / ".lock")
+    assert annotate(out, num=100, shard_size=50, batch_size=50, callbacks=[probe]).written == []
+    assert (out / "manifest.json").read_text() == before and probe.held is None and not locked_by_another(out / ".lock")
+
+    # lock=False (the caller holds it, as prepare_data does): the job does not wait on it.
+    (out / "shard_00001.pt").unlink()
+    probe = LockProbe(out / ".lock")
+    assert annotate(out, num=100, shard_size=50, batch_size=50, lock=False, callbacks=[probe]).written == [1]
+    assert probe.held is False

@@ -86,3 +86,75 @@ def test_stream_mode_labels_fresh_latents_per_rank(tmp_path):
     z, y = batches[1][2]
     with torch.no_grad():
         torch.testing.assert_close(y[:, 0], judge.logits(G.synthesize(z))[:, 8], atol=1e-4, rtol=1e-4)
+
+
+def small(cache_dir, **kwargs) -> AnnotatedLatentsDataModule:
+    """Two small stores (train: shards of 40, 40, 20 latents; val: 40)."""
+    return AnnotatedLatentsDataModule(num_train=100, num_val=40, cache_dir=str(cache_dir), shard_size=40,
+                                      annotate_batch_size=40, target="logits", **kwargs)
+
+
+@pytest.mark.parametrize("damage", ["empty manifest", "garbage manifest", "truncated shard"])
+def test_an_unreadable_store_is_rebuilt_by_prepare_data(tmp_path, damage):
+    clean = small(tmp_path)
+    clean.prepare_data()
+    clean.setup("fit")
+    expected = clean.data["train"].tensors()
+    del clean  # its memory-mapped shards
+    store = tmp_path / "train"
+    inodes = {p.name: p.stat().st_ino for p in store.glob("shard_*.pt")}
+    if damage == "empty manifest":
+        (store / "manifest.json").write_bytes(b"")
+    elif damage == "garbage manifest":
+        (store / "manifest.json").write_bytes(b'\x80{"key": ')
+    else:
+        shard = store / "shard_00001.pt"
+        shard.write_bytes(shard.read_bytes()[:-100])
+    if "manifest" in damage:  # read as is: one line (setup without prepare_data)
+        with pytest.raises(DataFormatError, match=r"train/manifest.json: not a JSON manifest$"):
+            small(tmp_path).setup("fit")
+
+    dm = small(tmp_path)
+    dm.prepare_data()  # re-annotates what is unreadable instead of failing
+    dm.setup("fit")
+    z, y = dm.data["train"].tensors()
+    assert torch.equal(z, expected[0]) and torch.equal(y, expected[1])
+    rewritten = {p.name for p in store.glob("shard_*.pt") if p.stat().st_ino != inodes[p.name]}
+    assert rewritten == ({"shard_00001.pt"} if damage == "truncated shard" else set())  # the good shards are kept
+    assert not list(store.glob(".*.tmp-*"))
+
+
+def _prepare_together(cache_dir: str, log: str, start) -> None:
+    """One of two runs of one config started together (a spawned process): logs each annotation job it runs."""
+    dm = small(cache_dir)
+    annotate = dm._annotate
+
+    def logged(split: str) -> None:
+        with open(log, "a") as f:
+            f.write(f"{split}\n")
+        annotate(split)
+
+    dm._annotate = logged
+    dm._key("train"), dm._key("val")  # hash the sources first: both runs reach the store together
+    start.wait(timeout=120)
+    dm.prepare_data()
+
+
+def test_two_runs_started_together_annotate_each_store_once(tmp_path):
+    """Without the store's lock both runs would find it unfinished and annotate it (4 jobs, not 2)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    start, log = ctx.Barrier(2), tmp_path / "annotation_jobs.txt"
+    runs = [ctx.Process(target=_prepare_together, args=(str(tmp_path / "cache"), str(log), start)) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=300)
+    assert [run.exitcode for run in runs] == [0, 0]
+    assert sorted(log.read_text().split()) == ["train", "val"]  # each store annotated once; the other run waited
+    dm = small(tmp_path / "cache")
+    dm.setup("fit")
+    torch.testing.assert_close(dm.data["train"].tensors()[0], load_generator("demo").latents_at(range(100), seed=0))
+    assert sorted(p.name for p in (tmp_path / "cache" / "train").iterdir()) == [
+        ".lock", "manifest.json", "shard_00000.pt", "shard_00001.pt", "shard_00002.pt"]
