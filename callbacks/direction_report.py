@@ -12,6 +12,7 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from latentnav.atomic import atomic_write, atomic_write_text
+from latentnav.callbacks.divergence_guard import check_final_validation
 from latentnav.directions_file import read_directions, write_directions  # noqa: F401 (their home before)
 from latentnav.errors import ConfigError
 from latentnav.images import heatmap
@@ -127,6 +128,7 @@ class DirectionReport(pl.Callback):
         path = write_directions(log_dir / "directions.npz", runs["this run"][0], names,
                                 getattr(pl_module, "method_name", self.method), self.space, G.identity, seconds=seconds)
         if self.export_to:
+            check_final_validation(trainer)  # a stable export only from a sane run: the old one stays
             write_directions(Path(self.export_to), runs["this run"][0], names,
                              getattr(pl_module, "method_name", self.method), self.space, G.identity, seconds=seconds)
         report = self.report(judge.attributes)

@@ -13,29 +13,29 @@ from latentnav.errors import ConfigError, TrainingDivergedError, check_positive
 
 class DivergenceGuard(pl.Callback):
     """Raises :class:`TrainingDivergedError` (one line; the fit stops, no export is written) when the
-    mean training loss of the last ``window`` steps exceeds ``factor`` times its reference: the mean
-    loss of the first ``warmup_steps`` steps of the run.
+    mean training loss of the last ``window`` steps exceeds ``factor`` times its reference: the loss
+    of the run's first step, i.e. of the untrained model, before any optimiser step.
 
     The modules already stop on a NaN/inf loss; this catches the *finite* runaway (``lr 1e6`` gave a
     supervised loss of 1e28 and an unsupervised one of 4e10, both ending "successfully"). The
-    reference is the untrained model's loss, not the first validation's, because a run that diverges
-    within its first epoch would make its own garbage the yardstick. It is kept in the checkpoint,
+    reference is the untrained model's loss, not the first validation's nor an average over the first
+    steps, because a run that diverges within its first steps (``lr 1e6`` does at step 2) would make
+    its own garbage the yardstick. It is kept in the checkpoint,
     so a resumed run is judged against the same start. Losses are averaged over ranks (every rank
     reaches the same step), so all ranks decide alike. Modules whose ``training_step`` returns no
     loss (manual optimisation, e.g. the GAN) or whose loss is not positive are not judged.
 
     Args:
-        factor: how many times the starting loss counts as a runaway (> 1).
-        warmup_steps: steps whose mean loss is the reference.
+        factor: how many times the starting loss counts as a runaway (> 1; one batch's loss is noisy,
+            hence the wide default).
         window: steps averaged per check (a check every ``window`` steps).
     """
 
-    def __init__(self, factor: float = 100.0, warmup_steps: int = 10, window: int = 10) -> None:
-        check_positive("divergence.warmup_steps", warmup_steps)
+    def __init__(self, factor: float = 100.0, window: int = 10) -> None:
         check_positive("divergence.window", window)
         if not (isinstance(factor, (int, float)) and factor > 1 and math.isfinite(factor)):
             raise ConfigError(f"divergence.factor: expected a finite number above 1, got {factor!r}")
-        self.factor, self.warmup_steps, self.window = float(factor), int(warmup_steps), int(window)
+        self.factor, self.window = float(factor), int(window)
         self.reference: Optional[float] = None
         self._losses: list[float] = []
 
@@ -50,7 +50,7 @@ class DivergenceGuard(pl.Callback):
         if loss is None:
             return
         self._losses.append(float(loss))
-        needed = self.warmup_steps if self.reference is None else self.window
+        needed = 1 if self.reference is None else self.window
         if len(self._losses) < needed:
             return
         mean = torch.tensor(sum(self._losses) / len(self._losses), device=pl_module.device)

@@ -107,6 +107,13 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
         return (sha256_of(resolve_source(self.generator, "generator", "data.generator")),
                 sha256_of(resolve_source(self.annotator, "annotator", "data.annotator")))
 
+    def source_identity(self) -> dict[str, dict[str, str]]:
+        """The files the data is made from, ``{field: {"source", "sha256"}}``: a checkpoint records them
+        so that a resume with another generator or classifier is refused (``callbacks/run_identity.py``)."""
+        generator, annotator = self._sources_sha256
+        return {"data.generator": {"source": str(self.generator), "sha256": generator},
+                "data.annotator": {"source": str(self.annotator), "sha256": annotator}}
+
     def _key(self, split: str) -> dict:
         return make_key(*self._sources_sha256, self.space, self.split_seed(split), self.sizes[split], self.shard_size)
 

@@ -9,13 +9,13 @@ Arrays: ``directions`` (K, d) float32 rows, ``names`` (K,) str, ``method`` str, 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
+from latentnav.atomic import atomic_write
 from latentnav.errors import DataFormatError
 
 
@@ -39,12 +39,10 @@ def write_directions(path: Path, directions: torch.Tensor, names: list[str], met
     path.parent.mkdir(parents=True, exist_ok=True)
     if seconds is not None:
         extra["seconds"] = np.array(float(seconds))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
-    np.savez(tmp, directions=directions.detach().cpu().float().numpy(), names=np.array(names), method=np.array(method),
-             latent_space=np.array(space), generator=np.array(json.dumps(identity, sort_keys=True)),
-             **{k: np.asarray(v) for k, v in extra.items()})
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: np.savez(
+        f, directions=directions.detach().cpu().float().numpy(), names=np.array(names), method=np.array(method),
+        latent_space=np.array(space), generator=np.array(json.dumps(identity, sort_keys=True)),
+        **{k: np.asarray(v) for k, v in extra.items()}))
 
 
 def read_directions(path: str | Path) -> dict:

@@ -55,7 +55,7 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, allow: 
     except (RuntimeError, EOFError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataFormatError(f"{path}: not a torch checkpoint ({first[:120]})") from None
-    except (KeyError, IndexError, TypeError, AttributeError, OverflowError, MemoryError) as e:
+    except (KeyError, IndexError, TypeError, AttributeError, OverflowError, MemoryError, OSError) as e:
         # What torch's legacy reader raises on text or random bytes (a text file gave "KeyError: 101").
         raise DataFormatError(f"{path}: not a torch checkpoint (unreadable: {type(e).__name__})") from None
 
