@@ -62,7 +62,7 @@ class DivergenceGuard(pl.Callback):
         if self.reference > 0 and not mean <= self.factor * self.reference:  # NaN counts as a runaway
             raise TrainingDivergedError(
                 f"training loss ran away: mean {mean:.3g} over the last {self.window} steps (global step "
-                f"{trainer.global_step}) is over {self.factor:g}x the first steps' {self.reference:.3g}; "
+                f"{trainer.global_step}) is over {self.factor:g}x the first step's {self.reference:.3g}; "
                 "lower the learning rate (model.lr*) and restart; no directions or exports were written")
 
     def state_dict(self) -> dict[str, Any]:
