@@ -188,13 +188,28 @@ def test_runaway_fit_stops_and_keeps_the_stable_export(good_run, tmp_path, capsy
     monkeypatch.chdir(root)
     code, err = run_cli(supervised(root, "--model.init_args.lr", lr, "--checkpoint.dirpath", str(root / "new")), capsys)
     assert code == 2
-    one_line_error(err, "ran away" if lr == "1e6" else "model.lr")
+    one_line_error(err, *(("ran away", "global step 11") if lr == "1e6" else ("model.lr",)))
     assert (root / EXPORT).read_bytes() == good_run[3]  # the earlier good run's directions survive
     runs = sorted(root.glob("runs/supervised_demo_no_ortho/version_*"))
     if lr == "1e38":  # refused as a setting, before any folder is made
         assert [r.name for r in runs] == ["version_0"]
     else:  # the good run's folder, and this one's, without directions
         assert [r.name for r in runs] == ["version_0", "version_1"] and not (runs[1] / "directions.npz").exists()
+
+
+def test_runaway_unsupervised_fit_stops_and_keeps_the_stable_export(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    export = tmp_path / "runs" / "directions" / "unsupervised_k16.npz"  # the config's export_to
+    export.parent.mkdir(parents=True)
+    export.write_bytes(b"an earlier run's directions")
+    code, err = run_cli(["fit", "--config", str(REPO / "configs" / "unsupervised" / "demo.yaml"),
+                         "--model.init_args.lr_directions", "1e6", "--model.init_args.lr_reconstructor", "1e6",
+                         "--data.init_args.num_val", "64", "--trainer.max_steps", "40",
+                         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"], capsys)
+    assert code == 2
+    one_line_error(err, "ran away", "global step 11")
+    assert export.read_bytes() == b"an earlier run's directions"
+    assert not list(tmp_path.glob("runs/unsupervised_demo/version_0/directions.npz"))
 
 
 # 4. Two runs of one config at once -----------------------------------------------------------
@@ -226,7 +241,9 @@ def test_two_runs_of_one_config_started_together(good_run, tmp_path):
     import shutil
 
     shutil.copytree(good_run[0] / "cache", tmp_path / "cache")  # annotated: both runs race to their folders
-    args = supervised(tmp_path, "--checkpoint.dirpath", "null")  # checkpoints in each run's version folder
+    # Checkpoints in each run's version folder; one thread each, as two runs on 2 cores should have
+    # (each alone would take both cores, and two such processes run many times slower).
+    args = supervised(tmp_path, "--checkpoint.dirpath", "null", "--threads.num_threads", "1")
     procs = [spawn(args, tmp_path) for _ in range(2)]
     results = [finish(p) for p in procs]
     assert [code for code, _ in results] == [0, 0], [err[-2000:] for _, err in results]
