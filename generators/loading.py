@@ -19,6 +19,7 @@ from latentnav.generators.stylegan2 import StyleGAN2Generator, infer_config
 from latentnav.assets import bundled, resolve_source
 from latentnav.errors import ConfigError, DataFormatError
 from latentnav.safe_load import safe_torch_load, sha256_of, strict_load_state_dict
+from latentnav.atomic import atomic_torch_save
 
 BUNDLED = bundled("generator")
 FORMAT = "latentnav.generator/1"
@@ -190,6 +191,6 @@ def export_dcgan(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     config = {"z_dim": hp["z_dim"], "resolution": hp["resolution"], "channels": list(hp["g_channels"])}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "arch": "dcgan", "config": config, "state_dict": state,
-                "trained": {"global_step": blob.get("global_step"), "checkpoint": Path(checkpoint).name}}, out)
+    atomic_torch_save({"format": FORMAT, "arch": "dcgan", "config": config, "state_dict": state,
+                       "trained": {"global_step": blob.get("global_step"), "checkpoint": Path(checkpoint).name}}, out)
     return out

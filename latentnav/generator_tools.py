@@ -21,6 +21,7 @@ from typing import Optional
 
 import torch
 
+from latentnav.atomic import atomic_torch_save
 from latentnav.errors import ConfigError, run_command
 from latentnav.measuring import add_trainer_flags
 
@@ -127,7 +128,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "convert":
         blob = torch.load(args.source, map_location="cpu", weights_only=False)  # the user asked: trusted
         dropped: list[str] = []
-        torch.save(_plain(blob, dropped), args.out)
+        atomic_torch_save(_plain(blob, dropped), args.out)
         print(f"wrote {args.out}" + (f"; dropped {', '.join(dropped)}" if dropped else ""))
     else:
         from latentnav.measuring import trainer_from

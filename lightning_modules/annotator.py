@@ -27,6 +27,7 @@ from latentnav.assets import bundled, resolve_source
 from latentnav.errors import DataFormatError
 from latentnav.frozen import Frozen
 from latentnav.safe_load import safe_torch_load, sha256_of, strict_load_state_dict
+from latentnav.atomic import atomic_torch_save
 from latentnav.lightning_modules.backbones import build_backbone
 
 BUNDLED = bundled("annotator")
@@ -104,7 +105,7 @@ def export_annotator(checkpoint: str | os.PathLike, out: str | os.PathLike) -> P
     checkpoint, out = Path(checkpoint), Path(out)
     settings, weights = _settings_and_weights(_load(checkpoint, False, "cpu"), checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "settings": settings, "state_dict": {k: v.clone() for k, v in weights.items()}}, out)
+    atomic_torch_save({"format": FORMAT, "settings": settings, "state_dict": {k: v.clone() for k, v in weights.items()}}, out)
     return out
 
 
