@@ -15,7 +15,11 @@ from latentnav.errors import DataFormatError
 
 _BUNDLED = {
     "generator": {"demo": ("latentnav.generators", "pretrained/demo_generator.pt")},
-    "annotator": {"demo": ("latentnav.lightning_modules", "pretrained/demo_classifier.pt")},
+    "annotator": {"demo": ("latentnav.lightning_modules", "pretrained/demo_classifier.pt"),
+                  # the held-out judge: another backbone, trained on faces rendered with another seed
+                  "demo_judge": ("latentnav.lightning_modules", "pretrained/demo_judge.pt")},
+    # reads face position and size, skin tone and background back (lightning_modules/nuisance_regressor.py)
+    "nuisance": {"demo": ("latentnav.lightning_modules", "pretrained/demo_nuisance.pt")},
 }
 
 

@@ -86,9 +86,45 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "method"
 
 
+def equal_success_scores(effect: dict, targets: list[int], named: dict, purity_threshold: float) -> dict:
+    """Per direction, from an :class:`EditEffect` result (one classifier's): purity, off-target change,
+    step, whether it controls its attribute, and the heat-map row (see the module docstring)."""
+    k = len(targets)
+    # torchmetrics squeezes one-element results: restore the (K,) and (K, A) shapes for K = 1.
+    effect = {key: effect[key].reshape(k, -1) if key.startswith("effect") else effect[key].reshape(k)
+              for key in ("effect", "effect_where_off", "step", "cannot_flip")}
+    off = effect["effect"].clone()
+    for i, t in enumerate(targets):
+        off[i, t] = math.nan
+    off_mean = torch.nanmean(off.abs(), dim=1)  # NaN where the direction cannot flip its attribute
+    # Purity at equal target success (the 50 % flip step), on the samples the edit is for (its
+    # attribute was off): over all samples, an attribute that is on for most faces barely moves
+    # on average however clean the edit. A direction that cannot flip keeps the naming purity.
+    at_step = effect["effect_where_off"]
+    target_change = at_step.gather(1, torch.tensor(targets)[:, None]).squeeze(1)
+    purity = torch.where(effect["cannot_flip"], named["purity"].double(),
+                         target_change / at_step.abs().sum(1).clamp_min(1e-12))
+    controls = (purity >= purity_threshold) & ~effect["cannot_flip"]
+    return {"purity": purity, "off_target": off_mean, "controls": controls, "step": effect["step"],
+            "effect": effect["effect"],
+            "changes": torch.where(effect["cannot_flip"][:, None], named["changes"].double(), at_step)}
+
+
+def _judge_columns(source: str, attributes: list[str]):
+    """The held-out judge, and its columns in the order of the annotator's ``attributes``."""
+    from latentnav.lightning_modules.annotator import load_annotator
+
+    judge = load_annotator(source)
+    missing = [a for a in attributes if a not in judge.attributes]
+    if missing:
+        raise ConfigError(f"judge: {source} has no column for {', '.join(missing)}; a held-out judge must score "
+                          "every attribute of the annotator")
+    return judge, [list(judge.attributes).index(a) for a in attributes]
+
+
 def compare(files: list[str], annotator: str = "demo", generator: Optional[str] = None, num_samples: int = 400,
             seed: int = 12345, naming_alpha: float = 2.0, purity_threshold: float = 0.5, batch_size: int = 100,
-            trainer=None) -> dict:
+            trainer=None, held_out_judge: Optional[str] = None) -> dict:
     """The comparison's numbers (see the module docstring) for a list of directions files.
 
     Both passes run as ``trainer.test`` loops (``make_trainer()`` by default) over latent indices:
@@ -109,8 +145,9 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
         raise ConfigError(f"directions: the files were made on different generators: {listed}")
     # Loaded as the run that made the directions did (its recorded options, e.g. class_path); sha256 checked.
     G = load_generator_like(found[0]["generator"], source=generator)
-    judge = load_annotator(annotator)
-    attributes = list(judge.attributes)
+    own = load_annotator(annotator)  # the classifier that labelled the directions' training data
+    attributes = list(own.attributes)
+    held_out, judge_columns = (None, None) if held_out_judge is None else _judge_columns(held_out_judge, attributes)
     trainer = trainer or make_trainer()
     indices = LatentIndicesDataModule(num=num_samples, seed=seed, batch_size=batch_size)
     results = []
@@ -121,39 +158,25 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
             raise ConfigError(f"{f['file']}: directions have size {d.shape[1]}, the generator's {space} has "
                               f"{G.latent_shape(space)[-1]}")
         t0 = time.perf_counter()
-        naming = DirectionEvaluation(G, judge, d, space, mode="naming", naming_alpha=naming_alpha)
+        naming = DirectionEvaluation(G, own, d, space, mode="naming", naming_alpha=naming_alpha)
         trainer.test(naming, datamodule=indices, verbose=False)
         named = name_directions(naming.result["plus"], naming.result["minus"])
         oriented = d * named["sign"][:, None]
         targets = named["target"].tolist()
-        measuring = DirectionEvaluation(G, judge, oriented, space, mode="effect", alphas=DEFAULT_ALPHAS, targets=targets)
+        measuring = DirectionEvaluation(G, own, oriented, space, mode="effect", alphas=DEFAULT_ALPHAS, targets=targets,
+                                        judge=held_out, judge_columns=judge_columns)
         trainer.test(measuring, datamodule=indices, verbose=False)
-        effect = measuring.result
-        # torchmetrics squeezes one-element results: restore the (K,) and (K, A) shapes for K = 1.
-        k = len(d)
-        effect = {key: effect[key].reshape(k, -1) if key.startswith("effect") else effect[key].reshape(k)
-                  for key in ("effect", "effect_where_off", "step", "cannot_flip")}
-        off = effect["effect"].clone()
-        for i, t in enumerate(targets):
-            off[i, t] = math.nan
-        off_mean = torch.nanmean(off.abs(), dim=1)  # NaN where the direction cannot flip its attribute
-        # Purity at equal target success (the 50 % flip step), on the samples the edit is for (its
-        # attribute was off): over all samples, an attribute that is on for most faces barely moves
-        # on average however clean the edit. A direction that cannot flip keeps the naming purity.
-        at_step = effect["effect_where_off"]
-        target_change = at_step.gather(1, torch.tensor(targets)[:, None]).squeeze(1)
-        purity = torch.where(effect["cannot_flip"], named["purity"].double(),
-                             target_change / at_step.abs().sum(1).clamp_min(1e-12))
-        controls = (purity >= purity_threshold) & ~effect["cannot_flip"]
+        scores = equal_success_scores(measuring.result, targets, named, purity_threshold)
         results.append({
             "file": f["file"], "method": f["method"], "names": f["names"], "space": space,
             "seconds": float(f["seconds"]) if "seconds" in f else math.nan,
-            "sign": named["sign"], "target": targets, "purity": purity, "change": named["change"],
-            "changes": torch.where(effect["cannot_flip"][:, None], named["changes"].double(), at_step),
-            "effect": effect["effect"], "step": effect["step"],
-            "off_target": off_mean, "controls": controls, "measure_seconds": time.perf_counter() - t0,
+            "sign": named["sign"], "target": targets, "change": named["change"], **scores,
+            "judge": (equal_success_scores(measuring.judge_result, targets, named, purity_threshold)
+                      if held_out is not None else None),
+            "measure_seconds": time.perf_counter() - t0,
         })
     return {"attributes": attributes, "results": results, "generator": G.identity, "num_samples": num_samples,
+            "annotator": own.source, "judge": held_out.source if held_out is not None else None,
             "naming_alpha": naming_alpha, "purity_threshold": purity_threshold,
             "is_global_zero": trainer.is_global_zero, "processes": trainer.world_size}
 
@@ -162,8 +185,41 @@ def _f(x: float, fmt: str = ".3f") -> str:
     return "n/a" if x != x else format(x, fmt)
 
 
+DISAGREE = 0.02  # off-target change (probability units) by which the two judges may differ unflagged
+
+
+def purest(scores: dict, targets: list[int], attribute: int) -> Optional[int]:
+    """The direction with the highest purity among those named ``attribute`` that flip it within the
+    grid (by ``scores``: one classifier's), or None."""
+    idx = [i for i, t in enumerate(targets) if t == attribute and scores["step"][i] == scores["step"][i]]
+    return max(idx, key=lambda i: float(scores["purity"][i])) if idx else None
+
+
+def common_attributes(results: list[dict], key: Optional[str] = None) -> list[int]:
+    """Attributes that every method flips (by its purest direction), under the annotator (``key`` None)
+    or the held-out judge (``key`` = "judge"): the set method averages are taken over."""
+    n = max((max(r["target"], default=-1) for r in results), default=-1) + 1
+    return [j for j in range(n) if all(purest(r[key] if key else r, r["target"], j) is not None for r in results)]
+
+
+def like_with_like(results: list[dict], key: Optional[str] = None) -> tuple[list[int], list[float]]:
+    """(the common set, per method the mean off-target change of its purest direction per attribute of it)."""
+    common = common_attributes(results, key)
+    means = []
+    for r in results:
+        scores = r[key] if key else r
+        offs = [float(scores["off_target"][purest(scores, r["target"], j)]) for j in common]
+        means.append(sum(offs) / len(offs) if offs else math.nan)
+    return common, means
+
+
+def _controlled(scores: dict, targets: list[int], attrs: list[str]) -> list[str]:
+    return sorted({attrs[t] for t, c in zip(targets, scores["controls"].tolist()) if c})
+
+
 def report(summary: dict) -> str:
     attrs, results = summary["attributes"], summary["results"]
+    judged = summary.get("judge") is not None
     lines = [f"# Comparison of edit directions on {summary['generator'].get('source')} "
              f"(sha256 {str(summary['generator'].get('sha256'))[:12]})", "",
              f"{summary['num_samples']} samples; naming at alpha = +/-{summary['naming_alpha']:g}; a direction "
@@ -171,49 +227,78 @@ def report(summary: dict) -> str:
              "for half of the samples where it was off within the step grid. Purity: at that step, the named "
              "attribute's share of the total absolute change of all attributes' probabilities, on the samples where "
              "it was off. Off-target change: the mean absolute change of the other attributes' probabilities at that "
-             "step over all samples (equal target success).", "",
-             "## Per method", "",
-             "| method | directions | attributes controlled (purity >= threshold) | # | mean off-target change "
-             "(controlling directions) | mean off-target change (every direction that flips its attribute) | "
-             "compute time |", "|---|---|---|---|---|---|---|"]
-    for r in results:
-        ctrl = sorted({attrs[t] for t, c in zip(r["target"], r["controls"].tolist()) if c})
-        mask = r["controls"]
-        mean_off = float(r["off_target"][mask].mean()) if bool(mask.any()) else math.nan
+             "step over all samples (equal target success).", ""]
+    lines += [f"Own judge: the annotator {summary.get('annotator')} (it labelled the supervised methods' data and "
+              "names every direction)." + (f" Held-out judge: {summary['judge']}, which scores the same edited images "
+                                            "at its own equal target success." if judged else
+                                            " No held-out judge was given (`--judge`): these figures grade the "
+                                            "supervised methods with the classifier they were fitted to."), ""]
+    judges = [(None, "own judge")] + ([("judge", "held-out judge")] if judged else [])
+    lines += ["## Per method", ""]
+    for key, label in judges:
+        common, means = like_with_like(results, key)
+        lines += [f"Mean off-target change by the {label}: over the attributes every method flips by that judge "
+                  f"({', '.join(attrs[j] for j in common) or 'none'}), each method's purest direction per attribute "
+                  "(an average over different sets of attributes would compare different things).", ""]
+    header = "| method | directions | attributes controlled (own judge) | #"
+    header += " | attributes controlled (held-out judge) | #" if judged else ""
+    header += " | mean off-target change, own judge" + (" | mean off-target change, held-out judge" if judged else "")
+    header += " | compute time |"
+    lines += [header, "|" + "---|" * (header.count("|") - 1)]
+    own_means = like_with_like(results)[1]
+    judge_means = like_with_like(results, "judge")[1] if judged else None
+    for m, r in enumerate(results):
+        ctrl = _controlled(r, r["target"], attrs)
+        row = f"| {r['method']} | {len(r['names'])} | {', '.join(ctrl) or 'none'} | {len(ctrl)}"
+        if judged:
+            jctrl = _controlled(r["judge"], r["target"], attrs)
+            row += f" | {', '.join(jctrl) or 'none'} | {len(jctrl)}"
+        row += f" | {_f(own_means[m])}" + (f" | {_f(judge_means[m])}" if judged else "")
         secs = r["seconds"]
-        lines.append(f"| {r['method']} | {len(r['names'])} | {', '.join(ctrl) or 'none'} | {len(ctrl)} | "
-                     f"{_f(mean_off)} | {_f(float(torch.nanmean(r['off_target'])))} | "
-                     f"{'n/a' if secs != secs else f'{secs:.2f} s'} |")
+        lines.append(row + f" | {'n/a' if secs != secs else f'{secs:.2f} s'} |")
     union_un = sorted({attrs[t] for r in results if not r["method"].startswith(("linear map", "InterFaceGAN"))
                        for t, c in zip(r["target"], r["controls"].tolist()) if c})
     lines += ["", f"Unsupervised and closed-form methods together control {len(union_un)} of {len(attrs)} "
-              f"attributes: {', '.join(union_un) or 'none'}.", "",
+              f"attributes (own judge): {', '.join(union_un) or 'none'}.", "",
               "## Per attribute: each method's purest direction", "",
-              "Purity and off-target change of the direction with the highest purity among those named by the "
+              "Purity / off-target change of the direction with the highest purity among those named by the "
               "attribute that flip it on within the grid; **bold** = it controls the attribute (purity >= "
-              f"{summary['purity_threshold']:g}); '-' = no direction of the method flips it.", "",
-              "| attribute | " + " | ".join(r["method"] for r in results) + " |", "|---|" + "---|" * len(results)]
+              f"{summary['purity_threshold']:g}); '-' = no direction of the method flips it."
+              + (f" Own judge first, held-out judge after the bar; ! = the judges disagree (off-target change "
+                 f"differs by more than {DISAGREE:g}, or only one says the direction controls it)." if judged else ""),
+              "", "| attribute | " + " | ".join(r["method"] for r in results) + " |", "|---|" + "---|" * len(results)]
     for j, a in enumerate(attrs):
         cells = []
         for r in results:
-            idx = [i for i, t in enumerate(r["target"]) if t == j and r["step"][i] == r["step"][i]]
-            if not idx:
-                cells.append("-")
-                continue
-            best = max(idx, key=lambda i: float(r["purity"][i]))
-            cell = f"{float(r['purity'][best]):.2f} / {_f(float(r['off_target'][best]))}"
-            cells.append(f"**{cell}**" if bool(r["controls"][best]) else cell)
+            parts, flags = [], []
+            for key, _ in judges:
+                scores = r[key] if key else r
+                best = purest(scores, r["target"], j)
+                if best is None:
+                    parts.append("-")
+                    flags.append(None)
+                    continue
+                cell = f"{float(scores['purity'][best]):.2f} / {_f(float(scores['off_target'][best]))}"
+                parts.append(f"**{cell}**" if bool(scores["controls"][best]) else cell)
+                flags.append((float(scores["off_target"][best]), bool(scores["controls"][best])))
+            disagree = judged and ((flags[0] is None) != (flags[1] is None) or flags[0] is not None and (
+                abs(flags[0][0] - flags[1][0]) > DISAGREE or flags[0][1] != flags[1][1]))
+            cells.append(" \\| ".join(parts) + (" !" if disagree else ""))
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     for r in results:
-        lines += ["", f"## {r['method']} ({r['file']})", "",
-                  "| direction | named | sign | purity at the 50 % flip step | change at naming alpha | step to 50 % flip | "
-                  "off-target |",
-                  "|---|---|---|---|---|---|---|"]
+        head = ("| direction | named | sign | purity at the 50 % flip step | change at naming alpha | step to 50 % flip | "
+                "off-target |") + (" purity (held-out) | step (held-out) | off-target (held-out) |" if judged else "")
+        lines += ["", f"## {r['method']} ({r['file']})", "", head, "|" + "---|" * (head.count("|") - 1)]
         for i, n in enumerate(r["names"]):
-            lines.append(f"| {n} | {attrs[r['target'][i]]}{'' if bool(r['controls'][i]) else ' (no control)'} | "
-                         f"{'+' if r['sign'][i] > 0 else '-'} | {float(r['purity'][i]):.2f} | "
-                         f"{float(r['change'][i]):+.3f} | {_f(float(r['step'][i]), '.2f')} | "
-                         f"{_f(float(r['off_target'][i]))} |")
+            row = (f"| {n} | {attrs[r['target'][i]]}{'' if bool(r['controls'][i]) else ' (no control)'} | "
+                   f"{'+' if r['sign'][i] > 0 else '-'} | {float(r['purity'][i]):.2f} | "
+                   f"{float(r['change'][i]):+.3f} | {_f(float(r['step'][i]), '.2f')} | "
+                   f"{_f(float(r['off_target'][i]))} |")
+            if judged:
+                jr = r["judge"]
+                row += (f" {float(jr['purity'][i]):.2f} | {_f(float(jr['step'][i]), '.2f')} | "
+                        f"{_f(float(jr['off_target'][i]))} |")
+            lines.append(row)
     lines += ["", "Attribute abbreviations in the heat-maps: " +
               ", ".join(f"{b} = {a}" for a, b in zip(attrs, _labels(attrs))) + "."]
     return "\n".join(lines) + "\n"
@@ -231,7 +316,10 @@ def write(summary: dict, out: Path) -> Path:
     writer = SummaryWriter(str(out / "tensorboard"))
     writer.add_text("comparison", text, 0)
     table = []
-    for r in summary["results"]:
+    judged = summary.get("judge") is not None
+    common, own_means = like_with_like(summary["results"])
+    jcommon, judge_means = like_with_like(summary["results"], "judge") if judged else ([], [])
+    for m, r in enumerate(summary["results"]):
         slug = _slug(r["method"])
         rows = [f"{n} -> {attrs[t]}{'' if c else ' (x)'}" for n, t, c in zip(r["names"], r["target"], r["controls"].tolist())]
         img = _heatmap(r["changes"].numpy(), rows, attrs)
@@ -239,27 +327,34 @@ def write(summary: dict, out: Path) -> Path:
         writer.add_image(f"effects/{slug}", img, 0, dataformats="HWC")
         mask = r["controls"]
         writer.add_scalar(f"controlled/{slug}", int(len({t for t, c in zip(r['target'], mask.tolist()) if c})), 0)
-        if bool(mask.any()):
-            writer.add_scalar(f"off_target/{slug}", float(r["off_target"][mask].mean()), 0)
+        if own_means[m] == own_means[m]:
+            writer.add_scalar(f"off_target_common/{slug}", own_means[m], 0)
         atomic_write_text(out / f"names_{slug}.tsv", "direction\tnamed\tsign\tpurity\toff_target\tcontrols\n" + "".join(
             f"{n}\t{attrs[t]}\t{int(s)}\t{float(p):.4f}\t{float(o):.4f}\t{int(c)}\n"
             for n, t, s, p, o, c in zip(r["names"], r["target"], r["sign"].tolist(), r["purity"], r["off_target"],
                                         mask.tolist())))
-        table.append({"method": r["method"], "file": r["file"], "seconds": None if r["seconds"] != r["seconds"] else r["seconds"],
-                      "controls": sorted({attrs[t] for t, c in zip(r["target"], mask.tolist()) if c}),
-                      "mean_off_target": float(r["off_target"][mask].mean()) if bool(mask.any()) else None,
-                      "mean_off_target_flipping": _or_none(float(torch.nanmean(r["off_target"]))),
-                      "directions": [{"name": n, "named": attrs[t], "purity": float(p), "off_target": _or_none(float(o)),
-                                      "controls": bool(c)}
-                                     for n, t, p, o, c in zip(r["names"], r["target"], r["purity"], r["off_target"],
-                                                              mask.tolist())]})
+        entry = {"method": r["method"], "file": r["file"], "seconds": None if r["seconds"] != r["seconds"] else r["seconds"],
+                 "controls": _controlled(r, r["target"], attrs),
+                 "common_attributes": [attrs[j] for j in common], "mean_off_target_common": _or_none(own_means[m]),
+                 "directions": [{"name": n, "named": attrs[t], "purity": float(p), "off_target": _or_none(float(o)),
+                                 "controls": bool(c)}
+                                for n, t, p, o, c in zip(r["names"], r["target"], r["purity"], r["off_target"],
+                                                         mask.tolist())]}
+        if judged:
+            jr = r["judge"]
+            entry["judge"] = {"source": summary["judge"], "controls": _controlled(jr, r["target"], attrs),
+                              "common_attributes": [attrs[j] for j in jcommon],
+                              "mean_off_target_common": _or_none(judge_means[m]),
+                              "directions": [{"purity": float(p), "off_target": _or_none(float(o)), "controls": bool(c)}
+                                             for p, o, c in zip(jr["purity"], jr["off_target"], jr["controls"].tolist())]}
+        table.append(entry)
     writer.close()
     atomic_write_text(out / "comparison.json", json.dumps(table, indent=1, default=lambda x: None))
     return out / "comparison.md"
 
 
-def main_function(directions: list[str], annotator: str = "demo", generator: Optional[str] = None,
-                  num_samples: int = 400, seed: int = 12345, naming_alpha: float = 2.0,
+def main_function(directions: list[str], annotator: str = "demo", judge: Optional[str] = None,
+                  generator: Optional[str] = None, num_samples: int = 400, seed: int = 12345, naming_alpha: float = 2.0,
                   purity_threshold: float = 0.5, batch_size: int = 100, out: str = "runs/comparison",
                   accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
                   precision: str = "32-true") -> None:
@@ -267,7 +362,10 @@ def main_function(directions: list[str], annotator: str = "demo", generator: Opt
 
     Args:
         directions: directions.npz files, all made on one generator.
-        annotator: attribute classifier (demo, or a checkpoint / exported file).
+        annotator: attribute classifier that names the directions (demo, or a checkpoint / exported file):
+            the one that labelled the supervised methods' data.
+        judge: a held-out classifier (e.g. ``demo_judge``: another backbone, trained on other renders)
+            that scores the same edited images; the report shows both judges side by side.
         generator: generator source (default: the one recorded in the files; its sha256 must match).
         num_samples: latents each direction is measured on.
         seed: latent sampling seed.
@@ -281,7 +379,7 @@ def main_function(directions: list[str], annotator: str = "demo", generator: Opt
     t0 = time.perf_counter()
     trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision)
     summary = compare(list(directions), annotator, generator, num_samples, seed, naming_alpha, purity_threshold,
-                      batch_size, trainer)
+                      batch_size, trainer, held_out_judge=judge)
     if not summary["is_global_zero"]:
         return  # every rank holds the synced numbers; rank 0 writes them
     path = write(summary, Path(out))

@@ -61,6 +61,36 @@ class Annotator(Frozen, nn.Module):
             images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
         return self.net(images)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (B, F): the input of the backbone's last linear layer (the one
+        whose output is the logits), with the same checks and resizing as :meth:`logits`.
+
+        Found generically (a forward hook on the last ``nn.Linear`` of the backbone), so it works
+        for every backbone in ``BACKBONES``; a backbone whose output is not that layer's output
+        is refused. Gradients flow to the images as in :meth:`logits`.
+        """
+        head = self._head()
+        seen: dict[str, torch.Tensor] = {}
+
+        def hook(module, inputs, output):
+            seen["input"], seen["output"] = inputs[0], output
+
+        handle = head.register_forward_hook(hook)
+        try:
+            logits = self.logits(images)
+        finally:
+            handle.remove()
+        if seen.get("output") is not logits:
+            raise TypeError(f"annotator: the backbone's output is not the output of its last linear layer "
+                            f"({type(head).__name__}); cannot tell its penultimate features")
+        return seen["input"].flatten(1)
+
+    def _head(self) -> nn.Linear:
+        linears = [m for m in self.net.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise TypeError(f"annotator: backbone {type(self.net).__name__} has no linear layer to take features from")
+        return linears[-1]
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(images).float())
 

@@ -49,13 +49,18 @@ class DirectionEvaluation(pl.LightningModule):
         space: latent space of the directions.
         mode: ``naming`` (mean change at +/- ``naming_alpha``: ``self.result`` = {"plus", "minus"}
             (K, A) each) or ``effect`` (``EditEffect`` over ``alphas`` for ``targets``: its compute()).
+        judge: in ``effect`` mode, a second, held-out classifier that scores the same edited images
+            (``self.judge_result``: its own ``EditEffect``, at *its* equal target success);
+            ``judge_columns`` picks and orders its columns as the annotator's attributes.
     """
 
     def __init__(self, generator, annotator, directions: torch.Tensor, space: str = "z",
                  mode: Literal["naming", "effect"] = "effect", naming_alpha: float = 2.0,
-                 alphas: Sequence[float] = (0.0, 1.0), targets: Optional[Sequence[int]] = None) -> None:
+                 alphas: Sequence[float] = (0.0, 1.0), targets: Optional[Sequence[int]] = None,
+                 judge=None, judge_columns: Optional[Sequence[int]] = None) -> None:
         super().__init__()
-        self.generator, self.annotator = generator, annotator
+        self.generator, self.annotator, self.judge = generator, annotator, judge
+        self.judge_columns = list(judge_columns) if judge_columns is not None else None
         self.register_buffer("directions", torch.nn.functional.normalize(directions.float(), dim=1), persistent=False)
         self.space, self.mode, self.naming_alpha, self.alphas = space, mode, naming_alpha, list(alphas)
         k, a = len(directions), len(annotator.attributes)
@@ -65,14 +70,31 @@ class DirectionEvaluation(pl.LightningModule):
             if targets is None or len(targets) != k:
                 raise ValueError("DirectionEvaluation: mode 'effect' needs one target attribute per direction")
             self.effect = EditEffect(self.alphas, list(targets), a)
+            if judge is not None:
+                self.judge_effect = EditEffect(self.alphas, list(targets), a)
         self.result: Optional[dict] = None
+        self.judge_result: Optional[dict] = None
 
     def _probs(self, latents: torch.Tensor) -> torch.Tensor:
         return self.annotator(self.generator.synthesize(latents, self.space)).float()
 
+    def _both(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The annotator's and the judge's probabilities (B, A) of the same images."""
+        images = self.generator.synthesize(latents, self.space)
+        judged = self.judge(images).float()
+        return self.annotator(images).float(), judged[:, self.judge_columns] if self.judge_columns else judged
+
     @torch.no_grad()
     def test_step(self, batch: dict, batch_idx: int) -> None:
         latents = self.generator.latents_at(batch["indices"], int(batch["seed"]), self.space).to(self.device)
+        if self.mode == "effect" and self.judge is not None:
+            p0, q0 = self._both(latents)
+            for i, d in enumerate(self.directions):
+                for a, alpha in enumerate(self.alphas):
+                    p1, q1 = (p0, q0) if alpha == 0 else self._both(latents + alpha * d.view_as(latents[0]))
+                    self.effect.update(i, a, p0, p1)
+                    self.judge_effect.update(i, a, q0, q1)
+            return
         p0 = self._probs(latents)
         for i, d in enumerate(self.directions):
             d = d.view_as(latents[0])
@@ -89,3 +111,5 @@ class DirectionEvaluation(pl.LightningModule):
             self.result = {"plus": self.plus.compute().cpu(), "minus": self.minus.compute().cpu()}
         else:
             self.result = {k: v.cpu() for k, v in self.effect.compute().items()}
+            if self.judge is not None:
+                self.judge_result = {k: v.cpu() for k, v in self.judge_effect.compute().items()}

@@ -52,12 +52,75 @@ def test_comparison_names_a_known_direction_and_writes_everything(tmp_path, caps
     assert first["named"] == "Smiling" and first["controls"] and first["purity"] >= 0.5
     assert table[0]["seconds"] == 1.5 and table[1]["seconds"] is None
     assert table[1]["controls"] == ["Smiling"]
-    assert table[0]["mean_off_target"] == pytest.approx(table[1]["mean_off_target"], abs=1e-9)  # same direction
+    # Like with like: both methods flip only Smiling, so both averages are over {Smiling}: the same direction.
+    assert table[0]["common_attributes"] == table[1]["common_attributes"] == ["Smiling"]
+    assert table[0]["mean_off_target_common"] == pytest.approx(table[1]["mean_off_target_common"], abs=1e-9)
+    assert "No held-out judge was given" in (out / "comparison.md").read_text()
     text = (out / "comparison.md").read_text()
     assert "| method A | 2 | Smiling | 1 |" in text
     assert (out / "effects_method_A.png").is_file() and (out / "names_method_B.tsv").is_file()
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert "comparison of 2 method(s)" in capsys.readouterr().out
+
+
+def permuted_classifier(path):
+    """The demo classifier with its attribute columns in reverse order: the same judge, other columns."""
+    from latentnav.assets import resolve_source
+
+    blob = torch.load(resolve_source("demo", "annotator"), weights_only=True)
+    blob["settings"]["attributes"] = blob["settings"]["attributes"][::-1]
+    for key in ("head.weight", "head.bias"):
+        blob["state_dict"][key] = blob["state_dict"][key].flip(0)
+    torch.save(blob, path)
+    return path
+
+
+def test_a_held_out_judge_scores_the_same_images_in_its_own_column_order(tmp_path):
+    """With the annotator itself as the held-out judge (its columns stored in another order), every
+    held-out figure equals the own judge's: same images, columns mapped by name."""
+    from latentnav.lightning_modules.annotator import load_annotator
+
+    G, own = load_generator("demo"), load_annotator("demo")
+    smile = smiling_direction(G, own)
+    random = torch.nn.functional.normalize(torch.randn(2, 64, generator=torch.Generator().manual_seed(3)), dim=1)
+    a = write_directions(tmp_path / "a.npz", torch.cat([smile[None], random]), ["s", "r1", "r2"], "A", "z", G.identity)
+    judge = permuted_classifier(tmp_path / "judge.pt")
+    out = tmp_path / "cmp"
+    assert main(["--directions", json.dumps([str(a)]), "--judge", str(judge), "--num_samples", "40",
+                 "--out", str(out)]) == 0
+    (entry,) = json.loads((out / "comparison.json").read_text())
+    assert entry["judge"]["controls"] == entry["controls"] == ["Smiling"]
+    for mine, theirs in zip(entry["directions"], entry["judge"]["directions"]):
+        assert theirs["purity"] == pytest.approx(mine["purity"], abs=1e-6)
+        assert (theirs["off_target"] is None and mine["off_target"] is None) or theirs["off_target"] == pytest.approx(
+            mine["off_target"], abs=1e-6)
+    text = (out / "comparison.md").read_text()
+    assert "Held-out judge: " in text and " ! |" not in text  # identical judges never disagree
+    # A judge that lacks one of the annotator's attributes is one line.
+    blob = torch.load(judge, weights_only=True)
+    blob["settings"]["attributes"][0] = "Not_An_Attribute"
+    torch.save(blob, tmp_path / "odd.pt")
+    with pytest.raises(ConfigError, match="judge: .*no column for Young"):
+        from latentnav.compare import compare
+        compare([str(a)], held_out_judge=str(tmp_path / "odd.pt"), num_samples=4)
+
+
+def test_method_averages_are_over_the_attributes_every_method_flips():
+    from latentnav.compare import like_with_like
+
+    nan = float("nan")
+
+    def method(targets, steps, offs, purities):
+        return {"target": targets, "step": torch.tensor(steps, dtype=torch.float64),
+                "off_target": torch.tensor(offs, dtype=torch.float64),
+                "purity": torch.tensor(purities, dtype=torch.float64)}
+
+    # A flips attributes 0 and 1 (1 is a hard one, large off-target change); B flips only 0, twice.
+    a = method([0, 1], [1.0, 2.0], [0.05, 0.40], [0.6, 0.3])
+    b = method([0, 0, 2], [1.5, 1.0, nan], [0.07, 0.03, nan], [0.4, 0.7, 0.2])
+    common, means = like_with_like([a, b])
+    assert common == [0]
+    assert means == pytest.approx([0.05, 0.03])  # B's purest Smiling-like direction, not its first; A's 0.40 left out
 
 
 def test_files_from_different_generators_are_refused(tmp_path, capsys):
@@ -84,7 +147,8 @@ def test_two_processes_give_the_same_comparison_as_one(tmp_path):
     smile = smiling_direction(G, judge)
     others = torch.nn.functional.normalize(torch.randn(2, 64, generator=torch.Generator().manual_seed(5)), dim=1)
     a = write_directions(tmp_path / "a.npz", torch.cat([smile[None], others]), ["s", "r1", "r2"], "A", "z", G.identity)
-    common = ["--directions", json.dumps([str(a)]), "--num_samples", "41", "--batch_size", "8"]  # 41: uneven slices
+    common = ["--directions", json.dumps([str(a)]), "--num_samples", "41", "--batch_size", "8",  # 41: uneven slices
+              "--judge", str(permuted_classifier(tmp_path / "judge.pt"))]
     assert main([*common, "--out", str(tmp_path / "one")]) == 0
     done = subprocess.run([sys.executable, "-m", "latentnav.compare", *common, "--out", str(tmp_path / "two"),
                            "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"], cwd=tmp_path, text=True,
@@ -98,3 +162,7 @@ def test_two_processes_give_the_same_comparison_as_one(tmp_path):
         assert x["purity"] == pytest.approx(y["purity"], abs=1e-6)
         assert (x["off_target"] is None and y["off_target"] is None) or x["off_target"] == pytest.approx(
             y["off_target"], abs=1e-6)
+    one_judge, two_judge = (json.loads((tmp_path / d / "comparison.json").read_text())[0]["judge"]["directions"]
+                            for d in ("one", "two"))
+    for x, y in zip(one_judge, two_judge):
+        assert x["purity"] == pytest.approx(y["purity"], abs=1e-6)

@@ -9,6 +9,7 @@ from latentnav.errors import DataFormatError
 from latentnav.safe_load import sha256_of
 from latentnav.lightning_modules.annotator import BUNDLED, FORMAT, export_annotator, load_annotator
 from latentnav.lightning_modules.attribute_classifier import AttributeClassifier
+from latentnav.lightning_modules.backbones import BACKBONES, build_backbone
 
 
 def to_tensor(images):
@@ -91,3 +92,61 @@ def test_refuses_pickles_and_junk(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(DataFormatError, match=r"other.pt: neither a train.py checkpoint nor an exported annotator"):
         load_annotator(tmp_path / "other.pt")
+
+
+def test_features_are_the_input_of_the_last_linear_layer(unseen_faces):
+    annotator = load_annotator("demo")
+    head = annotator.net.head
+    images = unseen_faces[0][:6]
+    with torch.no_grad():
+        feats = annotator.features(images)
+        logits = annotator.logits(images)
+        assert feats.shape == (6, head.in_features)
+        torch.testing.assert_close(feats, annotator.net.features(images).flatten(1))
+        torch.testing.assert_close(head(feats), logits)
+        # same preprocessing as logits: other resolutions are resized the same way
+        images64 = to_tensor(generate(4, seed=4242, image_size=64)[0])
+        torch.testing.assert_close(head(annotator.features(images64)), annotator.logits(images64))
+    assert not head._forward_hooks  # the hook is gone afterwards; logits are untouched
+    torch.testing.assert_close(annotator.logits(images), logits)
+    grad_images = images.clone().requires_grad_(True)
+    annotator.features(grad_images).square().sum().backward()
+    assert grad_images.grad is not None and grad_images.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"expected images of shape \(B, 3, H, W\)"):
+        annotator.features(torch.zeros(3, 32, 32))
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_features_for_every_backbone(name):
+    """Independent check: the same network with its last linear layer swapped for an identity."""
+    import copy
+
+    from latentnav.lightning_modules.annotator import Annotator
+
+    torch.manual_seed(0)
+    annotator = Annotator(build_backbone(name, 3, width=8), ["a", "b", "c"], image_size=16)
+    x = torch.rand(2, 3, 24, 24) * 2 - 1  # tiny images, resized to 16
+    head_name = [n for n, m in annotator.net.named_modules() if isinstance(m, torch.nn.Linear)][-1]
+    headless = copy.deepcopy(annotator)
+    parent, _, attr = head_name.rpartition(".")
+    setattr(headless.net.get_submodule(parent) if parent else headless.net, attr, torch.nn.Identity())
+    with torch.no_grad():
+        feats, logits = annotator.features(x), annotator.logits(x)
+        head = annotator.net.get_submodule(head_name)
+        assert feats.shape == (2, head.in_features)
+        torch.testing.assert_close(feats, headless.logits(x).flatten(1))
+        torch.testing.assert_close(head(feats), logits)
+
+
+def test_features_refuse_backbones_without_a_linear_head():
+    from latentnav.lightning_modules.annotator import Annotator
+
+    x = torch.zeros(2, 3, 8, 8)
+    no_linear = Annotator(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 8), torch.nn.Flatten()), ["a", "b"], image_size=8)
+    with pytest.raises(TypeError, match="has no linear layer"):
+        no_linear.features(x)
+    after_head = Annotator(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2), torch.nn.Tanh()),
+                           ["a", "b"], image_size=8)
+    with pytest.raises(TypeError, match="not the output of its last linear layer"):
+        after_head.features(x)
+    assert after_head.logits(x).shape == (2, 2)
