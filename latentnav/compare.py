@@ -110,6 +110,15 @@ def equal_success_scores(effect: dict, targets: list[int], named: dict, purity_t
             "changes": torch.where(effect["cannot_flip"][:, None], named["changes"].double(), at_step)}
 
 
+def _replicate_scores(effect: dict, targets: list[int], named: dict, purity_threshold: float) -> Optional[dict]:
+    """Off-target change and purity (R, K) in each bootstrap replicate (each with its own 50 % step)."""
+    reps = effect.get("replicates")
+    if not reps:
+        return None
+    scores = [equal_success_scores(r, targets, named, purity_threshold) for r in reps]
+    return {key: torch.stack([sc[key] for sc in scores]) for key in ("off_target", "purity")}
+
+
 def _judge_columns(source: str, attributes: list[str]):
     """The held-out judge, and its columns in the order of the annotator's ``attributes``."""
     from latentnav.lightning_modules.annotator import load_annotator
@@ -124,7 +133,7 @@ def _judge_columns(source: str, attributes: list[str]):
 
 def compare(files: list[str], annotator: str = "demo", generator: Optional[str] = None, num_samples: int = 400,
             seed: int = 12345, naming_alpha: float = 2.0, purity_threshold: float = 0.5, batch_size: int = 100,
-            trainer=None, held_out_judge: Optional[str] = None) -> dict:
+            trainer=None, held_out_judge: Optional[str] = None, replicates: int = 200) -> dict:
     """The comparison's numbers (see the module docstring) for a list of directions files.
 
     Both passes run as ``trainer.test`` loops (``make_trainer()`` by default) over latent indices:
@@ -164,7 +173,8 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
         oriented = d * named["sign"][:, None]
         targets = named["target"].tolist()
         measuring = DirectionEvaluation(G, own, oriented, space, mode="effect", alphas=DEFAULT_ALPHAS, targets=targets,
-                                        judge=held_out, judge_columns=judge_columns)
+                                        judge=held_out, judge_columns=judge_columns, replicates=replicates,
+                                        bootstrap_seed=seed)
         trainer.test(measuring, datamodule=indices, verbose=False)
         scores = equal_success_scores(measuring.result, targets, named, purity_threshold)
         results.append({
@@ -173,10 +183,14 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
             "sign": named["sign"], "target": targets, "change": named["change"], **scores,
             "judge": (equal_success_scores(measuring.judge_result, targets, named, purity_threshold)
                       if held_out is not None else None),
+            "boot": _replicate_scores(measuring.result, targets, named, purity_threshold),
+            "judge_boot": (_replicate_scores(measuring.judge_result, targets, named, purity_threshold)
+                           if held_out is not None else None),
             "measure_seconds": time.perf_counter() - t0,
         })
     return {"attributes": attributes, "results": results, "generator": G.identity, "num_samples": num_samples,
             "annotator": own.source, "judge": held_out.source if held_out is not None else None,
+            "replicates": replicates,
             "naming_alpha": naming_alpha, "purity_threshold": purity_threshold,
             "is_global_zero": trainer.is_global_zero, "processes": trainer.world_size}
 
@@ -213,6 +227,71 @@ def like_with_like(results: list[dict], key: Optional[str] = None) -> tuple[list
     return common, means
 
 
+def _interval(replicates: Optional[torch.Tensor]) -> tuple[float, float]:
+    """95 % percentile interval of (R,) replicate values (replicates where it is undefined dropped)."""
+    from latentnav.lightning_modules.bootstrap import percentile_interval
+
+    if replicates is None or not bool(torch.isfinite(replicates).any()):
+        return math.nan, math.nan
+    low, high = percentile_interval(replicates, ignore_nan=True)
+    return float(low), float(high)
+
+
+def _ci(value: float, replicates: Optional[torch.Tensor]) -> str:
+    low, high = _interval(replicates)
+    return _f(value) + ("" if low != low else f" [{low:.3f}, {high:.3f}]")
+
+
+def _boot(r: dict, key: Optional[str]) -> Optional[dict]:
+    return r.get("judge_boot" if key == "judge" else "boot")
+
+
+def common_mean_replicates(results: list[dict], key: Optional[str] = None) -> list[Optional[torch.Tensor]]:
+    """Per method, the replicates (R,) of its like-with-like mean (the directions chosen on the full sample)."""
+    common = common_attributes(results, key)
+    out = []
+    for r in results:
+        scores, boot = (r[key] if key else r), _boot(r, key)
+        if boot is None or not common:
+            out.append(None)
+            continue
+        out.append(boot["off_target"][:, [purest(scores, r["target"], j) for j in common]].mean(1))
+    return out
+
+
+def significance(results: list[dict], attrs: list[str], key: Optional[str] = None) -> list[str]:
+    """Lines saying, per attribute every method flips (and for the method means), which method has the
+    lowest off-target change and whether each difference to it is significant: the paired bootstrap
+    interval of the difference (same latents, same weights) excludes 0."""
+    if len(results) < 2 or _boot(results[0], key) is None:
+        return []
+    lines = []
+    common = common_attributes(results, key)
+    for j in common:
+        picks = []
+        for r in results:
+            scores = r[key] if key else r
+            i = purest(scores, r["target"], j)
+            picks.append((float(scores["off_target"][i]), _boot(r, key)["off_target"][:, i]))
+        lines.append(_versus(attrs[j], [r["method"] for r in results], picks))
+    means = like_with_like(results, key)[1]
+    lines.append(_versus("mean over the common set", [r["method"] for r in results],
+                         list(zip(means, common_mean_replicates(results, key)))))
+    return lines
+
+
+def _versus(what: str, methods: list[str], picks: list[tuple[float, torch.Tensor]]) -> str:
+    best = min(range(len(picks)), key=lambda m: picks[m][0] if picks[m][0] == picks[m][0] else math.inf)
+    parts = []
+    for m, (value, reps) in enumerate(picks):
+        if m == best:
+            continue
+        low, high = _interval(reps - picks[best][1])
+        verdict = "significant" if low > 0 else "not significant"
+        parts.append(f"{methods[m]} +{value - picks[best][0]:.3f} [{low:+.3f}, {high:+.3f}] {verdict}")
+    return f"- {what}: lowest {methods[best]} ({picks[best][0]:.3f}); " + "; ".join(parts)
+
+
 def _controlled(scores: dict, targets: list[int], attrs: list[str]) -> list[str]:
     return sorted({attrs[t] for t, c in zip(targets, scores["controls"].tolist()) if c})
 
@@ -246,20 +325,30 @@ def report(summary: dict) -> str:
     header += " | compute time |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     own_means = like_with_like(results)[1]
+    own_reps = common_mean_replicates(results)
     judge_means = like_with_like(results, "judge")[1] if judged else None
+    judge_reps = common_mean_replicates(results, "judge") if judged else None
     for m, r in enumerate(results):
         ctrl = _controlled(r, r["target"], attrs)
         row = f"| {r['method']} | {len(r['names'])} | {', '.join(ctrl) or 'none'} | {len(ctrl)}"
         if judged:
             jctrl = _controlled(r["judge"], r["target"], attrs)
             row += f" | {', '.join(jctrl) or 'none'} | {len(jctrl)}"
-        row += f" | {_f(own_means[m])}" + (f" | {_f(judge_means[m])}" if judged else "")
+        row += f" | {_ci(own_means[m], own_reps[m])}" + (f" | {_ci(judge_means[m], judge_reps[m])}" if judged else "")
         secs = r["seconds"]
         lines.append(row + f" | {'n/a' if secs != secs else f'{secs:.2f} s'} |")
     union_un = sorted({attrs[t] for r in results if not r["method"].startswith(("linear map", "InterFaceGAN"))
                        for t, c in zip(r["target"], r["controls"].tolist()) if c})
     lines += ["", f"Unsupervised and closed-form methods together control {len(union_un)} of {len(attrs)} "
               f"attributes (own judge): {', '.join(union_un) or 'none'}.", "",
+              *([f"## Significance (paired bootstrap, {summary.get('replicates')} replicates, 95 %)", "",
+                 "Off-target change of each method's purest direction per attribute that every method flips; a "
+                 "difference to the lowest is significant when the interval of the paired difference (same latents, "
+                 "same bootstrap weights) excludes 0. Intervals in brackets elsewhere are 95 % percentile intervals.",
+                 ""] if summary.get("replicates") and len(results) > 1 else []),
+              *[line for key, label in judges for line in ([f"By the {label}:", ""] + significance(results, attrs, key)
+                                                             + [""] if summary.get("replicates") and len(results) > 1
+                                                             else [])],
               "## Per attribute: each method's purest direction", "",
               "Purity / off-target change of the direction with the highest purity among those named by the "
               "attribute that flip it on within the grid; **bold** = it controls the attribute (purity >= "
@@ -293,11 +382,11 @@ def report(summary: dict) -> str:
             row = (f"| {n} | {attrs[r['target'][i]]}{'' if bool(r['controls'][i]) else ' (no control)'} | "
                    f"{'+' if r['sign'][i] > 0 else '-'} | {float(r['purity'][i]):.2f} | "
                    f"{float(r['change'][i]):+.3f} | {_f(float(r['step'][i]), '.2f')} | "
-                   f"{_f(float(r['off_target'][i]))} |")
+                   f"{_ci(float(r['off_target'][i]), r['boot']['off_target'][:, i] if r.get('boot') else None)} |")
             if judged:
-                jr = r["judge"]
+                jr, jb = r["judge"], r.get("judge_boot")
                 row += (f" {float(jr['purity'][i]):.2f} | {_f(float(jr['step'][i]), '.2f')} | "
-                        f"{_f(float(jr['off_target'][i]))} |")
+                        f"{_ci(float(jr['off_target'][i]), jb['off_target'][:, i] if jb else None)} |")
             lines.append(row)
     lines += ["", "Attribute abbreviations in the heat-maps: " +
               ", ".join(f"{b} = {a}" for a, b in zip(attrs, _labels(attrs))) + "."]
@@ -318,7 +407,9 @@ def write(summary: dict, out: Path) -> Path:
     table = []
     judged = summary.get("judge") is not None
     common, own_means = like_with_like(summary["results"])
+    own_reps = common_mean_replicates(summary["results"])
     jcommon, judge_means = like_with_like(summary["results"], "judge") if judged else ([], [])
+    judge_reps = common_mean_replicates(summary["results"], "judge") if judged else []
     for m, r in enumerate(summary["results"]):
         slug = _slug(r["method"])
         rows = [f"{n} -> {attrs[t]}{'' if c else ' (x)'}" for n, t, c in zip(r["names"], r["target"], r["controls"].tolist())]
@@ -336,6 +427,7 @@ def write(summary: dict, out: Path) -> Path:
         entry = {"method": r["method"], "file": r["file"], "seconds": None if r["seconds"] != r["seconds"] else r["seconds"],
                  "controls": _controlled(r, r["target"], attrs),
                  "common_attributes": [attrs[j] for j in common], "mean_off_target_common": _or_none(own_means[m]),
+                 "mean_off_target_common_ci": [_or_none(v) for v in _interval(own_reps[m])],
                  "directions": [{"name": n, "named": attrs[t], "purity": float(p), "off_target": _or_none(float(o)),
                                  "controls": bool(c)}
                                 for n, t, p, o, c in zip(r["names"], r["target"], r["purity"], r["off_target"],
@@ -345,6 +437,7 @@ def write(summary: dict, out: Path) -> Path:
             entry["judge"] = {"source": summary["judge"], "controls": _controlled(jr, r["target"], attrs),
                               "common_attributes": [attrs[j] for j in jcommon],
                               "mean_off_target_common": _or_none(judge_means[m]),
+                              "mean_off_target_common_ci": [_or_none(v) for v in _interval(judge_reps[m])],
                               "directions": [{"purity": float(p), "off_target": _or_none(float(o)), "controls": bool(c)}
                                              for p, o, c in zip(jr["purity"], jr["off_target"], jr["controls"].tolist())]}
         table.append(entry)
@@ -355,7 +448,8 @@ def write(summary: dict, out: Path) -> Path:
 
 def main_function(directions: list[str], annotator: str = "demo", judge: Optional[str] = None,
                   generator: Optional[str] = None, num_samples: int = 400, seed: int = 12345, naming_alpha: float = 2.0,
-                  purity_threshold: float = 0.5, batch_size: int = 100, out: str = "runs/comparison",
+                  purity_threshold: float = 0.5, batch_size: int = 100, replicates: int = 200,
+                  out: str = "runs/comparison",
                   accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
                   precision: str = "32-true") -> None:
     """Name every direction by the attribute it moves most and compare the methods.
@@ -372,6 +466,8 @@ def main_function(directions: list[str], annotator: str = "demo", judge: Optiona
         naming_alpha: step (along the unit direction) at which directions are named.
         purity_threshold: minimum purity for a direction to count as controlling its attribute.
         batch_size: latents per generator call.
+        replicates: Poisson-bootstrap replicates for the 95 % intervals and the significance of differences
+            (0: none).
         out: output folder.
         accelerator, devices, strategy, num_nodes, precision: the measuring Trainer's (e.g. ``--devices 4
             --strategy ddp``; the latents are sliced across the processes and the metrics summed).
@@ -379,7 +475,7 @@ def main_function(directions: list[str], annotator: str = "demo", judge: Optiona
     t0 = time.perf_counter()
     trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision)
     summary = compare(list(directions), annotator, generator, num_samples, seed, naming_alpha, purity_threshold,
-                      batch_size, trainer, held_out_judge=judge)
+                      batch_size, trainer, held_out_judge=judge, replicates=replicates)
     if not summary["is_global_zero"]:
         return  # every rank holds the synced numbers; rank 0 writes them
     path = write(summary, Path(out))

@@ -52,12 +52,15 @@ class DirectionEvaluation(pl.LightningModule):
         judge: in ``effect`` mode, a second, held-out classifier that scores the same edited images
             (``self.judge_result``: its own ``EditEffect``, at *its* equal target success);
             ``judge_columns`` picks and orders its columns as the annotator's attributes.
+        replicates, bootstrap_seed: Poisson-bootstrap replicates of the ``effect`` sums (weights from the
+            latent indices: every method measured on the same latents gets the same, paired, weights).
     """
 
     def __init__(self, generator, annotator, directions: torch.Tensor, space: str = "z",
                  mode: Literal["naming", "effect"] = "effect", naming_alpha: float = 2.0,
                  alphas: Sequence[float] = (0.0, 1.0), targets: Optional[Sequence[int]] = None,
-                 judge=None, judge_columns: Optional[Sequence[int]] = None) -> None:
+                 judge=None, judge_columns: Optional[Sequence[int]] = None, replicates: int = 0,
+                 bootstrap_seed: int = 0) -> None:
         super().__init__()
         self.generator, self.annotator, self.judge = generator, annotator, judge
         self.judge_columns = list(judge_columns) if judge_columns is not None else None
@@ -69,9 +72,9 @@ class DirectionEvaluation(pl.LightningModule):
         else:
             if targets is None or len(targets) != k:
                 raise ValueError("DirectionEvaluation: mode 'effect' needs one target attribute per direction")
-            self.effect = EditEffect(self.alphas, list(targets), a)
+            self.effect = EditEffect(self.alphas, list(targets), a, replicates, bootstrap_seed)
             if judge is not None:
-                self.judge_effect = EditEffect(self.alphas, list(targets), a)
+                self.judge_effect = EditEffect(self.alphas, list(targets), a, replicates, bootstrap_seed)
         self.result: Optional[dict] = None
         self.judge_result: Optional[dict] = None
 
@@ -92,8 +95,8 @@ class DirectionEvaluation(pl.LightningModule):
             for i, d in enumerate(self.directions):
                 for a, alpha in enumerate(self.alphas):
                     p1, q1 = (p0, q0) if alpha == 0 else self._both(latents + alpha * d.view_as(latents[0]))
-                    self.effect.update(i, a, p0, p1)
-                    self.judge_effect.update(i, a, q0, q1)
+                    self.effect.update(i, a, p0, p1, batch["indices"])
+                    self.judge_effect.update(i, a, q0, q1, batch["indices"])
             return
         p0 = self._probs(latents)
         for i, d in enumerate(self.directions):
@@ -103,13 +106,17 @@ class DirectionEvaluation(pl.LightningModule):
                 self.minus.update(i, p0, self._probs(latents - self.naming_alpha * d))
                 continue
             for a, alpha in enumerate(self.alphas):
-                self.effect.update(i, a, p0, p0 if alpha == 0 else self._probs(latents + alpha * d))
+                self.effect.update(i, a, p0, p0 if alpha == 0 else self._probs(latents + alpha * d), batch["indices"])
 
     def on_test_epoch_end(self) -> None:
         # Every rank computes (the metrics' sync is a collective), so every rank holds the result.
         if self.mode == "naming":
             self.result = {"plus": self.plus.compute().cpu(), "minus": self.minus.compute().cpu()}
         else:
-            self.result = {k: v.cpu() for k, v in self.effect.compute().items()}
+            self.result = _to_cpu(self.effect.compute())
             if self.judge is not None:
-                self.judge_result = {k: v.cpu() for k, v in self.judge_effect.compute().items()}
+                self.judge_result = _to_cpu(self.judge_effect.compute())
+
+
+def _to_cpu(result: dict) -> dict:
+    return {k: [_to_cpu(r) for r in v] if k == "replicates" else v.cpu() for k, v in result.items()}

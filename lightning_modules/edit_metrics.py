@@ -45,41 +45,66 @@ def _interp(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor
 class EditEffect(Metric):
     """Accumulates edits of ``num_directions`` directions over ``alphas`` for ``num_attributes``.
 
-    ``update(direction, alpha_index, p0, p1)``: probabilities (B, K) before and after moving B
-    samples along one direction by ``alphas[alpha_index]``. ``targets[i]`` is the attribute
+    ``update(direction, alpha_index, p0, p1, indices=None)``: probabilities (B, K) before and after
+    moving B samples along one direction by ``alphas[alpha_index]``. ``targets[i]`` is the attribute
     column that direction i is meant to turn on.
+
+    With ``replicates`` = R > 0 it also keeps R Poisson-bootstrap replicates of every sum (weights
+    from (``seed``, sample index): see ``latentnav.lightning_modules.bootstrap``; ``update`` then needs
+    the samples' global ``indices``), and ``compute()["replicates"]`` holds R results of the same
+    form as the plain one, each with its own 50 % flip step. Two methods measured on the same
+    latents with the same seed get the same weights: their replicates are paired.
     """
 
     full_state_update = False
 
-    def __init__(self, alphas: Sequence[float], targets: Sequence[int], num_attributes: int) -> None:
+    def __init__(self, alphas: Sequence[float], targets: Sequence[int], num_attributes: int,
+                 replicates: int = 0, seed: int = 0) -> None:
         super().__init__()
         self.register_buffer("alphas", torch.tensor(list(alphas), dtype=torch.float64), persistent=False)
         if not torch.all(self.alphas[1:] > self.alphas[:-1]) or self.alphas[0] != 0:
             raise ValueError("EditEffect: alphas must start at 0 and increase")
         self.targets = list(targets)
-        n_dir, n_alpha = len(self.targets), len(self.alphas)
-        self.add_state("delta_sum", torch.zeros(n_dir, n_alpha, num_attributes, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros(n_dir, n_alpha, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("flipped", torch.zeros(n_dir, n_alpha, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("was_off", torch.zeros(n_dir, n_alpha, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("delta_off_sum", torch.zeros(n_dir, n_alpha, num_attributes, dtype=torch.float64),
+        self.replicates, self.seed = int(replicates), int(seed)
+        r, n_dir, n_alpha = 1 + self.replicates, len(self.targets), len(self.alphas)
+        # Leading dimension: 0 = the plain sums, 1..R = the bootstrap replicates.
+        self.add_state("delta_sum", torch.zeros(r, n_dir, n_alpha, num_attributes, dtype=torch.float64),
+                       dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros(r, n_dir, n_alpha, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("flipped", torch.zeros(r, n_dir, n_alpha, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("was_off", torch.zeros(r, n_dir, n_alpha, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("delta_off_sum", torch.zeros(r, n_dir, n_alpha, num_attributes, dtype=torch.float64),
                        dist_reduce_fx="sum")
 
-    def update(self, direction: int, alpha_index: int, p0: torch.Tensor, p1: torch.Tensor) -> None:
-        p0, p1 = p0.detach().double(), p1.detach().double()
-        t = self.targets[direction]
-        off = p0[:, t] < 0.5
-        self.delta_sum[direction, alpha_index] += (p1 - p0).sum(0)
-        self.count[direction, alpha_index] += len(p0)
-        self.flipped[direction, alpha_index] += (off & (p1[:, t] > 0.5)).sum()
-        self.was_off[direction, alpha_index] += off.sum()
-        self.delta_off_sum[direction, alpha_index] += (p1 - p0)[off].sum(0)
+    def _weights(self, n: int, indices: Optional[torch.Tensor], device) -> torch.Tensor:
+        """(n, 1 + R): ones, then the replicates' Poisson weights."""
+        ones = torch.ones(n, 1, dtype=torch.float64, device=device)
+        if not self.replicates:
+            return ones
+        if indices is None:
+            raise ValueError("EditEffect: with replicates, update() needs the samples' indices")
+        from latentnav.lightning_modules.bootstrap import poisson_weights
 
-    def compute(self) -> dict[str, torch.Tensor]:
-        mean_delta = self.delta_sum / self.count.clamp_min(1)[..., None]
-        mean_delta_off = self.delta_off_sum / self.was_off.clamp_min(1)[..., None]
-        flip = self.flipped / self.was_off.clamp_min(1)
+        w = poisson_weights(torch.as_tensor(indices).reshape(-1).cpu(), self.replicates, self.seed)
+        return torch.cat([ones, w.to(device=device, dtype=torch.float64)], dim=1)
+
+    def update(self, direction: int, alpha_index: int, p0: torch.Tensor, p1: torch.Tensor,
+               indices: Optional[torch.Tensor] = None) -> None:
+        p0, p1 = p0.detach().double(), p1.detach().double()
+        w = self._weights(len(p0), indices, p0.device)  # (B, R + 1)
+        t = self.targets[direction]
+        off = (p0[:, t] < 0.5).double()
+        delta = p1 - p0
+        self.delta_sum[:, direction, alpha_index] += w.T @ delta
+        self.count[:, direction, alpha_index] += w.sum(0)
+        self.flipped[:, direction, alpha_index] += w.T @ (off * (p1[:, t] > 0.5).double())
+        self.was_off[:, direction, alpha_index] += w.T @ off
+        self.delta_off_sum[:, direction, alpha_index] += w.T @ (delta * off[:, None])
+
+    def _result(self, r: int) -> dict[str, torch.Tensor]:
+        mean_delta = self.delta_sum[r] / self.count[r].clamp_min(1)[..., None]
+        mean_delta_off = self.delta_off_sum[r] / self.was_off[r].clamp_min(1)[..., None]
+        flip = self.flipped[r] / self.was_off[r].clamp_min(1)
         n_dir, _, k = mean_delta.shape
         effect = torch.full((n_dir, k), math.nan, dtype=torch.float64)
         effect_off = torch.full((n_dir, k), math.nan, dtype=torch.float64)
@@ -107,6 +132,12 @@ class EditEffect(Metric):
                 "flip_curve": flip, "off_target_abs_mean": torch.nanmean(off_target.abs()),
                 "off_target_abs_max": torch.nan_to_num(off_target.abs(), nan=-1.0).max(),
                 "cannot_flip": torch.isnan(step)}
+
+    def compute(self) -> dict:
+        result = self._result(0)
+        if self.replicates:
+            result["replicates"] = [self._result(r) for r in range(1, 1 + self.replicates)]
+        return result
 
 
 def project_out(d: torch.Tensor, vectors: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:

@@ -55,7 +55,12 @@ def test_comparison_names_a_known_direction_and_writes_everything(tmp_path, caps
     # Like with like: both methods flip only Smiling, so both averages are over {Smiling}: the same direction.
     assert table[0]["common_attributes"] == table[1]["common_attributes"] == ["Smiling"]
     assert table[0]["mean_off_target_common"] == pytest.approx(table[1]["mean_off_target_common"], abs=1e-9)
-    assert "No held-out judge was given" in (out / "comparison.md").read_text()
+    text = (out / "comparison.md").read_text()
+    assert "No held-out judge was given" in text
+    low, high = table[0]["mean_off_target_common_ci"]
+    assert low < table[0]["mean_off_target_common"] < high  # a 95 % bootstrap interval around the estimate
+    # The same direction in both methods: the paired difference is exactly 0 in every replicate.
+    assert "- Smiling: lowest method" in text and "[+0.000, +0.000] not significant" in text
     text = (out / "comparison.md").read_text()
     assert "| method A | 2 | Smiling | 1 |" in text
     assert (out / "effects_method_A.png").is_file() and (out / "names_method_B.tsv").is_file()
