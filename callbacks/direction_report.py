@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -33,6 +34,53 @@ def _fmt(x: float) -> str:
     return "n/a" if x != x else f"{x:+.2f}"
 
 
+def _num(x: float) -> str:
+    return "n/a" if x != x else f"{x:.3f}"
+
+
+def _interval(replicates: Optional[torch.Tensor]) -> tuple[float, float]:
+    from latentnav.lightning_modules.bootstrap import percentile_interval
+
+    if replicates is None or not bool(torch.isfinite(replicates).any()):
+        return math.nan, math.nan
+    low, high = percentile_interval(replicates, ignore_nan=True)
+    return float(low), float(high)
+
+
+def _difference(value: float, reps: Optional[torch.Tensor], mine: Optional[torch.Tensor]) -> str:
+    low, high = _interval(None if reps is None or mine is None else reps - mine)
+    if low != low:
+        return f"{value:+.3f}"
+    return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]" + (" significant" if low > 0 or high < 0 else "")
+
+
+def _off_target_rows(result: dict) -> torch.Tensor:
+    """Per direction: mean |change| of the other attributes at its 50 % flip step (K,), NaN if it cannot flip."""
+    off = result["effect"].reshape(len(result["targets"]), -1).clone()
+    for i, t in enumerate(result["targets"]):
+        off[i, t] = math.nan
+    return torch.nanmean(off.abs(), dim=1)
+
+
+def common_flipped(results: dict) -> list[str]:
+    """Attribute names whose direction flips (within the grid) in every run."""
+    runs = list(results.values())
+    return [n for n in runs[0]["names"]
+            if all(n in r["names"] and not bool(r["cannot_flip"].reshape(-1)[r["names"].index(n)]) for r in runs)]
+
+
+def common_mean(result: dict, common: list[str]) -> tuple[float, Optional[torch.Tensor]]:
+    """(mean over ``common`` of the per-direction off-target change, its replicates (R,) or None)."""
+    if not common:
+        return math.nan, None
+    idx = [result["names"].index(n) for n in common]
+    value = float(_off_target_rows(result)[idx].mean())
+    reps = result.get("replicates")
+    if not reps:
+        return value, None
+    return value, torch.stack([_off_target_rows(dict(r, targets=result["targets"]))[idx].mean() for r in reps])
+
+
 class DirectionReport(pl.Callback):
     """Evaluates ``pl_module.directions()`` (K, d) for ``pl_module.attributes`` at the end of fit.
 
@@ -43,20 +91,26 @@ class DirectionReport(pl.Callback):
     ``export_to``: also copy ``directions.npz`` to this stable path.
     ``generator``, ``annotator``, ``space``: None (the default) = the datamodule's, so a config names
     them once (under ``data``); given, they must agree with the datamodule's.
+    ``judge``: a held-out classifier (e.g. ``demo_judge``) that re-scores every edit at its own equal
+    target success; the summary then has a column per judge. ``replicates``: Poisson-bootstrap
+    replicates for the summary's 95 % intervals and the paired significance of "this run" against
+    the others (0: none). The summary averages over the attributes that every run flips (named).
     """
 
     def __init__(self, generator: Optional[str] = None, annotator: Optional[str] = None, space: Optional[str] = None,
                  reference: str = "Young",
                  num_samples: int = 400, seed: int = 12345, compare_with: Optional[str] = None,
                  export_to: Optional[str] = None, method: str = "linear_map", conditional: bool = True,
-                 guided_samples: int = 0) -> None:
+                 guided_samples: int = 0, judge: Optional[str] = None, replicates: int = 200) -> None:
         self.generator_source, self.annotator_source = generator, annotator
         self.space, self.reference = space, reference
         self.num_samples, self.seed = num_samples, seed
         self.compare_with, self.export_to, self.method = compare_with, export_to, method
         self.conditional = conditional
         self.guided_samples = guided_samples
+        self.judge_source, self.replicates = judge, replicates
         self.results: dict = {}
+        self.judge_results: dict = {}
         self._t0: Optional[float] = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -83,10 +137,14 @@ class DirectionReport(pl.Callback):
                                   "leave it out to use the data's")
 
     def _measure(self, trainer, G, judge, directions, names) -> dict:
+        missing = [n for n in names if n not in judge.attributes]
+        if missing:
+            raise ConfigError(f"DirectionReport: classifier {judge.source} has no column for {', '.join(missing)}")
         targets = [judge.attributes.index(n) for n in names]
-        metric = EditEffect(DEFAULT_ALPHAS, targets, len(judge.attributes)).to(G.device)
-        return measure_edits(G, judge, directions, targets, DEFAULT_ALPHAS, self.num_samples, self.seed, self.space,
-                             metric=metric, rank=trainer.global_rank, world_size=trainer.world_size)
+        metric = EditEffect(DEFAULT_ALPHAS, targets, len(judge.attributes), self.replicates, self.seed).to(G.device)
+        result = measure_edits(G, judge, directions, targets, DEFAULT_ALPHAS, self.num_samples, self.seed, self.space,
+                               metric=metric, rank=trainer.global_rank, world_size=trainer.world_size)
+        return dict(result, targets=targets)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from latentnav.generators import load_generator
@@ -111,6 +169,11 @@ class DirectionReport(pl.Callback):
                 runs[f"{label}, conditional on all others"] = (conditional_directions(d), n)
         self.results = {label: dict(self._measure(trainer, G, judge, d, n), directions=d, names=n)
                         for label, (d, n) in runs.items()}
+        if self.judge_source:
+            held_out = load_annotator(self.judge_source, map_location=device).to(device)
+            self.judge_name = held_out.source
+            self.judge_results = {label: dict(self._measure(trainer, G, held_out, d, n), directions=d, names=n)
+                                  for label, (d, n) in runs.items()}
         if self.guided_samples:
             # Beyond the paper, slower: follow this run's directions in small steps, keeping all
             # other attributes fixed to first order with the classifier's gradients.
@@ -118,11 +181,11 @@ class DirectionReport(pl.Callback):
 
             d, n = runs["this run"]
             targets = [judge.attributes.index(x) for x in n]
-            metric = EditEffect(DEFAULT_ALPHAS, targets, len(judge.attributes)).to(G.device)
+            metric = EditEffect(DEFAULT_ALPHAS, targets, len(judge.attributes), self.replicates, self.seed).to(G.device)
             guided = measure_guided_edits(G, judge, d, targets, DEFAULT_ALPHAS, self.guided_samples, self.seed,
                                           self.space, metric=metric, rank=trainer.global_rank,
                                           world_size=trainer.world_size)
-            self.results["this run, classifier-guided"] = dict(guided, directions=d, names=n)
+            self.results["this run, classifier-guided"] = dict(guided, directions=d, names=n, targets=targets)
         if not trainer.is_global_zero:
             return
         path = write_directions(log_dir / "directions.npz", runs["this run"][0], names,
@@ -146,9 +209,12 @@ class DirectionReport(pl.Callback):
             ex.add_image("directions/edit_grid", grid, trainer.global_step, dataformats="HWC")
         print(f"\nlatentnav: directions written to {path}\n  report: {log_dir / 'report.md'}\n"
               f"  edit grid: {log_dir / 'edit_grid.png'}   cosine heat-map: {log_dir / 'cosines.png'}")
+        common = common_flipped(self.results)
         for label, r in self.results.items():
-            print(f"  {label}: mean off-target |dp| {float(r['off_target_abs_mean']):.3f}, "
-                  f"max {float(r['off_target_abs_max']):.3f} at equal target success")
+            value, reps = common_mean(r, common)
+            low, high = _interval(reps)
+            print(f"  {label}: mean off-target |dp| {value:.3f}" + ("" if low != low else f" [{low:.3f}, {high:.3f}]")
+                  + f" over the {len(common)} attributes every run flips, at equal target success")
 
     def report(self, all_names: list[str]) -> str:
         labels = list(self.results)
@@ -177,13 +243,29 @@ class DirectionReport(pl.Callback):
                 i = r["names"].index(self.reference) if self.reference in r["names"] else None
                 cells.append("n/a" if i is None else _fmt(float(r["effect"][i, j])))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines += ["", "## Summary at equal target success", "",
-                  "| run | mean off-target abs dp | max off-target abs dp | cannot flip |", "|---|---|---|---|"]
-        for label in labels:
-            r = self.results[label]
-            cannot = [n for n, c in zip(r["names"], r["cannot_flip"].tolist()) if c] or ["none"]
-            lines.append(f"| {label} | {float(r['off_target_abs_mean']):.3f} | {float(r['off_target_abs_max']):.3f} | "
-                         f"{', '.join(cannot)} |")
+        lines += ["", "## Summary at equal target success", ""]
+        judges = [("own judge", self.results)] + ([("held-out judge", self.judge_results)] if self.judge_results else [])
+        if not self.judge_results:
+            lines += ["No held-out judge (`judge:`): these figures are the annotator's, which labelled the data the "
+                      "directions were fitted to.", ""]
+        for title, results in judges:
+            common = common_flipped(results)
+            lines += [f"By the {title} ({getattr(self, 'judge_name', '') if results is self.judge_results else self.annotator_source}): "
+                      f"mean absolute change of the other attributes' probabilities at each direction's 50 % flip step, "
+                      f"averaged over the attributes every run flips ({', '.join(common) or 'none'}), with a 95 % "
+                      "bootstrap interval; the difference to 'this run' is paired (same latents and weights).", "",
+                      "| run | mean off-target abs dp (common set) | difference to this run | max off-target abs dp "
+                      "| cannot flip |", "|---|---|---|---|---|"]
+            mine = common_mean(results["this run"], common) if "this run" in results else None
+            for label in labels:
+                r = results[label]
+                value, reps = common_mean(r, common)
+                low, high = _interval(reps)
+                diff = "" if label == "this run" or mine is None else _difference(value - mine[0], reps, mine[1])
+                cannot = [n for n, c in zip(r["names"], r["cannot_flip"].tolist()) if c] or ["none"]
+                lines.append(f"| {label} | {_num(value)}{'' if low != low else f' [{low:.3f}, {high:.3f}]'} | {diff} | "
+                             f"{float(r['off_target_abs_max']):.3f} | {', '.join(cannot)} |")
+            lines.append("")
         for label in labels:
             r = self.results[label]
             lines += ["", f"## Per direction ({label})", "",

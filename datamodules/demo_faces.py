@@ -242,6 +242,46 @@ def generate(
     return images, labels
 
 
+#: The continuous nuisance factors :func:`render_with_nuisance` returns, in column order, each in the
+#: renderer's own units: ``cx``, ``cy`` face centre and ``scale`` face size in image units (the image
+#: spans [-1, 1], so one pixel at 32 px is 0.0625), ``skin`` tone (0 light .. 1 dark), the background
+#: colour at the image's middle row (``background_r/g/b`` in [0, 1]) and its vertical ``gradient``
+#: (relative change per image half-height). Hat colour and the unlabelled hair colour of bald faces
+#: are categorical and left out.
+NUISANCE_FACTORS: tuple[str, ...] = (
+    "cx", "cy", "scale", "skin", "background_r", "background_g", "background_b", "gradient",
+)
+
+
+def nuisance_factors(nuisance: dict[str, np.ndarray]) -> np.ndarray:
+    """The continuous factors of a :func:`_sample_nuisance` draw as float32 (n, 8), columns :data:`NUISANCE_FACTORS`."""
+    columns = [nuisance["cx"], nuisance["cy"], nuisance["scale"], nuisance["skin"], *np.moveaxis(nuisance["background"], 1, 0),
+               nuisance["gradient"]]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def render_with_nuisance(
+    n: int, seed: int = 0, image_size: int = 32, chunk: int = 512
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`generate` that also returns what it drew besides the attributes.
+
+    Returns ``(images, labels, factors)``: ``images`` and ``labels`` are exactly
+    ``generate(n, seed, image_size)``'s, ``factors`` float32 (n, 8) holds each face's
+    :data:`NUISANCE_FACTORS` in their own units.
+    """
+    if n < 1 or image_size < 16:
+        raise ConfigError(f"demo faces: need num_faces >= 1 and image_size >= 16, got {n} and {image_size}")
+    rng = np.random.default_rng(seed)  # the same draws, in the same order, as generate()
+    attrs = sample_attributes(n, rng)
+    nuisance = _sample_nuisance(n, rng)
+    images = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
+    for start in range(0, n, chunk):
+        sl = slice(start, start + chunk)
+        images[sl] = render_faces({k: a[sl] for k, a in attrs.items()}, {k: a[sl] for k, a in nuisance.items()}, image_size)
+    labels = np.stack([np.where(attrs[k], 1, -1) for k in DEMO_ATTRIBUTES], axis=1).astype(np.int8)
+    return images, labels, nuisance_factors(nuisance)
+
+
 def partition_of(n: int, val_fraction: float = 0.1, test_fraction: float = 0.1) -> np.ndarray:
     """Official-split codes (0 train, 1 val, 2 test) in file order, like CelebA's contiguous split."""
     n_test = int(round(n * test_fraction))

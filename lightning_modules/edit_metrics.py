@@ -182,6 +182,7 @@ def measure_guided_edits(generator, annotator, directions: torch.Tensor, targets
     keeping every other classifier attribute fixed to first order (see :func:`guided_step`)."""
     metric = metric or EditEffect(alphas, targets, len(annotator.attributes))
     latents = generator.sample(num_samples, seed=seed, space=space)[rank::world_size]
+    ids = torch.arange(num_samples)[rank::world_size]
     unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latents.device)
     p0 = annotator(generator.synthesize(latents, space))
     for i, d in enumerate(unit):
@@ -192,7 +193,7 @@ def measure_guided_edits(generator, annotator, directions: torch.Tensor, targets
                 move = min(substep, alpha - at)
                 z = guided_step(generator, annotator, z, d, keep, move, space)
                 at += move
-            metric.update(i, a, p0, p0 if alpha == 0 else annotator(generator.synthesize(z, space)))
+            metric.update(i, a, p0, p0 if alpha == 0 else annotator(generator.synthesize(z, space)), ids)
     return metric.compute()
 
 
@@ -206,11 +207,12 @@ def measure_edits(generator, annotator, directions: torch.Tensor, targets: Seque
     ``rank::world_size``; the metric sums the slices, so 1 and N processes agree."""
     metric = metric or EditEffect(alphas, targets, len(annotator.attributes))
     latents = generator.sample(num_samples, seed=seed, space=space)[rank::world_size]
+    indices = torch.arange(num_samples)[rank::world_size]  # the samples' global ids (bootstrap weights)
     unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latents.device)
-    for chunk in latents.split(batch_size):
+    for chunk, ids in zip(latents.split(batch_size), indices.split(batch_size)):
         p0 = annotator(generator.synthesize(chunk, space))
         for i, d in enumerate(unit):
             for a, alpha in enumerate(alphas):
                 p1 = p0 if alpha == 0 else annotator(generator.synthesize(chunk + alpha * d.view_as(chunk[0]), space))
-                metric.update(i, a, p0, p1)
+                metric.update(i, a, p0, p1, ids)
     return metric.compute()
