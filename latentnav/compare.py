@@ -110,6 +110,25 @@ def equal_success_scores(effect: dict, targets: list[int], named: dict, purity_t
             "changes": torch.where(effect["cannot_flip"][:, None], named["changes"].double(), at_step)}
 
 
+def side_effects_at_step(side: dict, steps: torch.Tensor) -> dict:
+    """What else each direction changes at its equal-success step ``steps (K,)`` (the held-out judge's
+    when there is one): mean-AD at the target change (and its replicates), pixel change, judge-feature
+    distance and nuisance factors (K, F) in their units."""
+    from latentnav.callbacks.direction_report import DEFAULT_ALPHAS
+    from latentnav.lightning_modules.change_metrics import at_steps
+
+    alphas = torch.tensor(DEFAULT_ALPHAS, dtype=torch.float64)
+    ad = side["ad"]
+    k = len(steps)
+    out = {"ad": ad["mean_ad_at_target"].reshape(k),
+           "ad_replicates": ad["mean_ad_at_target_replicates"].reshape(k, -1) if "mean_ad_at_target_replicates" in ad else None,
+           "pixels": at_steps(side["pixels"][0], alphas, steps)[:, 0],
+           "features": at_steps(side["features"][0], alphas, steps)[:, 0]}
+    if "nuisance" in side:
+        out["nuisance"] = at_steps(side["nuisance"][0], alphas, steps)
+    return out
+
+
 def _replicate_scores(effect: dict, targets: list[int], named: dict, purity_threshold: float) -> Optional[dict]:
     """Off-target change and purity (R, K) in each bootstrap replicate (each with its own 50 % step)."""
     reps = effect.get("replicates")
@@ -133,7 +152,8 @@ def _judge_columns(source: str, attributes: list[str]):
 
 def compare(files: list[str], annotator: str = "demo", generator: Optional[str] = None, num_samples: int = 400,
             seed: int = 12345, naming_alpha: float = 2.0, purity_threshold: float = 0.5, batch_size: int = 100,
-            trainer=None, held_out_judge: Optional[str] = None, replicates: int = 200) -> dict:
+            trainer=None, held_out_judge: Optional[str] = None, replicates: int = 200,
+            nuisance: Optional[str] = None) -> dict:
     """The comparison's numbers (see the module docstring) for a list of directions files.
 
     Both passes run as ``trainer.test`` loops (``make_trainer()`` by default) over latent indices:
@@ -157,6 +177,11 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
     own = load_annotator(annotator)  # the classifier that labelled the directions' training data
     attributes = list(own.attributes)
     held_out, judge_columns = (None, None) if held_out_judge is None else _judge_columns(held_out_judge, attributes)
+    reader = None
+    if nuisance is not None:
+        from latentnav.lightning_modules.nuisance_regressor import load_nuisance_reader
+
+        reader = load_nuisance_reader(nuisance)
     trainer = trainer or make_trainer()
     indices = LatentIndicesDataModule(num=num_samples, seed=seed, batch_size=batch_size)
     results = []
@@ -174,7 +199,7 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
         targets = named["target"].tolist()
         measuring = DirectionEvaluation(G, own, oriented, space, mode="effect", alphas=DEFAULT_ALPHAS, targets=targets,
                                         judge=held_out, judge_columns=judge_columns, replicates=replicates,
-                                        bootstrap_seed=seed)
+                                        bootstrap_seed=seed, side_effects=True, nuisance=reader)
         trainer.test(measuring, datamodule=indices, verbose=False)
         scores = equal_success_scores(measuring.result, targets, named, purity_threshold)
         results.append({
@@ -186,11 +211,13 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
             "boot": _replicate_scores(measuring.result, targets, named, purity_threshold),
             "judge_boot": (_replicate_scores(measuring.judge_result, targets, named, purity_threshold)
                            if held_out is not None else None),
+            "side": side_effects_at_step(measuring.side_result, (measuring.judge_result if held_out is not None
+                                                                  else measuring.result)["step"].reshape(-1)),
             "measure_seconds": time.perf_counter() - t0,
         })
     return {"attributes": attributes, "results": results, "generator": G.identity, "num_samples": num_samples,
             "annotator": own.source, "judge": held_out.source if held_out is not None else None,
-            "replicates": replicates,
+            "replicates": replicates, "nuisance_factors": list(reader.factor_names) if reader is not None else None,
             "naming_alpha": naming_alpha, "purity_threshold": purity_threshold,
             "is_global_zero": trainer.is_global_zero, "processes": trainer.world_size}
 
@@ -292,6 +319,23 @@ def _versus(what: str, methods: list[str], picks: list[tuple[float, torch.Tensor
     return f"- {what}: lowest {methods[best]} ({picks[best][0]:.3f}); " + "; ".join(parts)
 
 
+AD_LEVEL = 1.0  # target change (in its logit's standard deviations) at which AD is read
+
+
+def common_ad(results: list[dict], m: int, key: Optional[str] = None) -> tuple[float, Optional[torch.Tensor]]:
+    """Method ``m``'s mean AD over the attributes every method flips (by that judge), with replicates."""
+    common = common_attributes(results, key)
+    r = results[m]
+    scores = r[key] if key else r
+    idx = [purest(scores, r["target"], j) for j in common]
+    if not idx:
+        return math.nan, None
+    side = r["side"]
+    value = float(side["ad"][idx].mean())
+    reps = side["ad_replicates"][idx].mean(0) if side["ad_replicates"] is not None else None
+    return value, reps
+
+
 def _controlled(scores: dict, targets: list[int], attrs: list[str]) -> list[str]:
     return sorted({attrs[t] for t, c in zip(targets, scores["controls"].tolist()) if c})
 
@@ -312,6 +356,13 @@ def report(summary: dict) -> str:
                                             "at its own equal target success." if judged else
                                             " No held-out judge was given (`--judge`): these figures grade the "
                                             "supervised methods with the classifier they were fitted to."), ""]
+    lines += [f"What else an edit changes, at the equal-success step of the {'held-out' if judged else 'own'} judge: "
+              f"attribute dependency (AD, Wu et al. 2021: the other attributes' mean absolute logit change in their "
+              f"standard deviations, read where the target's logit has moved by {AD_LEVEL:g} standard deviation), the "
+              "mean absolute pixel change (images in [-1, 1]), the distance of the judge's penultimate features"
+              + (", and the generator-independent nuisance factors read back from the images "
+                 f"({', '.join(summary['nuisance_factors'])}; in their own units)" if summary.get("nuisance_factors")
+                 else "") + ".", ""]
     judges = [(None, "own judge")] + ([("judge", "held-out judge")] if judged else [])
     lines += ["## Per method", ""]
     for key, label in judges:
@@ -322,7 +373,7 @@ def report(summary: dict) -> str:
     header = "| method | directions | attributes controlled (own judge) | #"
     header += " | attributes controlled (held-out judge) | #" if judged else ""
     header += " | mean off-target change, own judge" + (" | mean off-target change, held-out judge" if judged else "")
-    header += " | compute time |"
+    header += f" | mean AD at {AD_LEVEL:g} sigma ({'held-out' if judged else 'own'} judge) | compute time |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     own_means = like_with_like(results)[1]
     own_reps = common_mean_replicates(results)
@@ -336,6 +387,8 @@ def report(summary: dict) -> str:
             row += f" | {', '.join(jctrl) or 'none'} | {len(jctrl)}"
         row += f" | {_ci(own_means[m], own_reps[m])}" + (f" | {_ci(judge_means[m], judge_reps[m])}" if judged else "")
         secs = r["seconds"]
+        ad_value, ad_reps = common_ad(results, m, "judge" if judged else None)
+        row += f" | {_ci(ad_value, ad_reps)}"
         lines.append(row + f" | {'n/a' if secs != secs else f'{secs:.2f} s'} |")
     union_un = sorted({attrs[t] for r in results if not r["method"].startswith(("linear map", "InterFaceGAN"))
                        for t, c in zip(r["target"], r["controls"].tolist()) if c})
@@ -376,7 +429,9 @@ def report(summary: dict) -> str:
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     for r in results:
         head = ("| direction | named | sign | purity at the 50 % flip step | change at naming alpha | step to 50 % flip | "
-                "off-target |") + (" purity (held-out) | step (held-out) | off-target (held-out) |" if judged else "")
+                "off-target |") + (" purity (held-out) | step (held-out) | off-target (held-out) |" if judged else "") + (
+                " AD | pixel change | feature distance |" + (" largest nuisance move |" if summary.get("nuisance_factors")
+                                                              else ""))
         lines += ["", f"## {r['method']} ({r['file']})", "", head, "|" + "---|" * (head.count("|") - 1)]
         for i, n in enumerate(r["names"]):
             row = (f"| {n} | {attrs[r['target'][i]]}{'' if bool(r['controls'][i]) else ' (no control)'} | "
@@ -387,6 +442,16 @@ def report(summary: dict) -> str:
                 jr, jb = r["judge"], r.get("judge_boot")
                 row += (f" {float(jr['purity'][i]):.2f} | {_f(float(jr['step'][i]), '.2f')} | "
                         f"{_ci(float(jr['off_target'][i]), jb['off_target'][:, i] if jb else None)} |")
+            side = r["side"]
+            row += (f" {_ci(float(side['ad'][i]), side['ad_replicates'][i] if side['ad_replicates'] is not None else None)}"
+                    f" | {_f(float(side['pixels'][i]))} | {_f(float(side['features'][i]), '.2f')} |")
+            if summary.get("nuisance_factors"):
+                moves = side["nuisance"][i]
+                if bool(torch.isfinite(moves).any()):
+                    f = int(torch.nan_to_num(moves, nan=-1).argmax())
+                    row += f" {summary['nuisance_factors'][f]} {float(moves[f]):.3f} |"
+                else:
+                    row += " n/a |"
             lines.append(row)
     lines += ["", "Attribute abbreviations in the heat-maps: " +
               ", ".join(f"{b} = {a}" for a, b in zip(attrs, _labels(attrs))) + "."]
@@ -424,14 +489,21 @@ def write(summary: dict, out: Path) -> Path:
             f"{n}\t{attrs[t]}\t{int(s)}\t{float(p):.4f}\t{float(o):.4f}\t{int(c)}\n"
             for n, t, s, p, o, c in zip(r["names"], r["target"], r["sign"].tolist(), r["purity"], r["off_target"],
                                         mask.tolist())))
+        ad_value, ad_reps = common_ad(summary["results"], m, "judge" if judged else None)
         entry = {"method": r["method"], "file": r["file"], "seconds": None if r["seconds"] != r["seconds"] else r["seconds"],
+                 "mean_ad_common": _or_none(ad_value), "mean_ad_common_ci": [_or_none(v) for v in _interval(ad_reps)],
                  "controls": _controlled(r, r["target"], attrs),
                  "common_attributes": [attrs[j] for j in common], "mean_off_target_common": _or_none(own_means[m]),
                  "mean_off_target_common_ci": [_or_none(v) for v in _interval(own_reps[m])],
                  "directions": [{"name": n, "named": attrs[t], "purity": float(p), "off_target": _or_none(float(o)),
-                                 "controls": bool(c)}
-                                for n, t, p, o, c in zip(r["names"], r["target"], r["purity"], r["off_target"],
-                                                         mask.tolist())]}
+                                 "controls": bool(c), "ad": _or_none(float(r["side"]["ad"][i])),
+                                 "pixel_change": _or_none(float(r["side"]["pixels"][i])),
+                                 "feature_distance": _or_none(float(r["side"]["features"][i])),
+                                 **({"nuisance": {f: _or_none(float(v)) for f, v in
+                                                  zip(summary["nuisance_factors"], r["side"]["nuisance"][i].tolist())}}
+                                    if summary.get("nuisance_factors") else {})}
+                                for i, (n, t, p, o, c) in enumerate(zip(r["names"], r["target"], r["purity"],
+                                                                        r["off_target"], mask.tolist()))]}
         if judged:
             jr = r["judge"]
             entry["judge"] = {"source": summary["judge"], "controls": _controlled(jr, r["target"], attrs),
@@ -447,6 +519,7 @@ def write(summary: dict, out: Path) -> Path:
 
 
 def main_function(directions: list[str], annotator: str = "demo", judge: Optional[str] = None,
+                  nuisance: Optional[str] = None,
                   generator: Optional[str] = None, num_samples: int = 400, seed: int = 12345, naming_alpha: float = 2.0,
                   purity_threshold: float = 0.5, batch_size: int = 100, replicates: int = 200,
                   out: str = "runs/comparison",
@@ -460,6 +533,8 @@ def main_function(directions: list[str], annotator: str = "demo", judge: Optiona
             the one that labelled the supervised methods' data.
         judge: a held-out classifier (e.g. ``demo_judge``: another backbone, trained on other renders)
             that scores the same edited images; the report shows both judges side by side.
+        nuisance: a reader of factors that are not attributes (``demo``: the demo renderer's face position,
+            size, skin tone and background), whose change at the equal-success step is reported.
         generator: generator source (default: the one recorded in the files; its sha256 must match).
         num_samples: latents each direction is measured on.
         seed: latent sampling seed.
@@ -475,7 +550,7 @@ def main_function(directions: list[str], annotator: str = "demo", judge: Optiona
     t0 = time.perf_counter()
     trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision)
     summary = compare(list(directions), annotator, generator, num_samples, seed, naming_alpha, purity_threshold,
-                      batch_size, trainer, held_out_judge=judge, replicates=replicates)
+                      batch_size, trainer, held_out_judge=judge, replicates=replicates, nuisance=nuisance)
     if not summary["is_global_zero"]:
         return  # every rank holds the synced numbers; rank 0 writes them
     path = write(summary, Path(out))

@@ -69,6 +69,10 @@ class Annotator(Frozen, nn.Module):
         for every backbone in ``BACKBONES``; a backbone whose output is not that layer's output
         is refused. Gradients flow to the images as in :meth:`logits`.
         """
+        return self.features_and_logits(images)[0]
+
+    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`features` (B, F) and :meth:`logits` (B, K) of one forward pass."""
         head = self._head()
         seen: dict[str, torch.Tensor] = {}
 
@@ -83,7 +87,7 @@ class Annotator(Frozen, nn.Module):
         if seen.get("output") is not logits:
             raise TypeError(f"annotator: the backbone's output is not the output of its last linear layer "
                             f"({type(head).__name__}); cannot tell its penultimate features")
-        return seen["input"].flatten(1)
+        return seen["input"].flatten(1), logits
 
     def _head(self) -> nn.Linear:
         linears = [m for m in self.net.modules() if isinstance(m, nn.Linear)]

@@ -54,13 +54,20 @@ class DirectionEvaluation(pl.LightningModule):
             ``judge_columns`` picks and orders its columns as the annotator's attributes.
         replicates, bootstrap_seed: Poisson-bootstrap replicates of the ``effect`` sums (weights from the
             latent indices: every method measured on the same latents gets the same, paired, weights).
+        side_effects: in ``effect`` mode, also what else each edit changes, per step: attribute dependency
+            (``AttributeDependency`` on the held-out judge's logits, or the annotator's without one; read at
+            ``at_target_change`` sigma of target change), the mean absolute pixel change, the distance
+            of the judge's penultimate features, and with ``nuisance`` (a frozen reader: images -> (B, F)
+            factors in their units, e.g. the demo's) the mean absolute change of each factor.
+            ``self.side_result``: {"ad": AD's compute(), "pixels", "features", "nuisance": (1 + R, K, n_alpha, F)}.
     """
 
     def __init__(self, generator, annotator, directions: torch.Tensor, space: str = "z",
                  mode: Literal["naming", "effect"] = "effect", naming_alpha: float = 2.0,
                  alphas: Sequence[float] = (0.0, 1.0), targets: Optional[Sequence[int]] = None,
                  judge=None, judge_columns: Optional[Sequence[int]] = None, replicates: int = 0,
-                 bootstrap_seed: int = 0) -> None:
+                 bootstrap_seed: int = 0, side_effects: bool = False, nuisance=None,
+                 at_target_change: float = 1.0) -> None:
         super().__init__()
         self.generator, self.annotator, self.judge = generator, annotator, judge
         self.judge_columns = list(judge_columns) if judge_columns is not None else None
@@ -75,28 +82,62 @@ class DirectionEvaluation(pl.LightningModule):
             self.effect = EditEffect(self.alphas, list(targets), a, replicates, bootstrap_seed)
             if judge is not None:
                 self.judge_effect = EditEffect(self.alphas, list(targets), a, replicates, bootstrap_seed)
+            self.side_effects, self.nuisance = side_effects, nuisance
+            if side_effects:
+                from latentnav.lightning_modules.attribute_dependency import AttributeDependency
+                from latentnav.lightning_modules.change_metrics import MeanAbsChange
+
+                n = len(self.alphas)
+                self.ad = AttributeDependency(self.alphas, list(targets), a, at_target_change, replicates, bootstrap_seed)
+                self.pixel_change = MeanAbsChange(k, n, 1, replicates, bootstrap_seed)
+                self.feature_change = MeanAbsChange(k, n, 1, replicates, bootstrap_seed)
+                if nuisance is not None:
+                    self.nuisance_change = MeanAbsChange(k, n, len(nuisance.factor_names), replicates, bootstrap_seed)
+        self.side_result: Optional[dict] = None
         self.result: Optional[dict] = None
         self.judge_result: Optional[dict] = None
 
     def _probs(self, latents: torch.Tensor) -> torch.Tensor:
         return self.annotator(self.generator.synthesize(latents, self.space)).float()
 
-    def _both(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The annotator's and the judge's probabilities (B, A) of the same images."""
+    def _observe(self, latents: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the measures read from one batch of images: the annotator's probabilities ``p`` (B, A);
+        with a judge its probabilities ``q`` in the annotator's column order; with ``side_effects`` the
+        images, the judge's (or else the annotator's) logits and penultimate features, the nuisance factors."""
         images = self.generator.synthesize(latents, self.space)
-        judged = self.judge(images).float()
-        return self.annotator(images).float(), judged[:, self.judge_columns] if self.judge_columns else judged
+        out = {"p": self.annotator(images).float()}
+        reader = self.judge if self.judge is not None else self.annotator
+        if self.judge is not None or self.side_effects:
+            features, logits = reader.features_and_logits(images)
+            logits = logits.float()[:, self.judge_columns] if self.judge is not None and self.judge_columns else logits.float()
+            if self.judge is not None:
+                out["q"] = torch.sigmoid(logits)
+            if self.side_effects:
+                out.update(images=images.float(), judge_logits=logits, features=features.float())
+                if self.nuisance is not None:
+                    out["nuisance"] = self.nuisance(images).float()
+        return out
 
     @torch.no_grad()
     def test_step(self, batch: dict, batch_idx: int) -> None:
         latents = self.generator.latents_at(batch["indices"], int(batch["seed"]), self.space).to(self.device)
-        if self.mode == "effect" and self.judge is not None:
-            p0, q0 = self._both(latents)
+        if self.mode == "effect" and (self.judge is not None or self.side_effects):
+            ids = batch["indices"]
+            v0 = self._observe(latents)
             for i, d in enumerate(self.directions):
                 for a, alpha in enumerate(self.alphas):
-                    p1, q1 = (p0, q0) if alpha == 0 else self._both(latents + alpha * d.view_as(latents[0]))
-                    self.effect.update(i, a, p0, p1, batch["indices"])
-                    self.judge_effect.update(i, a, q0, q1, batch["indices"])
+                    v1 = v0 if alpha == 0 else self._observe(latents + alpha * d.view_as(latents[0]))
+                    self.effect.update(i, a, v0["p"], v1["p"], ids)
+                    if self.judge is not None:
+                        self.judge_effect.update(i, a, v0["q"], v1["q"], ids)
+                    if self.side_effects:
+                        self.ad.update(i, a, v0["judge_logits"], v1["judge_logits"], ids)
+                        pixels = (v1["images"] - v0["images"]).abs().flatten(1).mean(1, keepdim=True)
+                        self.pixel_change.update(i, a, torch.zeros_like(pixels), pixels, ids)
+                        feats = (v1["features"] - v0["features"]).norm(dim=1, keepdim=True)
+                        self.feature_change.update(i, a, torch.zeros_like(feats), feats, ids)
+                        if self.nuisance is not None:
+                            self.nuisance_change.update(i, a, v0["nuisance"], v1["nuisance"], ids)
             return
         p0 = self._probs(latents)
         for i, d in enumerate(self.directions):
@@ -116,6 +157,12 @@ class DirectionEvaluation(pl.LightningModule):
             self.result = _to_cpu(self.effect.compute())
             if self.judge is not None:
                 self.judge_result = _to_cpu(self.judge_effect.compute())
+            if self.side_effects:
+                self.side_result = {"ad": {k: v.cpu() for k, v in self.ad.compute().items()},
+                                    "pixels": self.pixel_change.compute().cpu(),
+                                    "features": self.feature_change.compute().cpu()}
+                if self.nuisance is not None:
+                    self.side_result["nuisance"] = self.nuisance_change.compute().cpu()
 
 
 def _to_cpu(result: dict) -> dict:

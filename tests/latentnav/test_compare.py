@@ -1,6 +1,7 @@
 """Naming and comparison: directions whose effect is known are named and scored correctly."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -91,9 +92,18 @@ def test_a_held_out_judge_scores_the_same_images_in_its_own_column_order(tmp_pat
     a = write_directions(tmp_path / "a.npz", torch.cat([smile[None], random]), ["s", "r1", "r2"], "A", "z", G.identity)
     judge = permuted_classifier(tmp_path / "judge.pt")
     out = tmp_path / "cmp"
-    assert main(["--directions", json.dumps([str(a)]), "--judge", str(judge), "--num_samples", "40",
-                 "--out", str(out)]) == 0
+    assert main(["--directions", json.dumps([str(a)]), "--judge", str(judge), "--nuisance", "demo",
+                 "--num_samples", "40", "--out", str(out)]) == 0
     (entry,) = json.loads((out / "comparison.json").read_text())
+    # What else the edits change, at the equal-success step: AD, pixels, features, the renderer's factors.
+    smile = entry["directions"][0]
+    assert 0 < smile["ad"] < 1 and smile["pixel_change"] > 0 and smile["feature_distance"] > 0
+    assert set(smile["nuisance"]) >= {"cx", "skin", "background_r"} and all(v >= 0 for v in smile["nuisance"].values())
+    text = (out / "comparison.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| s | Smiling"))
+    ad_low, ad_high = (float(x) for x in re.search(r"\| (?:0\.\d+) \[(0\.\d+), (0\.\d+)\] \| 0\.\d+ \| \d+\.\d+ \| \w+ \d\.\d+ \|$",
+                                                 row).groups())
+    assert ad_low <= smile["ad"] <= ad_high  # the AD interval, then pixels, features, the largest nuisance move
     assert entry["judge"]["controls"] == entry["controls"] == ["Smiling"]
     for mine, theirs in zip(entry["directions"], entry["judge"]["directions"]):
         assert theirs["purity"] == pytest.approx(mine["purity"], abs=1e-6)
