@@ -126,6 +126,7 @@ def side_effects_at_step(side: dict, steps: torch.Tensor) -> dict:
            "features": at_steps(side["features"][0], alphas, steps)[:, 0]}
     if "nuisance" in side:
         out["nuisance"] = at_steps(side["nuisance"][0], alphas, steps)
+    out["drift"] = at_steps(side["drift"][..., None], alphas, steps)[:, 0] if "drift" in side else torch.full((k,), math.nan)
     return out
 
 
@@ -430,7 +431,7 @@ def report(summary: dict) -> str:
     for r in results:
         head = ("| direction | named | sign | purity at the 50 % flip step | change at naming alpha | step to 50 % flip | "
                 "off-target |") + (" purity (held-out) | step (held-out) | off-target (held-out) |" if judged else "") + (
-                " AD | pixel change | feature distance |" + (" largest nuisance move |" if summary.get("nuisance_factors")
+                " AD | pixel change | feature distance | realism drift |" + (" largest nuisance move |" if summary.get("nuisance_factors")
                                                               else ""))
         lines += ["", f"## {r['method']} ({r['file']})", "", head, "|" + "---|" * (head.count("|") - 1)]
         for i, n in enumerate(r["names"]):
@@ -444,7 +445,8 @@ def report(summary: dict) -> str:
                         f"{_ci(float(jr['off_target'][i]), jb['off_target'][:, i] if jb else None)} |")
             side = r["side"]
             row += (f" {_ci(float(side['ad'][i]), side['ad_replicates'][i] if side['ad_replicates'] is not None else None)}"
-                    f" | {_f(float(side['pixels'][i]))} | {_f(float(side['features'][i]), '.2f')} |")
+                    f" | {_f(float(side['pixels'][i]))} | {_f(float(side['features'][i]), '.2f')} |"
+                    f" {_f(float(side['drift'][i]), '.2f')} |")
             if summary.get("nuisance_factors"):
                 moves = side["nuisance"][i]
                 if bool(torch.isfinite(moves).any()):
@@ -499,6 +501,7 @@ def write(summary: dict, out: Path) -> Path:
                                  "controls": bool(c), "ad": _or_none(float(r["side"]["ad"][i])),
                                  "pixel_change": _or_none(float(r["side"]["pixels"][i])),
                                  "feature_distance": _or_none(float(r["side"]["features"][i])),
+                                 "realism_drift": _or_none(float(r["side"]["drift"][i])),
                                  **({"nuisance": {f: _or_none(float(v)) for f, v in
                                                   zip(summary["nuisance_factors"], r["side"]["nuisance"][i].tolist())}}
                                     if summary.get("nuisance_factors") else {})}

@@ -19,6 +19,9 @@ from torchmetrics import Metric
 from latentnav.lightning_modules.edit_metrics import EditEffect
 
 
+MAX_DRIFT_FEATURES = 512  # widest judge feature for which realism drift is measured (memory: K * n_alpha * F^2)
+
+
 class AttributeChange(Metric):
     """Sums of the change of every attribute's probability per direction: states (K, A) float64, synced by sum.
 
@@ -59,7 +62,10 @@ class DirectionEvaluation(pl.LightningModule):
             ``at_target_change`` sigma of target change), the mean absolute pixel change, the distance
             of the judge's penultimate features, and with ``nuisance`` (a frozen reader: images -> (B, F)
             factors in their units, e.g. the demo's) the mean absolute change of each factor.
-            ``self.side_result``: {"ad": AD's compute(), "pixels", "features", "nuisance": (1 + R, K, n_alpha, F)}.
+            With a feature at most ``MAX_DRIFT_FEATURES`` wide, realism drift too: the Fréchet distance of the
+            judge's penultimate features between edited and unedited images (``GridFrechet``; not FID).
+            ``self.side_result``: {"ad": AD's compute(), "pixels", "features", "nuisance": (1 + R, K, n_alpha, F),
+            "drift": (K, n_alpha)}.
     """
 
     def __init__(self, generator, annotator, directions: torch.Tensor, space: str = "z",
@@ -93,6 +99,13 @@ class DirectionEvaluation(pl.LightningModule):
                 self.feature_change = MeanAbsChange(k, n, 1, replicates, bootstrap_seed)
                 if nuisance is not None:
                     self.nuisance_change = MeanAbsChange(k, n, len(nuisance.factor_names), replicates, bootstrap_seed)
+                reader = judge if judge is not None else annotator
+                width = int(reader._head().in_features)
+                # Realism drift needs K * n_alpha covariance sums: only for a narrow feature (the demo judge: 96).
+                if width <= MAX_DRIFT_FEATURES:
+                    from latentnav.lightning_modules.feature_frechet import GridFrechet
+
+                    self.drift = GridFrechet(k, n, width)
         self.side_result: Optional[dict] = None
         self.result: Optional[dict] = None
         self.judge_result: Optional[dict] = None
@@ -138,6 +151,8 @@ class DirectionEvaluation(pl.LightningModule):
                         self.feature_change.update(i, a, torch.zeros_like(feats), feats, ids)
                         if self.nuisance is not None:
                             self.nuisance_change.update(i, a, v0["nuisance"], v1["nuisance"], ids)
+                        if hasattr(self, "drift"):
+                            self.drift.update(i, a, v0["features"], v1["features"])
             return
         p0 = self._probs(latents)
         for i, d in enumerate(self.directions):
@@ -163,6 +178,8 @@ class DirectionEvaluation(pl.LightningModule):
                                     "features": self.feature_change.compute().cpu()}
                 if self.nuisance is not None:
                     self.side_result["nuisance"] = self.nuisance_change.compute().cpu()
+                if hasattr(self, "drift"):
+                    self.side_result["drift"] = self.drift.compute().cpu()
 
 
 def _to_cpu(result: dict) -> dict:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import math
+
 import torch
 from torchmetrics import Metric
 
@@ -95,3 +97,55 @@ class FeatureFrechet(Metric):
 
     def compute(self) -> torch.Tensor:
         return frechet_distance(*self._moments("reference"), *self._moments("edited"))
+
+
+class GridFrechet(Metric):
+    """Realism drift on a grid of edits: the Fréchet distance between the features of unedited images
+    and those of images moved along direction k by ``alphas[a]``, for every (k, a) at once.
+
+    ``update(direction, alpha_index, reference (B, F), edited (B, F))``; the reference set is taken at
+    alpha index 0 of direction 0 (every direction starts from the same latents). States are float64
+    sums (summable across ranks); memory grows as K * n_alpha * F^2, so keep F small (the demo judge
+    has F = 96; a 2,048-wide feature costs 32 MB per cell). ``compute()`` -> (K, n_alpha) distances.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_directions: int, num_alphas: int, num_features: int) -> None:
+        super().__init__()
+        f64 = torch.float64
+        k, n, f = num_directions, num_alphas, num_features
+        self.add_state("ref_sum", torch.zeros(f, dtype=f64), dist_reduce_fx="sum")
+        self.add_state("ref_outer", torch.zeros(f, f, dtype=f64), dist_reduce_fx="sum")
+        self.add_state("ref_count", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
+        self.add_state("sum", torch.zeros(k, n, f, dtype=f64), dist_reduce_fx="sum")
+        self.add_state("outer", torch.zeros(k, n, f, f, dtype=f64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros(k, n, dtype=f64), dist_reduce_fx="sum")
+
+    def update(self, direction: int, alpha_index: int, reference: torch.Tensor, edited: torch.Tensor) -> None:
+        ref, x = reference.detach().double().flatten(1), edited.detach().double().flatten(1)
+        if direction == 0 and alpha_index == 0:
+            self.ref_sum += ref.sum(0)
+            self.ref_outer += ref.T @ ref
+            self.ref_count += len(ref)
+        self.sum[direction, alpha_index] += x.sum(0)
+        self.outer[direction, alpha_index] += x.T @ x
+        self.count[direction, alpha_index] += len(x)
+
+    @staticmethod
+    def _moments(total: torch.Tensor, outer: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu = total / n
+        return mu, (outer - n * torch.outer(mu, mu)) / (n - 1)
+
+    def compute(self) -> torch.Tensor:
+        k, n = self.count.shape
+        out = torch.full((k, n), math.nan, dtype=torch.float64)
+        if self.ref_count < 2:
+            return out
+        mu0, s0 = self._moments(self.ref_sum, self.ref_outer, self.ref_count)
+        for i in range(k):
+            for a in range(n):
+                if self.count[i, a] >= 2:
+                    mu, s = self._moments(self.sum[i, a], self.outer[i, a], self.count[i, a])
+                    out[i, a] = frechet_distance(mu0, s0, mu, s)
+        return out

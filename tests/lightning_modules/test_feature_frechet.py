@@ -97,3 +97,19 @@ def test_needs_two_vectors_per_set_and_the_right_width():
     with pytest.raises(ValueError, match=r"reference features must be \(N, 3\), got \(5, 4\)"):
         metric.update(reference=torch.zeros(5, 4))
     assert not math.isnan(frechet_distance(torch.zeros(1), torch.zeros(1, 1), torch.zeros(1), torch.zeros(1, 1)).item())
+
+
+def test_grid_frechet_on_planted_edits():
+    from latentnav.lightning_modules.feature_frechet import GridFrechet
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(400, 3, generator=g, dtype=torch.float64)
+    grid = GridFrechet(num_directions=2, num_alphas=2, num_features=3)
+    shift = torch.tensor([0.5, 0.0, 0.0], dtype=torch.float64)
+    for half in (slice(0, 150), slice(150, 400)):  # two batches add up
+        for a in range(2):
+            grid.update(0, a, ref[half], ref[half] if a == 0 else ref[half] + shift)  # a pure mean shift
+            grid.update(1, a, ref[half], ref[half])  # the identity edit
+    out = grid.compute()
+    assert float(out[0, 0]) == pytest.approx(0.0, abs=1e-9) and float(out[1].abs().max()) == pytest.approx(0.0, abs=1e-9)
+    assert float(out[0, 1]) == pytest.approx(0.25, rel=1e-6)  # |d mu|^2, covariance unchanged
