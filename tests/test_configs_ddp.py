@@ -27,6 +27,10 @@ def test_classifier_configs(demo_root, tmp_path):
                      "--data.init_args.num_faces", "4000"], tmp_path)
     assert out.count("fit finished at global step 6") == 1  # reported once, by rank 0
     assert last_step(tmp_path, "classifier_demo") == 6
+    # The held-out judge's config (another backbone) on the same faces.
+    run_train([*config("classifier/demo_judge.yaml"), *ddp(), *epochs, "--data.init_args.root", str(demo_root),
+               "--data.init_args.num_faces", "4000"], tmp_path)
+    assert last_step(tmp_path, "classifier_demo_judge") == 6
 
     import yaml
 
@@ -57,3 +61,11 @@ def test_unsupervised_config(tmp_path):
     assert last_step(tmp_path, "unsupervised_demo") == 6
     assert (tmp_path / "runs/unsupervised_demo/version_0/edit_grid.png").is_file()
     assert (tmp_path / "runs/directions/unsupervised_k16.npz").is_file()
+
+
+def test_nuisance_config(tmp_path):
+    out = run_train([*config("nuisance/demo.yaml"), *ddp(), "--data.init_args.num_train", "256",
+                     "--data.init_args.num_val", "64", "--data.init_args.num_test", "64", "--trainer.max_epochs", "2"],
+                    tmp_path)
+    assert out.count("fit finished at global step") == 1
+    assert last_step(tmp_path, "nuisance_demo") > 0
