@@ -85,7 +85,7 @@ def test_user_errors_are_one_line(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("override, message", [
     (["--data.init_args.batch_size", "0"], "data.batch_size: expected a positive integer, got 0"),
-    (["--model.init_args.backbone", "vgg"], "model.backbone: unknown backbone 'vgg'; expected one of small_cnn, resnet18, resnet34, resnet50"),
+    (["--model.init_args.backbone", "vgg"], "model.backbone: unknown backbone 'vgg'; expected one of small_cnn, tiny_resnet, resnet18, resnet34, resnet50"),
     (["--ckpt_path", "nowhere/last.ckpt"], "--ckpt_path: checkpoint nowhere/last.ckpt not found"),
 ])
 def test_errors_while_building_classes_are_one_line(tmp_path, monkeypatch, capsys, override, message):
