@@ -17,6 +17,7 @@ from latentnav.callbacks.divergence_guard import check_final_validation
 from latentnav.directions_file import read_directions, write_directions  # noqa: F401 (their home before)
 from latentnav.errors import ConfigError
 from latentnav.images import heatmap
+from latentnav.lightning_modules.bootstrap import interval_of
 from latentnav.lightning_modules.edit_metrics import EditEffect, cosine_matrix, measure_edits
 
 DEFAULT_ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
@@ -38,17 +39,8 @@ def _num(x: float) -> str:
     return "n/a" if x != x else f"{x:.3f}"
 
 
-def _interval(replicates: Optional[torch.Tensor]) -> tuple[float, float]:
-    from latentnav.lightning_modules.bootstrap import percentile_interval
-
-    if replicates is None or not bool(torch.isfinite(replicates).any()):
-        return math.nan, math.nan
-    low, high = percentile_interval(replicates, ignore_nan=True)
-    return float(low), float(high)
-
-
 def _difference(value: float, reps: Optional[torch.Tensor], mine: Optional[torch.Tensor]) -> str:
-    low, high = _interval(None if reps is None or mine is None else reps - mine)
+    low, high = interval_of(None if reps is None or mine is None else reps - mine)
     if low != low:
         return f"{value:+.3f}"
     return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]" + (" significant" if low > 0 or high < 0 else "")
@@ -212,7 +204,7 @@ class DirectionReport(pl.Callback):
         common = common_flipped(self.results)
         for label, r in self.results.items():
             value, reps = common_mean(r, common)
-            low, high = _interval(reps)
+            low, high = interval_of(reps)
             print(f"  {label}: mean off-target |dp| {value:.3f}" + ("" if low != low else f" [{low:.3f}, {high:.3f}]")
                   + f" over the {len(common)} attributes every run flips, at equal target success")
 
@@ -260,7 +252,7 @@ class DirectionReport(pl.Callback):
             for label in labels:
                 r = results[label]
                 value, reps = common_mean(r, common)
-                low, high = _interval(reps)
+                low, high = interval_of(reps)
                 diff = "" if label == "this run" or mine is None else _difference(value - mine[0], reps, mine[1])
                 cannot = [n for n, c in zip(r["names"], r["cannot_flip"].tolist()) if c] or ["none"]
                 lines.append(f"| {label} | {_num(value)}{'' if low != low else f' [{low:.3f}, {high:.3f}]'} | {diff} | "

@@ -229,16 +229,7 @@ def generate(
     with values in {-1, 1}, columns ordered as :data:`DEMO_ATTRIBUTES`. The result
     depends only on ``(n, seed, image_size)``, not on ``chunk``.
     """
-    if n < 1 or image_size < 16:
-        raise ConfigError(f"demo faces: need num_faces >= 1 and image_size >= 16, got {n} and {image_size}")
-    rng = np.random.default_rng(seed)
-    attrs = sample_attributes(n, rng)
-    nuisance = _sample_nuisance(n, rng)
-    images = np.empty((n, image_size, image_size, 3), dtype=np.uint8)
-    for start in range(0, n, chunk):
-        sl = slice(start, start + chunk)
-        images[sl] = render_faces({k: a[sl] for k, a in attrs.items()}, {k: a[sl] for k, a in nuisance.items()}, image_size)
-    labels = np.stack([np.where(attrs[k], 1, -1) for k in DEMO_ATTRIBUTES], axis=1).astype(np.int8)
+    images, labels, _ = render_with_nuisance(n, seed, image_size, chunk)
     return images, labels
 
 
@@ -265,13 +256,13 @@ def render_with_nuisance(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`generate` that also returns what it drew besides the attributes.
 
-    Returns ``(images, labels, factors)``: ``images`` and ``labels`` are exactly
-    ``generate(n, seed, image_size)``'s, ``factors`` float32 (n, 8) holds each face's
+    Returns ``(images, labels, factors)``: ``images`` and ``labels`` are ``generate(n, seed,
+    image_size)``'s (which is this without the factors), ``factors`` float32 (n, 8) holds each face's
     :data:`NUISANCE_FACTORS` in their own units.
     """
     if n < 1 or image_size < 16:
         raise ConfigError(f"demo faces: need num_faces >= 1 and image_size >= 16, got {n} and {image_size}")
-    rng = np.random.default_rng(seed)  # the same draws, in the same order, as generate()
+    rng = np.random.default_rng(seed)
     attrs = sample_attributes(n, rng)
     nuisance = _sample_nuisance(n, rng)
     images = np.empty((n, image_size, image_size, 3), dtype=np.uint8)

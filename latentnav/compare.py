@@ -38,6 +38,7 @@ import torch
 
 from latentnav.atomic import atomic_write, atomic_write_text
 from latentnav.errors import ConfigError, run_command
+from latentnav.lightning_modules.bootstrap import interval_of
 from latentnav.measuring import make_trainer
 
 
@@ -255,18 +256,8 @@ def like_with_like(results: list[dict], key: Optional[str] = None) -> tuple[list
     return common, means
 
 
-def _interval(replicates: Optional[torch.Tensor]) -> tuple[float, float]:
-    """95 % percentile interval of (R,) replicate values (replicates where it is undefined dropped)."""
-    from latentnav.lightning_modules.bootstrap import percentile_interval
-
-    if replicates is None or not bool(torch.isfinite(replicates).any()):
-        return math.nan, math.nan
-    low, high = percentile_interval(replicates, ignore_nan=True)
-    return float(low), float(high)
-
-
 def _ci(value: float, replicates: Optional[torch.Tensor]) -> str:
-    low, high = _interval(replicates)
+    low, high = interval_of(replicates)
     return _f(value) + ("" if low != low else f" [{low:.3f}, {high:.3f}]")
 
 
@@ -314,7 +305,7 @@ def _versus(what: str, methods: list[str], picks: list[tuple[float, torch.Tensor
     for m, (value, reps) in enumerate(picks):
         if m == best:
             continue
-        low, high = _interval(reps - picks[best][1])
+        low, high = interval_of(reps - picks[best][1])
         verdict = "significant" if low > 0 else "not significant"
         parts.append(f"{methods[m]} +{value - picks[best][0]:.3f} [{low:+.3f}, {high:+.3f}] {verdict}")
     return f"- {what}: lowest {methods[best]} ({picks[best][0]:.3f}); " + "; ".join(parts)
@@ -493,10 +484,10 @@ def write(summary: dict, out: Path) -> Path:
                                         mask.tolist())))
         ad_value, ad_reps = common_ad(summary["results"], m, "judge" if judged else None)
         entry = {"method": r["method"], "file": r["file"], "seconds": None if r["seconds"] != r["seconds"] else r["seconds"],
-                 "mean_ad_common": _or_none(ad_value), "mean_ad_common_ci": [_or_none(v) for v in _interval(ad_reps)],
+                 "mean_ad_common": _or_none(ad_value), "mean_ad_common_ci": [_or_none(v) for v in interval_of(ad_reps)],
                  "controls": _controlled(r, r["target"], attrs),
                  "common_attributes": [attrs[j] for j in common], "mean_off_target_common": _or_none(own_means[m]),
-                 "mean_off_target_common_ci": [_or_none(v) for v in _interval(own_reps[m])],
+                 "mean_off_target_common_ci": [_or_none(v) for v in interval_of(own_reps[m])],
                  "directions": [{"name": n, "named": attrs[t], "purity": float(p), "off_target": _or_none(float(o)),
                                  "controls": bool(c), "ad": _or_none(float(r["side"]["ad"][i])),
                                  "pixel_change": _or_none(float(r["side"]["pixels"][i])),
@@ -512,7 +503,7 @@ def write(summary: dict, out: Path) -> Path:
             entry["judge"] = {"source": summary["judge"], "controls": _controlled(jr, r["target"], attrs),
                               "common_attributes": [attrs[j] for j in jcommon],
                               "mean_off_target_common": _or_none(judge_means[m]),
-                              "mean_off_target_common_ci": [_or_none(v) for v in _interval(judge_reps[m])],
+                              "mean_off_target_common_ci": [_or_none(v) for v in interval_of(judge_reps[m])],
                               "directions": [{"purity": float(p), "off_target": _or_none(float(o)), "controls": bool(c)}
                                              for p, o, c in zip(jr["purity"], jr["off_target"], jr["controls"].tolist())]}
         table.append(entry)

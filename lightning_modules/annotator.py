@@ -35,6 +35,16 @@ FORMAT = "latentnav.annotator/1"
 _SETTINGS = ("attributes", "backbone", "width", "image_size")
 
 
+def square_input(images: torch.Tensor, size: int, who: str) -> torch.Tensor:
+    """Images (B, 3, H, W) as a frozen image model trained at ``size`` px takes them: resized with
+    antialiasing when H, W differ; any other shape is a ValueError naming ``who``."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{who}: expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+    if images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size,) * 2, mode="bilinear", antialias=True, align_corners=False)
+    return images
+
+
 class Annotator(Frozen, nn.Module):
     """Frozen classifier mapping images to attribute probabilities.
 
@@ -55,11 +65,7 @@ class Annotator(Frozen, nn.Module):
         self.freeze()
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"annotator: expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-        if images.shape[-2:] != (self.image_size, self.image_size):
-            images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
-        return self.net(images)
+        return self.net(square_input(images, self.image_size, "annotator"))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Penultimate features (B, F): the input of the backbone's last linear layer (the one

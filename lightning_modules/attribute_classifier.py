@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import pytorch_lightning as pl
@@ -14,6 +13,7 @@ from torchmetrics.classification import MultilabelAccuracy, MultilabelAUROC
 
 from latentnav.errors import ConfigError, TrainingDivergedError, check_attribute_columns, check_learning_rate, check_positive
 from latentnav.lightning_modules.backbones import build_backbone
+from latentnav.lightning_modules.schedules import adamw_cosine
 
 
 def _split_metrics(num_labels: int, auroc: bool) -> MetricCollection:
@@ -134,14 +134,4 @@ class AttributeClassifier(pl.LightningModule):
         self._log_split("test")
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            return optimizer
-        # A lambda of the current run's length: a resume with a larger max_steps stretches the
-        # decay instead of restoring the old T_max (CosineAnnealingLR's state would).
-        total = max(1, int(total))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_cosine(self, self.hparams.lr, self.hparams.weight_decay)

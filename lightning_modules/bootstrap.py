@@ -27,7 +27,7 @@ so ``percentile_interval(x_reps - y_reps)`` is a (tighter) interval of the paire
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -102,6 +102,15 @@ def percentile_interval(replicate_values: torch.Tensor, level: float = 0.95,
     quantile = torch.nanquantile if ignore_nan else torch.quantile
     low_high = quantile(values, q, dim=-1)
     return low_high[0], low_high[1]
+
+
+def interval_of(replicates: Optional[torch.Tensor], level: float = 0.95) -> tuple[float, float]:
+    """:func:`percentile_interval` of replicates (R,) as two floats, replicates where the quantity is
+    undefined (NaN) dropped; (NaN, NaN) when there are none or no replicate defines it."""
+    if replicates is None or not bool(torch.isfinite(replicates).any()):
+        return math.nan, math.nan
+    low, high = percentile_interval(replicates, level, ignore_nan=True)
+    return float(low), float(high)
 
 
 def separated(a_low: torch.Tensor, a_high: torch.Tensor, b_low: torch.Tensor, b_high: torch.Tensor) -> torch.Tensor:

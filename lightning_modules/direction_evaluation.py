@@ -111,24 +111,30 @@ class DirectionEvaluation(pl.LightningModule):
         self.judge_result: Optional[dict] = None
 
     def _probs(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.annotator(self.generator.synthesize(latents, self.space)).float()
+        return self._probs_of(self.generator.synthesize(latents, self.space))
+
+    def _probs_of(self, images: torch.Tensor) -> torch.Tensor:
+        return self.annotator(images).float()
 
     def _observe(self, latents: torch.Tensor) -> dict[str, torch.Tensor]:
         """What the measures read from one batch of images: the annotator's probabilities ``p`` (B, A);
         with a judge its probabilities ``q`` in the annotator's column order; with ``side_effects`` the
         images, the judge's (or else the annotator's) logits and penultimate features, the nuisance factors."""
         images = self.generator.synthesize(latents, self.space)
-        out = {"p": self.annotator(images).float()}
+        if self.judge is None and not self.side_effects:
+            return {"p": self._probs_of(images)}
         reader = self.judge if self.judge is not None else self.annotator
-        if self.judge is not None or self.side_effects:
-            features, logits = reader.features_and_logits(images)
-            logits = logits.float()[:, self.judge_columns] if self.judge is not None and self.judge_columns else logits.float()
-            if self.judge is not None:
-                out["q"] = torch.sigmoid(logits)
-            if self.side_effects:
-                out.update(images=images.float(), judge_logits=logits, features=features.float())
-                if self.nuisance is not None:
-                    out["nuisance"] = self.nuisance(images).float()
+        features, logits = reader.features_and_logits(images)
+        logits = logits.float()
+        # Without a judge the annotator is the reader: its probabilities come from that same pass.
+        out = {"p": self._probs_of(images) if self.judge is not None else torch.sigmoid(logits)}
+        if self.judge is not None:
+            logits = logits[:, self.judge_columns] if self.judge_columns else logits
+            out["q"] = torch.sigmoid(logits)
+        if self.side_effects:
+            out.update(images=images.float(), judge_logits=logits, features=features.float())
+            if self.nuisance is not None:
+                out["nuisance"] = self.nuisance(images).float()
         return out
 
     @torch.no_grad()

@@ -13,7 +13,6 @@ on standardised factors, per-factor R² and RMSE logged) and export the checkpoi
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Optional
@@ -28,7 +27,9 @@ from latentnav.assets import bundled, resolve_source
 from latentnav.atomic import atomic_torch_save
 from latentnav.errors import ConfigError, DataFormatError, TrainingDivergedError, check_learning_rate, check_positive
 from latentnav.frozen import Frozen
+from latentnav.lightning_modules.annotator import square_input
 from latentnav.lightning_modules.backbones import build_backbone
+from latentnav.lightning_modules.schedules import adamw_cosine
 from latentnav.safe_load import safe_torch_load, sha256_of, strict_load_state_dict
 
 BUNDLED = bundled("nuisance")
@@ -210,16 +211,7 @@ class NuisanceRegressor(pl.LightningModule):
         self._log_split("test")
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            return optimizer
-        # A lambda of the current run's length: a resume with a larger max_steps stretches the decay.
-        total = max(1, int(total))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_cosine(self, self.hparams.lr, self.hparams.weight_decay)
 
 
 class NuisanceReader(Frozen, nn.Module):
@@ -241,11 +233,7 @@ class NuisanceReader(Frozen, nn.Module):
         self.freeze()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"nuisance reader: expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-        if images.shape[-2:] != (self.image_size, self.image_size):
-            images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
-        return self.net(images)
+        return self.net(square_input(images, self.image_size, "nuisance reader"))
 
 
 def _settings_and_weights(blob: object, path: Path) -> tuple[dict, dict]:
