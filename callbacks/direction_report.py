@@ -87,13 +87,18 @@ class DirectionReport(pl.Callback):
     target success; the summary then has a column per judge. ``replicates``: Poisson-bootstrap
     replicates for the summary's 95 % intervals and the paired significance of "this run" against
     the others (0: none). The summary averages over the attributes that every run flips (named).
+    What else each edit changes (``latentnav.lightning_modules.evaluation_protocol``, the comparison's
+    protocol): AD, pixel change, judge-feature distance and realism drift always; ``nuisance``: a reader
+    of factors that are not attributes (``demo``), their change in their units; ``identity``: a
+    TorchScript face-embedding network (images -> (B, D)), the identity distance 1 - cos.
     """
 
     def __init__(self, generator: Optional[str] = None, annotator: Optional[str] = None, space: Optional[str] = None,
                  reference: str = "Young",
                  num_samples: int = 400, seed: int = 12345, compare_with: Optional[str] = None,
                  export_to: Optional[str] = None, method: str = "linear_map", conditional: bool = True,
-                 guided_samples: int = 0, judge: Optional[str] = None, replicates: int = 200) -> None:
+                 guided_samples: int = 0, judge: Optional[str] = None, replicates: int = 200,
+                 nuisance: Optional[str] = None, identity: Optional[str] = None) -> None:
         self.generator_source, self.annotator_source = generator, annotator
         self.space, self.reference = space, reference
         self.num_samples, self.seed = num_samples, seed
@@ -101,8 +106,11 @@ class DirectionReport(pl.Callback):
         self.conditional = conditional
         self.guided_samples = guided_samples
         self.judge_source, self.replicates = judge, replicates
+        self.nuisance_source, self.identity_source = nuisance, identity
         self.results: dict = {}
         self.judge_results: dict = {}
+        self.side: dict = {}  # per run label: evaluation_protocol.side_effects(...)
+        self.factors: Optional[list[str]] = None
         self._t0: Optional[float] = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -128,15 +136,23 @@ class DirectionReport(pl.Callback):
                 raise ConfigError(f"DirectionReport.{field} is {mine!r} but data.{field} is {theirs!r}; "
                                   "leave it out to use the data's")
 
-    def _measure(self, trainer, G, judge, directions, names) -> dict:
-        missing = [n for n in names if n not in judge.attributes]
+    def _evaluate(self, trainer, G, annotator, directions, names, judge=None, judge_columns=None, nuisance=None,
+                  identity=None) -> tuple[dict, Optional[dict], dict]:
+        """(own result, held-out judge's result or None, side effects) of unit ``directions`` by the protocol."""
+        from latentnav.lightning_modules.evaluation_protocol import evaluate, run_in_this_process, side_effects
+
+        missing = [n for n in names if n not in annotator.attributes]
         if missing:
-            raise ConfigError(f"DirectionReport: classifier {judge.source} has no column for {', '.join(missing)}")
-        targets = [judge.attributes.index(n) for n in names]
-        metric = EditEffect(DEFAULT_ALPHAS, targets, len(judge.attributes), self.replicates, self.seed).to(G.device)
-        result = measure_edits(G, judge, directions, targets, DEFAULT_ALPHAS, self.num_samples, self.seed, self.space,
-                               metric=metric, rank=trainer.global_rank, world_size=trainer.world_size)
-        return dict(result, targets=targets)
+            raise ConfigError(f"DirectionReport: classifier {annotator.source} has no column for {', '.join(missing)}")
+        targets = [annotator.attributes.index(n) for n in names]
+        run = run_in_this_process(self.num_samples, self.seed, rank=trainer.global_rank,
+                                  world_size=trainer.world_size, device=G.device)
+        unit = torch.nn.functional.normalize(directions.float(), dim=1)
+        ev = evaluate(run, G, annotator, unit, targets, self.space, DEFAULT_ALPHAS, judge=judge,
+                      judge_columns=judge_columns, nuisance=nuisance, identity=identity,
+                      replicates=self.replicates, seed=self.seed)
+        own = dict(ev["own"], targets=targets)
+        return own, None if judge is None else dict(ev["judge"], targets=targets), side_effects(ev)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from latentnav.generators import load_generator
@@ -159,25 +175,50 @@ class DirectionReport(pl.Callback):
             # out (InterFaceGAN's conditional edit, conditioned on everything else).
             for label, (d, n) in list(runs.items()):
                 runs[f"{label}, conditional on all others"] = (conditional_directions(d), n)
-        self.results = {label: dict(self._measure(trainer, G, judge, d, n), directions=d, names=n)
-                        for label, (d, n) in runs.items()}
+        held_out, columns = None, None
         if self.judge_source:
             held_out = load_annotator(self.judge_source, map_location=device).to(device)
             self.judge_name = held_out.source
-            self.judge_results = {label: dict(self._measure(trainer, G, held_out, d, n), directions=d, names=n)
-                                  for label, (d, n) in runs.items()}
+            missing = [a for a in judge.attributes if a not in held_out.attributes]
+            if missing:
+                raise ConfigError(f"DirectionReport.judge: {held_out.source} has no column for {', '.join(missing)}; "
+                                  "a held-out judge must score every attribute of the annotator")
+            columns = [list(held_out.attributes).index(a) for a in judge.attributes]
+        nuisance = identity = None
+        if self.nuisance_source:
+            from latentnav.lightning_modules.nuisance_regressor import load_nuisance_reader
+
+            nuisance = load_nuisance_reader(self.nuisance_source, map_location=device).to(device)
+            self.factors = list(nuisance.factor_names)
+        if self.identity_source:
+            from latentnav.lightning_modules.identity_embedding import load_identity_embedding
+
+            identity = load_identity_embedding(self.identity_source, map_location=device).to(device)
+        for label, (d, n) in runs.items():
+            own, judged, side = self._evaluate(trainer, G, judge, d, n, held_out, columns, nuisance, identity)
+            self.results[label] = dict(own, directions=d, names=n)
+            if judged is not None:
+                self.judge_results[label] = dict(judged, directions=d, names=n)
+            self.side[label] = side
         if self.guided_samples:
             # Beyond the paper, slower: follow this run's directions in small steps, keeping all
-            # other attributes fixed to first order with the classifier's gradients.
+            # other attributes fixed to first order with the classifier's gradients; the held-out
+            # judge re-scores the same guided images (it never steered them).
             from latentnav.lightning_modules.edit_metrics import measure_guided_edits
 
             d, n = runs["this run"]
             targets = [judge.attributes.index(x) for x in n]
             metric = EditEffect(DEFAULT_ALPHAS, targets, len(judge.attributes), self.replicates, self.seed).to(G.device)
+            judge_metric = None if held_out is None else EditEffect(
+                DEFAULT_ALPHAS, targets, len(judge.attributes), self.replicates, self.seed).to(G.device)
             guided = measure_guided_edits(G, judge, d, targets, DEFAULT_ALPHAS, self.guided_samples, self.seed,
                                           self.space, metric=metric, rank=trainer.global_rank,
-                                          world_size=trainer.world_size)
+                                          world_size=trainer.world_size, judge=held_out, judge_columns=columns,
+                                          judge_metric=judge_metric)
             self.results["this run, classifier-guided"] = dict(guided, directions=d, names=n, targets=targets)
+            if judge_metric is not None:
+                self.judge_results["this run, classifier-guided"] = dict(judge_metric.compute(), directions=d, names=n,
+                                                                         targets=targets)
         if not trainer.is_global_zero:
             return
         path = write_directions(log_dir / "directions.npz", runs["this run"][0], names,
@@ -258,6 +299,19 @@ class DirectionReport(pl.Callback):
                 lines.append(f"| {label} | {_num(value)}{'' if low != low else f' [{low:.3f}, {high:.3f}]'} | {diff} | "
                              f"{float(r['off_target_abs_max']):.3f} | {', '.join(cannot)} |")
             lines.append("")
+        if self.side:
+            from latentnav.lightning_modules.evaluation_protocol import (side_effect_cells, side_effect_header,
+                                                                         side_effects_explained)
+
+            header = ["direction"] + side_effect_header(self.factors, bool(self.identity_source))
+            lines += ["## What else each edit changes", "",
+                      side_effects_explained(bool(self.judge_results), self.factors, self.identity_source)
+                      + " A direction that cannot flip its attribute has no equal-success step: n/a.", ""]
+            for label, side in self.side.items():
+                lines += [f"### {label}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                for i, name in enumerate(self.results[label]["names"]):
+                    lines.append(f"| {name} | " + " | ".join(side_effect_cells(side, i, self.factors)) + " |")
+                lines.append("")
         for label in labels:
             r = self.results[label]
             lines += ["", f"## Per direction ({label})", "",

@@ -39,6 +39,8 @@ import torch
 from latentnav.atomic import atomic_write, atomic_write_text
 from latentnav.errors import ConfigError, run_command
 from latentnav.lightning_modules.bootstrap import interval_of
+from latentnav.lightning_modules.evaluation_protocol import (AD_LEVEL, side_effect_cells, side_effect_header,
+                                                             side_effects_explained)
 from latentnav.measuring import make_trainer
 
 
@@ -111,26 +113,6 @@ def equal_success_scores(effect: dict, targets: list[int], named: dict, purity_t
             "changes": torch.where(effect["cannot_flip"][:, None], named["changes"].double(), at_step)}
 
 
-def side_effects_at_step(side: dict, steps: torch.Tensor) -> dict:
-    """What else each direction changes at its equal-success step ``steps (K,)`` (the held-out judge's
-    when there is one): mean-AD at the target change (and its replicates), pixel change, judge-feature
-    distance and nuisance factors (K, F) in their units."""
-    from latentnav.callbacks.direction_report import DEFAULT_ALPHAS
-    from latentnav.lightning_modules.change_metrics import at_steps
-
-    alphas = torch.tensor(DEFAULT_ALPHAS, dtype=torch.float64)
-    ad = side["ad"]
-    k = len(steps)
-    out = {"ad": ad["mean_ad_at_target"].reshape(k),
-           "ad_replicates": ad["mean_ad_at_target_replicates"].reshape(k, -1) if "mean_ad_at_target_replicates" in ad else None,
-           "pixels": at_steps(side["pixels"][0], alphas, steps)[:, 0],
-           "features": at_steps(side["features"][0], alphas, steps)[:, 0]}
-    if "nuisance" in side:
-        out["nuisance"] = at_steps(side["nuisance"][0], alphas, steps)
-    out["drift"] = at_steps(side["drift"][..., None], alphas, steps)[:, 0] if "drift" in side else torch.full((k,), math.nan)
-    return out
-
-
 def _replicate_scores(effect: dict, targets: list[int], named: dict, purity_threshold: float) -> Optional[dict]:
     """Off-target change and purity (R, K) in each bootstrap replicate (each with its own 50 % step)."""
     reps = effect.get("replicates")
@@ -155,7 +137,7 @@ def _judge_columns(source: str, attributes: list[str]):
 def compare(files: list[str], annotator: str = "demo", generator: Optional[str] = None, num_samples: int = 400,
             seed: int = 12345, naming_alpha: float = 2.0, purity_threshold: float = 0.5, batch_size: int = 100,
             trainer=None, held_out_judge: Optional[str] = None, replicates: int = 200,
-            nuisance: Optional[str] = None) -> dict:
+            nuisance: Optional[str] = None, identity: Optional[str] = None) -> dict:
     """The comparison's numbers (see the module docstring) for a list of directions files.
 
     Both passes run as ``trainer.test`` loops (``make_trainer()`` by default) over latent indices:
@@ -166,6 +148,7 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
     from latentnav.generators import load_generator_like
     from latentnav.lightning_modules.annotator import load_annotator
     from latentnav.lightning_modules.direction_evaluation import DirectionEvaluation
+    from latentnav.lightning_modules.evaluation_protocol import evaluate, side_effects
 
     if not files:
         raise ConfigError("directions: give at least one directions.npz")
@@ -184,6 +167,11 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
         from latentnav.lightning_modules.nuisance_regressor import load_nuisance_reader
 
         reader = load_nuisance_reader(nuisance)
+    embedding = None
+    if identity is not None:
+        from latentnav.lightning_modules.identity_embedding import load_identity_embedding
+
+        embedding = load_identity_embedding(identity)
     trainer = trainer or make_trainer()
     indices = LatentIndicesDataModule(num=num_samples, seed=seed, batch_size=batch_size)
     results = []
@@ -199,27 +187,26 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
         named = name_directions(naming.result["plus"], naming.result["minus"])
         oriented = d * named["sign"][:, None]
         targets = named["target"].tolist()
-        measuring = DirectionEvaluation(G, own, oriented, space, mode="effect", alphas=DEFAULT_ALPHAS, targets=targets,
-                                        judge=held_out, judge_columns=judge_columns, replicates=replicates,
-                                        bootstrap_seed=seed, side_effects=True, nuisance=reader)
-        trainer.test(measuring, datamodule=indices, verbose=False)
-        scores = equal_success_scores(measuring.result, targets, named, purity_threshold)
+        ev = evaluate(lambda m: trainer.test(m, datamodule=indices, verbose=False), G, own, oriented, targets, space,
+                      DEFAULT_ALPHAS, judge=held_out, judge_columns=judge_columns, nuisance=reader,
+                      identity=embedding, replicates=replicates, seed=seed)
+        scores = equal_success_scores(ev["own"], targets, named, purity_threshold)
         results.append({
             "file": f["file"], "method": f["method"], "names": f["names"], "space": space,
             "seconds": float(f["seconds"]) if "seconds" in f else math.nan,
             "sign": named["sign"], "target": targets, "change": named["change"], **scores,
-            "judge": (equal_success_scores(measuring.judge_result, targets, named, purity_threshold)
+            "judge": (equal_success_scores(ev["judge"], targets, named, purity_threshold)
                       if held_out is not None else None),
-            "boot": _replicate_scores(measuring.result, targets, named, purity_threshold),
-            "judge_boot": (_replicate_scores(measuring.judge_result, targets, named, purity_threshold)
+            "boot": _replicate_scores(ev["own"], targets, named, purity_threshold),
+            "judge_boot": (_replicate_scores(ev["judge"], targets, named, purity_threshold)
                            if held_out is not None else None),
-            "side": side_effects_at_step(measuring.side_result, (measuring.judge_result if held_out is not None
-                                                                  else measuring.result)["step"].reshape(-1)),
+            "side": side_effects(ev), "drift_replicates": ev["drift_replicates"],
             "measure_seconds": time.perf_counter() - t0,
         })
     return {"attributes": attributes, "results": results, "generator": G.identity, "num_samples": num_samples,
             "annotator": own.source, "judge": held_out.source if held_out is not None else None,
             "replicates": replicates, "nuisance_factors": list(reader.factor_names) if reader is not None else None,
+            "identity": embedding.source if embedding is not None else None,
             "naming_alpha": naming_alpha, "purity_threshold": purity_threshold,
             "is_global_zero": trainer.is_global_zero, "processes": trainer.world_size}
 
@@ -311,9 +298,6 @@ def _versus(what: str, methods: list[str], picks: list[tuple[float, torch.Tensor
     return f"- {what}: lowest {methods[best]} ({picks[best][0]:.3f}); " + "; ".join(parts)
 
 
-AD_LEVEL = 1.0  # target change (in its logit's standard deviations) at which AD is read
-
-
 def common_ad(results: list[dict], m: int, key: Optional[str] = None) -> tuple[float, Optional[torch.Tensor]]:
     """Method ``m``'s mean AD over the attributes every method flips (by that judge), with replicates."""
     common = common_attributes(results, key)
@@ -322,10 +306,8 @@ def common_ad(results: list[dict], m: int, key: Optional[str] = None) -> tuple[f
     idx = [purest(scores, r["target"], j) for j in common]
     if not idx:
         return math.nan, None
-    side = r["side"]
-    value = float(side["ad"][idx].mean())
-    reps = side["ad_replicates"][idx].mean(0) if side["ad_replicates"] is not None else None
-    return value, reps
+    value, reps = r["side"]["ad"]
+    return float(value[idx].mean()), None if reps is None else reps[:, idx].mean(1)
 
 
 def _controlled(scores: dict, targets: list[int], attrs: list[str]) -> list[str]:
@@ -348,13 +330,10 @@ def report(summary: dict) -> str:
                                             "at its own equal target success." if judged else
                                             " No held-out judge was given (`--judge`): these figures grade the "
                                             "supervised methods with the classifier they were fitted to."), ""]
-    lines += [f"What else an edit changes, at the equal-success step of the {'held-out' if judged else 'own'} judge: "
-              f"attribute dependency (AD, Wu et al. 2021: the other attributes' mean absolute logit change in their "
-              f"standard deviations, read where the target's logit has moved by {AD_LEVEL:g} standard deviation), the "
-              "mean absolute pixel change (images in [-1, 1]), the distance of the judge's penultimate features"
-              + (", and the generator-independent nuisance factors read back from the images "
-                 f"({', '.join(summary['nuisance_factors'])}; in their own units)" if summary.get("nuisance_factors")
-                 else "") + ".", ""]
+    lines += [side_effects_explained(judged, summary.get("nuisance_factors"), summary.get("identity"))
+              + (f" Realism drift intervals from {summary['results'][0].get('drift_replicates')} replicates."
+                 if summary.get("results") and summary["results"][0].get("drift_replicates") != summary.get("replicates")
+                 else ""), ""]
     judges = [(None, "own judge")] + ([("judge", "held-out judge")] if judged else [])
     lines += ["## Per method", ""]
     for key, label in judges:
@@ -422,8 +401,7 @@ def report(summary: dict) -> str:
     for r in results:
         head = ("| direction | named | sign | purity at the 50 % flip step | change at naming alpha | step to 50 % flip | "
                 "off-target |") + (" purity (held-out) | step (held-out) | off-target (held-out) |" if judged else "") + (
-                " AD | pixel change | feature distance | realism drift |" + (" largest nuisance move |" if summary.get("nuisance_factors")
-                                                              else ""))
+                " " + " | ".join(side_effect_header(summary.get("nuisance_factors"), bool(summary.get("identity")))) + " |")
         lines += ["", f"## {r['method']} ({r['file']})", "", head, "|" + "---|" * (head.count("|") - 1)]
         for i, n in enumerate(r["names"]):
             row = (f"| {n} | {attrs[r['target'][i]]}{'' if bool(r['controls'][i]) else ' (no control)'} | "
@@ -434,21 +412,29 @@ def report(summary: dict) -> str:
                 jr, jb = r["judge"], r.get("judge_boot")
                 row += (f" {float(jr['purity'][i]):.2f} | {_f(float(jr['step'][i]), '.2f')} | "
                         f"{_ci(float(jr['off_target'][i]), jb['off_target'][:, i] if jb else None)} |")
-            side = r["side"]
-            row += (f" {_ci(float(side['ad'][i]), side['ad_replicates'][i] if side['ad_replicates'] is not None else None)}"
-                    f" | {_f(float(side['pixels'][i]))} | {_f(float(side['features'][i]), '.2f')} |"
-                    f" {_f(float(side['drift'][i]), '.2f')} |")
-            if summary.get("nuisance_factors"):
-                moves = side["nuisance"][i]
-                if bool(torch.isfinite(moves).any()):
-                    f = int(torch.nan_to_num(moves, nan=-1).argmax())
-                    row += f" {summary['nuisance_factors'][f]} {float(moves[f]):.3f} |"
-                else:
-                    row += " n/a |"
+            row += " " + " | ".join(side_effect_cells(r["side"], i, summary.get("nuisance_factors"))) + " |"
             lines.append(row)
     lines += ["", "Attribute abbreviations in the heat-maps: " +
               ", ".join(f"{b} = {a}" for a, b in zip(attrs, _labels(attrs))) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _side_json(side: dict, i: int, factors: Optional[list[str]]) -> dict:
+    """Direction ``i``'s side effects for comparison.json: value and 95 % interval each."""
+    names = {"ad": "ad", "pixels": "pixel_change", "features": "feature_distance", "drift": "realism_drift",
+             "identity": "identity_distance"}
+    out = {}
+    for key, name in names.items():
+        if key in side:
+            value, reps = side[key]
+            out[name] = _or_none(float(value[i]))
+            out[name + "_ci"] = [_or_none(v) for v in interval_of(None if reps is None else reps[:, i])]
+    if factors:
+        value, reps = side["nuisance"]
+        out["nuisance"] = {f: _or_none(float(value[i, j])) for j, f in enumerate(factors)}
+        out["nuisance_ci"] = {f: [_or_none(v) for v in interval_of(None if reps is None else reps[:, i, j])]
+                              for j, f in enumerate(factors)}
+    return out
 
 
 def write(summary: dict, out: Path) -> Path:
@@ -489,13 +475,7 @@ def write(summary: dict, out: Path) -> Path:
                  "common_attributes": [attrs[j] for j in common], "mean_off_target_common": _or_none(own_means[m]),
                  "mean_off_target_common_ci": [_or_none(v) for v in interval_of(own_reps[m])],
                  "directions": [{"name": n, "named": attrs[t], "purity": float(p), "off_target": _or_none(float(o)),
-                                 "controls": bool(c), "ad": _or_none(float(r["side"]["ad"][i])),
-                                 "pixel_change": _or_none(float(r["side"]["pixels"][i])),
-                                 "feature_distance": _or_none(float(r["side"]["features"][i])),
-                                 "realism_drift": _or_none(float(r["side"]["drift"][i])),
-                                 **({"nuisance": {f: _or_none(float(v)) for f, v in
-                                                  zip(summary["nuisance_factors"], r["side"]["nuisance"][i].tolist())}}
-                                    if summary.get("nuisance_factors") else {})}
+                                 "controls": bool(c), **_side_json(r["side"], i, summary.get("nuisance_factors"))}
                                 for i, (n, t, p, o, c) in enumerate(zip(r["names"], r["target"], r["purity"],
                                                                         r["off_target"], mask.tolist()))]}
         if judged:
@@ -513,7 +493,7 @@ def write(summary: dict, out: Path) -> Path:
 
 
 def main_function(directions: list[str], annotator: str = "demo", judge: Optional[str] = None,
-                  nuisance: Optional[str] = None,
+                  nuisance: Optional[str] = None, identity: Optional[str] = None,
                   generator: Optional[str] = None, num_samples: int = 400, seed: int = 12345, naming_alpha: float = 2.0,
                   purity_threshold: float = 0.5, batch_size: int = 100, replicates: int = 200,
                   out: str = "runs/comparison",
@@ -529,6 +509,9 @@ def main_function(directions: list[str], annotator: str = "demo", judge: Optiona
             that scores the same edited images; the report shows both judges side by side.
         nuisance: a reader of factors that are not attributes (``demo``: the demo renderer's face position,
             size, skin tone and background), whose change at the equal-success step is reported.
+        identity: a face-embedding network for real generators: a TorchScript file mapping images (B, 3, H, W)
+            in [-1, 1] to embeddings (B, D) (nothing is downloaded); the identity distance 1 - cos of each
+            edit is reported.
         generator: generator source (default: the one recorded in the files; its sha256 must match).
         num_samples: latents each direction is measured on.
         seed: latent sampling seed.
@@ -544,7 +527,8 @@ def main_function(directions: list[str], annotator: str = "demo", judge: Optiona
     t0 = time.perf_counter()
     trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision)
     summary = compare(list(directions), annotator, generator, num_samples, seed, naming_alpha, purity_threshold,
-                      batch_size, trainer, held_out_judge=judge, replicates=replicates, nuisance=nuisance)
+                      batch_size, trainer, held_out_judge=judge, replicates=replicates, nuisance=nuisance,
+                      identity=identity)
     if not summary["is_global_zero"]:
         return  # every rank holds the synced numbers; rank 0 writes them
     path = write(summary, Path(out))

@@ -177,14 +177,25 @@ def guided_step(generator, annotator, latents: torch.Tensor, direction: torch.Te
 @torch.no_grad()
 def measure_guided_edits(generator, annotator, directions: torch.Tensor, targets: Sequence[int], alphas: Sequence[float],
                          num_samples: int = 100, seed: int = 0, space: str = "z", substep: float = 0.5,
-                         metric: Optional[EditEffect] = None, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+                         metric: Optional[EditEffect] = None, rank: int = 0, world_size: int = 1, judge=None,
+                         judge_columns: Optional[Sequence[int]] = None,
+                         judge_metric: Optional[EditEffect] = None) -> dict[str, torch.Tensor]:
     """:class:`EditEffect` of classifier-guided edits: each direction is followed in small steps,
-    keeping every other classifier attribute fixed to first order (see :func:`guided_step`)."""
+    keeping every other classifier attribute fixed to first order (see :func:`guided_step`).
+    With a held-out ``judge`` (its columns ``judge_columns`` in the annotator's order), ``judge_metric``
+    is updated with the judge's probabilities of the same guided images (call its ``compute()``)."""
     metric = metric or EditEffect(alphas, targets, len(annotator.attributes))
     latents = generator.sample(num_samples, seed=seed, space=space)[rank::world_size]
     ids = torch.arange(num_samples)[rank::world_size]
     unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latents.device)
-    p0 = annotator(generator.synthesize(latents, space))
+    images = generator.synthesize(latents, space)
+    p0 = annotator(images)
+
+    def judged(images: torch.Tensor) -> torch.Tensor:
+        q = judge(images)
+        return q[:, list(judge_columns)] if judge_columns is not None else q
+
+    q0 = judged(images) if judge_metric is not None else None
     for i, d in enumerate(unit):
         keep = [j for j in range(len(annotator.attributes)) if j != targets[i]]
         z, at = latents, 0.0
@@ -193,7 +204,10 @@ def measure_guided_edits(generator, annotator, directions: torch.Tensor, targets
                 move = min(substep, alpha - at)
                 z = guided_step(generator, annotator, z, d, keep, move, space)
                 at += move
-            metric.update(i, a, p0, p0 if alpha == 0 else annotator(generator.synthesize(z, space)), ids)
+            images = generator.synthesize(z, space) if alpha != 0 else None
+            metric.update(i, a, p0, p0 if alpha == 0 else annotator(images), ids)
+            if judge_metric is not None:
+                judge_metric.update(i, a, q0, q0 if alpha == 0 else judged(images), ids)
     return metric.compute()
 
 

@@ -101,36 +101,61 @@ class FeatureFrechet(Metric):
 
 class GridFrechet(Metric):
     """Realism drift on a grid of edits: the Fréchet distance between the features of unedited images
-    and those of images moved along direction k by ``alphas[a]``, for every (k, a) at once.
+    and those of images moved along direction k by step a, for every (k, a) at once.
 
-    ``update(direction, alpha_index, reference (B, F), edited (B, F))``; the reference set is taken at
-    alpha index 0 of direction 0 (every direction starts from the same latents). States are float64
-    sums (summable across ranks); memory grows as K * n_alpha * F^2, so keep F small (the demo judge
-    has F = 96; a 2,048-wide feature costs 32 MB per cell). ``compute()`` -> (K, n_alpha) distances.
+    ``update(reference=None, edited=None, direction=0, alpha_index=0, indices=None)`` (see there: every
+    direction starts from the same latents, so the unedited set is given once per sample). States are
+    float64 sums (summable across ranks) with a leading axis 1 + R: the plain sums, then ``replicates``
+    Poisson-bootstrap reweightings (:func:`latentnav.lightning_modules.bootstrap.poisson_weights` of the
+    samples' ``indices``, so every rank and batching gives the same replicates, and the reference and
+    edited sets of one replicate reweight the same samples). Memory grows as (1 + R) * K * n_alpha * F^2
+    floats, so keep F small (the demo judge has F = 96) or measure at one step per direction
+    (n_alpha = 1). ``compute()`` -> (1 + R, K, n_alpha) distances (NaN where a set has < 2 samples).
     """
 
     full_state_update = False
 
-    def __init__(self, num_directions: int, num_alphas: int, num_features: int) -> None:
+    def __init__(self, num_directions: int, num_alphas: int, num_features: int, replicates: int = 0,
+                 seed: int = 0) -> None:
         super().__init__()
         f64 = torch.float64
-        k, n, f = num_directions, num_alphas, num_features
-        self.add_state("ref_sum", torch.zeros(f, dtype=f64), dist_reduce_fx="sum")
-        self.add_state("ref_outer", torch.zeros(f, f, dtype=f64), dist_reduce_fx="sum")
-        self.add_state("ref_count", torch.zeros((), dtype=f64), dist_reduce_fx="sum")
-        self.add_state("sum", torch.zeros(k, n, f, dtype=f64), dist_reduce_fx="sum")
-        self.add_state("outer", torch.zeros(k, n, f, f, dtype=f64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros(k, n, dtype=f64), dist_reduce_fx="sum")
+        k, n, f, r = num_directions, num_alphas, num_features, 1 + int(replicates)
+        self.replicates, self.seed = int(replicates), int(seed)
+        self.add_state("ref_sum", torch.zeros(r, f, dtype=f64), dist_reduce_fx="sum")
+        self.add_state("ref_outer", torch.zeros(r, f, f, dtype=f64), dist_reduce_fx="sum")
+        self.add_state("ref_count", torch.zeros(r, dtype=f64), dist_reduce_fx="sum")
+        self.add_state("sum", torch.zeros(r, k, n, f, dtype=f64), dist_reduce_fx="sum")
+        self.add_state("outer", torch.zeros(r, k, n, f, f, dtype=f64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros(r, k, n, dtype=f64), dist_reduce_fx="sum")
 
-    def update(self, direction: int, alpha_index: int, reference: torch.Tensor, edited: torch.Tensor) -> None:
-        ref, x = reference.detach().double().flatten(1), edited.detach().double().flatten(1)
-        if direction == 0 and alpha_index == 0:
-            self.ref_sum += ref.sum(0)
-            self.ref_outer += ref.T @ ref
-            self.ref_count += len(ref)
-        self.sum[direction, alpha_index] += x.sum(0)
-        self.outer[direction, alpha_index] += x.T @ x
-        self.count[direction, alpha_index] += len(x)
+    def _weights(self, n: int, indices, device) -> torch.Tensor:
+        w = torch.ones(n, 1, dtype=torch.float64, device=device)
+        if not self.replicates:
+            return w
+        from latentnav.lightning_modules.bootstrap import poisson_weights
+
+        if indices is None:
+            raise ValueError("GridFrechet: with replicates, update() needs the samples' indices")
+        boot = poisson_weights(torch.as_tensor(indices).reshape(-1).cpu(), self.replicates, self.seed)
+        return torch.cat([w, boot.to(device=device, dtype=torch.float64)], dim=1)
+
+    def update(self, reference: Optional[torch.Tensor] = None, edited: Optional[torch.Tensor] = None,
+               direction: int = 0, alpha_index: int = 0, indices=None) -> None:
+        """``reference``: unedited features (B, F), to give once per sample; ``edited``: features (B, F) of
+        the samples moved along ``direction`` by step ``alpha_index``. Either may be None."""
+        if reference is not None:
+            ref = reference.detach().double().flatten(1)
+            w = self._weights(len(ref), indices, self.sum.device)  # (B, 1 + R)
+            self.ref_sum += w.T @ ref
+            self.ref_outer += torch.einsum("br,bf,bg->rfg", w, ref, ref)
+            self.ref_count += w.sum(0)
+        if edited is None:
+            return
+        x = edited.detach().double().flatten(1)
+        w = self._weights(len(x), indices, self.sum.device)
+        self.sum[:, direction, alpha_index] += w.T @ x
+        self.outer[:, direction, alpha_index] += torch.einsum("br,bf,bg->rfg", w, x, x)
+        self.count[:, direction, alpha_index] += w.sum(0)
 
     @staticmethod
     def _moments(total: torch.Tensor, outer: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,14 +163,15 @@ class GridFrechet(Metric):
         return mu, (outer - n * torch.outer(mu, mu)) / (n - 1)
 
     def compute(self) -> torch.Tensor:
-        k, n = self.count.shape
-        out = torch.full((k, n), math.nan, dtype=torch.float64)
-        if self.ref_count < 2:
-            return out
-        mu0, s0 = self._moments(self.ref_sum, self.ref_outer, self.ref_count)
-        for i in range(k):
-            for a in range(n):
-                if self.count[i, a] >= 2:
-                    mu, s = self._moments(self.sum[i, a], self.outer[i, a], self.count[i, a])
-                    out[i, a] = frechet_distance(mu0, s0, mu, s)
+        r, k, n = self.count.shape
+        out = torch.full((r, k, n), math.nan, dtype=torch.float64)
+        for b in range(r):
+            if self.ref_count[b] < 2:
+                continue
+            mu0, s0 = self._moments(self.ref_sum[b], self.ref_outer[b], self.ref_count[b])
+            for i in range(k):
+                for a in range(n):
+                    if self.count[b, i, a] >= 2:
+                        mu, s = self._moments(self.sum[b, i, a], self.outer[b, i, a], self.count[b, i, a])
+                        out[b, i, a] = frechet_distance(mu0, s0, mu, s)
         return out

@@ -82,6 +82,13 @@ def test_outputs_of_a_run(runs):
     assert "By the own judge" in report and "By the held-out judge" in report and "demo_judge.pt" in report
     assert "averaged over the attributes every run flips (" in report
     assert re.search(r"\| linear map, lambda=0 \(squared\) \| 0\.\d{3} \[0\.\d{3}, 0\.\d{3}\] \| [+-]0\.\d{3} \[", report)
+    # What else each edit changes, by the comparison's protocol: AD, pixels, features, drift, nuisance.
+    assert "## What else each edit changes" in report and "### linear map, lambda=0 (squared)" in report
+    ci = r"\d+\.\d+ \[\d+\.\d+, \d+\.\d+\]"
+    rows = [line for line in report.split("## What else each edit changes")[1].split("## Per direction")[0].splitlines()
+            if line.startswith("| Smiling |")]
+    assert len(rows) == 4 and all(re.fullmatch(rf"\| Smiling \| {ci} \| {ci} \| {ci} \| {ci} \| \w+ {ci} \|", r)
+                                  for r in rows), rows
     for name in ("cosines.png", "edit_grid.png", "directions.npz"):
         assert (log_dir / name).is_file(), name
     found = read_directions(log_dir / "directions.npz")

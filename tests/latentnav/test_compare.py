@@ -101,9 +101,16 @@ def test_a_held_out_judge_scores_the_same_images_in_its_own_column_order(tmp_pat
     assert set(smile["nuisance"]) >= {"cx", "skin", "background_r"} and all(v >= 0 for v in smile["nuisance"].values())
     text = (out / "comparison.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| s | Smiling"))
-    ad_low, ad_high = (float(x) for x in re.search(
-        r"\| (?:0\.\d+) \[(0\.\d+), (0\.\d+)\] \| 0\.\d+ \| \d+\.\d+ \| n/a \| \w+ \d\.\d+ \|$", row).groups())
-    assert ad_low <= smile["ad"] <= ad_high  # the AD interval, then pixels, features, drift, largest nuisance move
+    ci = r"(\d+\.\d+) \[(\d+\.\d+), (\d+\.\d+)\]"
+    cells = re.search(rf"\| {ci} \| {ci} \| {ci} \| n/a \| (\w+) {ci} \|$", row).groups()
+    # AD, pixels, features, (drift), largest nuisance move: each a value inside its 95 % interval
+    for name, (value, low, high) in zip(("ad", "pixel_change", "feature_distance"),
+                                        (cells[0:3], cells[3:6], cells[6:9])):
+        assert float(low) <= float(value) <= float(high) and float(low) < float(high), name
+        assert smile[name] == pytest.approx(float(value), abs=0.006) and smile[name + "_ci"][0] < smile[name + "_ci"][1]
+    factor, value, low, high = cells[9], *map(float, cells[10:])
+    assert smile["nuisance"][factor] == max(smile["nuisance"].values()) and low <= value <= high
+    assert smile["nuisance_ci"][factor][0] == pytest.approx(low, abs=6e-4)
     assert smile["realism_drift"] is None  # this judge's features are 2,048 wide: drift is skipped, not faked
     assert entry["judge"]["controls"] == entry["controls"] == ["Smiling"]
     for mine, theirs in zip(entry["directions"], entry["judge"]["directions"]):

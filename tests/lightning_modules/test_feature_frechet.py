@@ -108,8 +108,40 @@ def test_grid_frechet_on_planted_edits():
     shift = torch.tensor([0.5, 0.0, 0.0], dtype=torch.float64)
     for half in (slice(0, 150), slice(150, 400)):  # two batches add up
         for a in range(2):
-            grid.update(0, a, ref[half], ref[half] if a == 0 else ref[half] + shift)  # a pure mean shift
-            grid.update(1, a, ref[half], ref[half])  # the identity edit
-    out = grid.compute()
+            grid.update(edited=ref[half] if a == 0 else ref[half] + shift, direction=0, alpha_index=a)  # a mean shift
+            grid.update(edited=ref[half], direction=1, alpha_index=a)  # the identity edit
+        grid.update(reference=ref[half])
+    out = grid.compute()[0]
     assert float(out[0, 0]) == pytest.approx(0.0, abs=1e-9) and float(out[1].abs().max()) == pytest.approx(0.0, abs=1e-9)
     assert float(out[0, 1]) == pytest.approx(0.25, rel=1e-6)  # |d mu|^2, covariance unchanged
+
+
+def test_grid_frechet_replicates_are_split_invariant_and_bracket_the_estimate():
+    """Bootstrap replicates of the drift: the same whichever batches / ranks the samples come in, spread
+    around the plain value, and a planted shift's interval excludes the identity edit's."""
+    from latentnav.lightning_modules.bootstrap import interval_of
+    from latentnav.lightning_modules.feature_frechet import GridFrechet
+
+    g = torch.Generator().manual_seed(1)
+    ref = torch.randn(300, 2, generator=g, dtype=torch.float64)
+    ids = torch.arange(300)
+    shift = torch.tensor([1.0, 0.0], dtype=torch.float64)
+
+    def run(parts):
+        grid = GridFrechet(num_directions=2, num_alphas=1, num_features=2, replicates=50, seed=3)
+        for part in parts:
+            grid.update(reference=ref[part], edited=ref[part] + shift, direction=0, indices=ids[part])
+            grid.update(edited=ref[part], direction=1, indices=ids[part])
+        return grid.compute()
+
+    whole = run([slice(0, 300)])
+    split = run([torch.arange(1, 300, 2), torch.arange(0, 300, 2)])  # two "ranks"
+    assert whole.shape == (51, 2, 1)
+    assert torch.allclose(whole, split, rtol=1e-9, atol=1e-12)
+    reps = whole[1:, 0, 0]
+    assert reps.std() > 0 and float(whole[0, 0, 0]) == pytest.approx(1.0, rel=1e-6)
+    low, high = interval_of(reps)
+    assert low < 1.0 < high
+    assert float(whole[1:, 1, 0].abs().max()) < 1e-9  # the identity edit drifts nowhere in any replicate
+    with pytest.raises(ValueError, match="needs the samples' indices"):
+        GridFrechet(1, 1, 2, replicates=2).update(ref[:4], ref[:4])
