@@ -3,6 +3,7 @@
     python -m latentnav.edit runs/directions/linear_map_lambda0.npz --attributes Young Smiling \\
         --seeds 0 1 2 3 --alpha -6 6 --steps 9 --out edits/
     python -m latentnav.edit DIRECTIONS --latents my_latents.pt --attributes Male --keep Wearing_Lipstick
+    python -m latentnav.edit DIRECTIONS --attributes Smiling --judge demo_judge   # frames labelled, scores.tsv
 
 ``--keep A B``: conditional edit (InterFaceGAN): the span of the kept attributes' directions is
 projected out of the edit direction. The generator is loaded as the directions file recorded it
@@ -11,6 +12,14 @@ sha256 must match. Rendering is a Trainer predict loop (``lightning_modules/edit
 ``--accelerator --devices --strategy --num-nodes --precision`` choose where, and with several
 processes each renders its share of the latents (``callbacks/edit_writer.py`` assembles the files).
 
+Labels: ``--annotator`` (default ``demo``) is the own judge: it steers ``--guided`` paths and, with
+``--labels`` or ``--judge``, scores every frame (the probability of the edited attribute). ``--judge
+NAME_OR_PATH`` adds a held-out classifier that scores the same frames, so that an edit which only
+fools the annotator (a guided path follows its gradients) shows: each frame of the strip is labelled
+``own .12 judge .10`` (``!`` where they differ by more than 0.25), ``<tag>_scores.tsv`` has one row per
+(sample, alpha) and one column per classifier (``own:<source>``, ``judge:<source>``), and the command
+prints each classifier's mean probability at the first and the last alpha. Both classifiers must have
+a column for every edited attribute.
 """
 
 from __future__ import annotations
@@ -34,6 +43,25 @@ def edit_direction(directions: torch.Tensor, names: list[str], attribute: str, k
     return conditional_direction(directions, names.index(attribute), [names.index(k) for k in keep if k != attribute])
 
 
+def scorer_column(classifier, attribute: str, flag: str, name: str) -> int:
+    """The column of ``attribute`` among the ``classifier``'s attributes; one line naming the flag and
+    the classifier (``name``, as given) when it has none."""
+    attributes = list(classifier.attributes)
+    if attribute not in attributes:
+        raise ConfigError(f"{flag}: {name} has no column for {attribute} (it has {' '.join(attributes)})")
+    return attributes.index(attribute)
+
+
+def _load_classifier(load, source: str, flag: str):
+    """``load(source)``; a missing or malformed file is one line naming ``flag``."""
+    from latentnav.errors import LatentNavError
+
+    try:
+        return load(source)
+    except LatentNavError as e:
+        raise ConfigError(f"{flag}: {e}") from e
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m latentnav.edit", description=__doc__.split("\n\n")[0])
     parser.add_argument("directions", help="a directions.npz written by a directions run")
@@ -50,7 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guided", action="store_true",
                         help="classifier-guided: follow the direction in small steps, keeping the --keep attributes "
                              "fixed with the classifier's gradients through the generator (slower)")
-    parser.add_argument("--annotator", default="demo", help="classifier for --guided")
+    parser.add_argument("--annotator", default="demo",
+                        help="the own judge: the classifier that steers --guided paths and, with --labels or "
+                             "--judge, scores each frame (a bundled name or a file)")
+    parser.add_argument("--labels", action="store_true",
+                        help="label each frame with the annotator's probability of the edited attribute and write "
+                             "<tag>_scores.tsv (implied by --judge)")
+    parser.add_argument("--judge", default=None, metavar="NAME_OR_PATH",
+                        help="a held-out classifier (e.g. demo_judge) that also scores each frame, next to the "
+                             "annotator: frames labelled 'own .12 judge .10' ('!' where they differ by more than "
+                             "0.25), one column each in <tag>_scores.tsv")
     parser.add_argument("--out", default="edits")
     parser.add_argument("--batch-size", type=int, default=16, help="latents per generator call")
     add_trainer_flags(parser)
@@ -90,34 +127,57 @@ def _run(args: argparse.Namespace) -> None:
     else:
         latents = torch.cat([G.sample(1, seed=s, space=space) for s in args.seeds])
     alphas = np.linspace(args.alpha[0], args.alpha[1], args.steps)
-    judge, directions = None, []
+    labelled = args.labels or args.judge is not None
+    annotator = judge = None
+    if args.guided or labelled:
+        from latentnav.lightning_modules.annotator import load_annotator
+
+        annotator = _load_classifier(load_annotator, args.annotator, "--annotator")
+        judge = _load_classifier(load_annotator, args.judge, "--judge") if args.judge is not None else None
+    directions = []
     for attribute in args.attributes:
         d = edit_direction(found["directions"], found["names"], attribute, args.keep)  # checks the names
         keep: list[int] = []
         if args.guided:
-            from latentnav.lightning_modules.annotator import load_annotator
-
-            judge = judge or load_annotator(args.annotator)
-            unknown = [k for k in args.keep if k not in judge.attributes]
+            unknown = [k for k in args.keep if k not in annotator.attributes]
             if unknown:
-                raise ConfigError(f"--keep: {', '.join(unknown)} not among the classifier's {' '.join(judge.attributes)}")
+                raise ConfigError(f"--keep: {', '.join(unknown)} not among the classifier's "
+                                  f"{' '.join(annotator.attributes)}")
             d = torch.nn.functional.normalize(found["directions"][found["names"].index(attribute)].float(), dim=0)
-            keep = [judge.attributes.index(k) for k in args.keep]
+            keep = [annotator.attributes.index(k) for k in args.keep]
+        scorers = []
+        if labelled:  # (label, classifier, column): the own judge first, then the held-out one
+            scorers.append(("own", annotator, scorer_column(annotator, attribute, "--annotator", args.annotator)))
+            if judge is not None:
+                scorers.append(("judge", judge, scorer_column(judge, attribute, "--judge", args.judge)))
         tag = attribute + (f"_keep_{'_'.join(args.keep)}" if args.keep else "") + ("_guided" if args.guided else "")
-        directions.append((tag, d, keep))
+        directions.append((tag, attribute, d, keep, scorers))
     # Guided paths follow the classifier's gradients: no inference mode for them.
     trainer = trainer_from(args, inference_mode=not args.guided)
     rows = LatentIndicesDataModule(num=len(latents), batch_size=args.batch_size, sliced_predict=True)
-    for tag, d, keep in directions:
-        writer = EditWriter(args.out, tag, alphas, args.scale)
+    for tag, attribute, d, keep, scorers in directions:
+        writer = EditWriter(args.out, tag, alphas, args.scale,
+                            scorers=[(label, f"{label}:{c.source}") for label, c, _ in scorers])
         trainer.callbacks.append(writer)
         try:
-            trainer.predict(EditRendering(G, latents, d, alphas, space, judge if args.guided else None, keep),
+            trainer.predict(EditRendering(G, latents, d, alphas, space, annotator if args.guided else None, keep,
+                                          scorers=scorers),
                             datamodule=rows, return_predictions=False)
         finally:
             trainer.callbacks.remove(writer)
         if trainer.is_global_zero:
             print(f"wrote {' and '.join(str(p) for p in writer.written)}")
+            if scorers:
+                print(score_summary(tag, attribute, alphas, [label for label, _, _ in scorers], writer.scores))
+
+
+def score_summary(tag: str, attribute: str, alphas, labels: list[str], scores: np.ndarray) -> str:
+    """One line: each scorer's mean probability of ``attribute`` over the samples at the first and the
+    last alpha (``scores`` (S, A, B))."""
+    means = scores.mean(axis=2)
+    parts = [f"{label} {means[k, 0]:.3f} -> {means[k, -1]:.3f}" for k, label in enumerate(labels)]
+    return (f"{tag}: mean p({attribute}) at alpha {float(alphas[0]):+g} -> {float(alphas[-1]):+g}: "
+            + ", ".join(parts))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 The batches are row indices into a (N, *latent_shape) tensor of latents
 (``LatentIndicesDataModule(sliced_predict=True)``: rank r of W renders rows r, r + W, ...), and each
 step returns the rows' frames along one direction; ``latentnav.callbacks.edit_writer.EditWriter`` gathers
-them into the strip and the GIF.
+them into the strip and the GIF. With scorers (the own annotator, a held-out judge), each frame is also
+scored in the same step: the probability of the edited attribute, from the float frames themselves.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def edit_grid(G, directions: torch.Tensor, space: str, latent: torch.Tensor, alp
 
 
 class EditRendering(pl.LightningModule):
-    """Renders ``latents[rows]`` along one direction.
+    """Renders ``latents[rows]`` along one direction, and scores the frames.
 
     Args:
         generator: a loaded, frozen ``FrozenGenerator``.
@@ -67,16 +68,32 @@ class EditRendering(pl.LightningModule):
         space: the latents' space.
         judge: a frozen ``Annotator`` for classifier-guided paths (with ``keep``), else None.
         keep: attribute indices of ``judge`` held fixed along a guided path.
-    ``predict_step`` returns ``{"rows": (b,) int64, "frames": uint8 (len(alphas), b, R, R, 3)}``.
+        scorers: ``(label, annotator, column)`` triples: each frame's probability in ``column`` of the
+            frozen ``annotator`` (e.g. the edited attribute by the own annotator and by a held-out judge).
+    ``predict_step`` returns ``{"rows": (b,) int64, "frames": uint8 (len(alphas), b, R, R, 3)}``, with
+    ``"scores": float32 (len(scorers), len(alphas), b)`` on the CPU when there are scorers; the scores are
+    taken from the same float frames (in [-1, 1]) that become the uint8 frames.
     """
 
     def __init__(self, generator, latents: torch.Tensor, direction: torch.Tensor, alphas: Sequence[float],
-                 space: str = "z", judge=None, keep: Sequence[int] = ()) -> None:
+                 space: str = "z", judge=None, keep: Sequence[int] = (),
+                 scorers: Sequence[tuple[str, torch.nn.Module, int]] = ()) -> None:
         super().__init__()
         self.generator, self.judge = generator, judge
         self.latents = latents.detach().float().cpu()
         self.register_buffer("direction", direction.detach().float(), persistent=False)
         self.alphas, self.space, self.keep = [float(a) for a in alphas], space, list(keep)
+        # A ModuleList, so that the Trainer moves the classifiers to its device with the generator.
+        self.scorers = torch.nn.ModuleList([annotator for _, annotator, _ in scorers])
+        self.score_labels = [label for label, _, _ in scorers]
+        self.score_columns = [int(column) for _, _, column in scorers]
+
+    @torch.no_grad()
+    def score(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (A, b, 3, R, R) in [-1, 1] -> float32 (len(scorers), A, b) on the CPU."""
+        flat = frames.flatten(0, 1)
+        return torch.stack([annotator(flat)[:, column].float().view(frames.shape[:2])
+                            for annotator, column in zip(self.scorers, self.score_columns)]).cpu()
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         rows = batch["indices"]
@@ -86,4 +103,7 @@ class EditRendering(pl.LightningModule):
                                          self.keep)
         else:
             frames = render_edits(self.generator, z, self.direction, self.alphas, self.space)
-        return {"rows": rows.cpu(), "frames": to_uint8(frames)}
+        out = {"rows": rows.cpu(), "frames": to_uint8(frames)}
+        if len(self.scorers):
+            out["scores"] = self.score(frames)
+        return out
