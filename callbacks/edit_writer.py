@@ -38,12 +38,15 @@ class EditWriter(BasePredictionWriter):
         scorers: one ``(label, column name)`` per row of the predictions' ``"scores"`` (e.g.
             ``("own", "own:<annotator source>")``): the label goes on the frames, the name heads the TSV's
             column. Empty: no scores (the predictions carry none).
+        originals: uint8 (N, R, R, 3) images shown in a first column "photo" of the strip (a real image
+            that was projected: the edit's starting point), or None.
     After the loop, rank 0's ``written`` lists the files and ``scores`` holds float32
     (len(scorers), len(alphas), N) in row order (None without scorers).
     """
 
-    def __init__(self, out_dir: str, tag: str, alphas, scale: int = 3, scorers=()) -> None:
+    def __init__(self, out_dir: str, tag: str, alphas, scale: int = 3, scorers=(), originals=None) -> None:
         super().__init__(write_interval="batch")
+        self.originals = originals
         self.out_dir, self.tag, self.alphas, self.scale = Path(out_dir), tag, [float(a) for a in alphas], scale
         self.scorers = [(str(label), str(name)) for label, name in scorers]
         self.rows: list[torch.Tensor] = []
@@ -93,21 +96,30 @@ class EditWriter(BasePredictionWriter):
         order = torch.cat(rows).argsort().numpy()
         self.scores = np.concatenate(scores, axis=2)[:, :, order] if self.scorers else None
         self.written = write_edit(np.concatenate(frames, axis=1)[:, order], self.alphas, self.out_dir, self.tag,
-                                  self.scale, self.scores, [label for label, _ in self.scorers])
+                                  self.scale, self.scores, [label for label, _ in self.scorers], self.originals)
         if self.scorers:
             self.written.append(write_scores(self.scores, self.alphas, [name for _, name in self.scorers],
                                              self.out_dir / f"{self.tag}_scores.tsv"))
 
 
 def write_edit(frames: np.ndarray, alphas: list[float], out_dir: Path, tag: str, scale: int = 3,
-               scores: np.ndarray | None = None, labels: list[str] | None = None) -> list[Path]:
+               scores: np.ndarray | None = None, labels: list[str] | None = None,
+               originals: np.ndarray | None = None) -> list[Path]:
     """Frames uint8 (A, B, R, R, 3) -> ``<tag>.png`` (B rows x A columns, labelled) and ``<tag>.gif``.
     With ``scores`` (S, A, B) and their ``labels`` (S,), a band under each row of the strip gives every
-    frame's scores (:func:`score_band`)."""
+    frame's scores (:func:`score_band`). With ``originals`` uint8 (B, R, R, 3), the strip's first column
+    is the original photo (not in the GIF)."""
     from PIL import Image
 
     frames = upscale(frames, scale)
     a, b = frames.shape[:2]
+    column_names = [f"{x:+.1f}" for x in alphas]
+    gif_frames = frames
+    if originals is not None:
+        frames = np.concatenate([upscale(np.asarray(originals), scale)[None], frames], axis=0)
+        column_names = ["photo"] + column_names
+        if scores is not None:
+            scores = np.concatenate([np.full_like(scores[:, :1], np.nan), scores], axis=1)
     if scores is None:
         strip = tile(frames.swapaxes(0, 1))  # rows = latents, columns = alphas
     else:
@@ -116,10 +128,9 @@ def write_edit(frames: np.ndarray, alphas: list[float], out_dir: Path, tag: str,
                                                 score_band(scores[:, :, i], list(labels or []), width)])
                                 for i in range(b)])
     png, gif = out_dir / f"{tag}.png", out_dir / f"{tag}.gif"
-    labelled = Image.fromarray(labelled_rows(strip, [f"sample {i}" for i in range(b)], [f"{x:+.1f}" for x in alphas],
-                                             margin=60))
+    labelled = Image.fromarray(labelled_rows(strip, [f"sample {i}" for i in range(b)], column_names, margin=60))
     atomic_write(png, lambda f: labelled.save(f, format="PNG"))
-    images = [Image.fromarray(np.concatenate(list(frames[i]), axis=1)) for i in range(a)]
+    images = [Image.fromarray(np.concatenate(list(gif_frames[i]), axis=1)) for i in range(a)]
     images += images[-2:0:-1]  # there and back
     atomic_write(gif, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=120,
                                                loop=0))
@@ -134,7 +145,10 @@ def short_probability(p: float) -> str:
 
 def frame_label(scores, labels: list[str]) -> list[str]:
     """One frame's scores (S,) -> its label's lines, one per scorer (``own .12``, ``judge .10``); the last
-    line ends in ``!`` where the first two scorers differ by more than :data:`DISAGREE`."""
+    line ends in ``!`` where the first two scorers differ by more than :data:`DISAGREE`. NaN scores (the
+    original photo's column): no lines."""
+    if any(float(p) != float(p) for p in scores):
+        return []
     lines = [f"{label} {short_probability(p)}" for label, p in zip(labels, scores)]
     if len(lines) >= 2 and abs(float(scores[0]) - float(scores[1])) > DISAGREE:
         lines[-1] += " !"

@@ -65,25 +65,9 @@ class CelebAAttributes(Dataset):
 
     def load_image(self, index: int) -> torch.Tensor:
         """Image ``index`` as float32 (3, image_size, image_size) in [-1, 1]."""
-        from PIL import Image
+        from latentnav.images import load_square_image
 
-        path = self.image_dir / self.filenames[index]
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                w, h = im.size
-                side = min(w, h) if self.crop_size is None else self.crop_size
-                if side > min(w, h):
-                    raise DataFormatError(f"{path}: crop_size {side} exceeds the image size {w}x{h}")
-                left, top = (w - side) // 2, (h - side) // 2
-                if (w, h) != (side, side):
-                    im = im.crop((left, top, left + side, top + side))
-                if side != self.image_size:
-                    im = im.resize((self.image_size, self.image_size), Image.BICUBIC, reducing_gap=None)
-                array = np.asarray(im, dtype=np.uint8)
-        except OSError as e:
-            raise DataFormatError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
-        return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+        return load_square_image(self.image_dir / self.filenames[index], self.image_size, self.crop_size)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.load_image(index)

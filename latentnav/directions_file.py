@@ -63,3 +63,30 @@ def read_directions(path: str | Path) -> dict:
                               f"and {len(found['names'])} names")
     check_rows(d, str(path))
     return found
+
+
+# The latents file of a projection (``latentnav project``), read by ``latentnav edit --latents``.
+LATENTS_FORMAT = "latentnav-latents/1"
+
+
+def read_latents(path: str | Path, generator_identity: Optional[dict] = None, space: Optional[str] = None) -> dict:
+    """``{"latents": (N, ...) float32, "space": str or None, "generator": identity or None, "files": [...]}`` from
+    a projection's ``latents.pt`` or a plain saved tensor (weights-only). With a ``generator_identity`` a
+    file recorded for another generator (sha256) is one line; with ``space`` a file of another space is."""
+    from latentnav.errors import ConfigError
+    from latentnav.safe_load import safe_torch_load
+
+    found = safe_torch_load(path)
+    if isinstance(found, torch.Tensor):
+        return {"latents": found.float(), "space": None, "generator": None, "files": []}
+    if not isinstance(found, dict) or found.get("format") != LATENTS_FORMAT or not isinstance(found.get("latents"), torch.Tensor):
+        raise DataFormatError(f"{path}: expected a tensor of latents or a latentnav projection's latents.pt")
+    theirs = (found.get("generator") or {}).get("sha256")
+    mine = (generator_identity or {}).get("sha256")
+    if theirs and mine and theirs != mine:
+        raise ConfigError(f"{path}: latents projected with generator {found['generator'].get('source')} (sha256 "
+                          f"{theirs[:12]}), not {generator_identity.get('source')} (sha256 {mine[:12]})")
+    if space is not None and found.get("space") not in (None, space):
+        raise ConfigError(f"{path}: latents are in {found['space']} space, the directions in {space} space")
+    return {"latents": found["latents"].float(), "space": found.get("space"), "generator": found.get("generator"),
+            "files": list(found.get("files") or [])}

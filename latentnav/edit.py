@@ -71,7 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", nargs="*", default=[], help="attributes whose directions are projected out")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
-    source.add_argument("--latents", help="a .pt file holding a (B, ...) tensor of latents in the file's space")
+    source.add_argument("--latents", help="a projection's latents.pt (latentnav project), or a .pt file holding a "
+                                          "(B, ...) tensor of latents in the directions' space")
+    source.add_argument("--images", nargs="+", help="your own image files or folders: projected into the directions' "
+                                                   "space first (latentnav project), the photo shown in the first column")
+    parser.add_argument("--crop-size", type=int, default=None,
+                        help="with --images: side of the centred square cut before resizing (CelebA: 178)")
+    parser.add_argument("--project-steps", type=int, default=300, help="with --images: Adam steps per image")
+    parser.add_argument("--perceptual", default=None,
+                        help="with --images: a TorchScript feature network for the projection's perceptual loss")
     parser.add_argument("--alpha", nargs=2, type=float, default=[-6.0, 6.0], metavar=("MIN", "MAX"))
     parser.add_argument("--steps", type=int, default=9)
     parser.add_argument("--scale", type=int, default=3, help="pixel upscaling of the outputs")
@@ -101,7 +109,7 @@ def _run(args: argparse.Namespace) -> None:
     from latentnav.datamodules.latent_indices import LatentIndicesDataModule
     from latentnav.generators.loading import load_generator_like
     from latentnav.measuring import trainer_from
-    from latentnav.safe_load import safe_torch_load
+    from latentnav.directions_file import read_latents
     from latentnav.lightning_modules.edit_rendering import EditRendering
 
     path = Path(args.directions)
@@ -118,12 +126,22 @@ def _run(args: argparse.Namespace) -> None:
     if found["directions"].shape[1] != size:
         raise ConfigError(f"{path}: directions have size {found['directions'].shape[1]}, but the generator's "
                           f"{space} latents have {size}")
+    originals = None
     if args.latents:
-        latents = safe_torch_load(args.latents)
-        if not isinstance(latents, torch.Tensor):
-            raise ConfigError(f"{args.latents}: expected a tensor of latents, got {type(latents).__name__}")
-        G.check_latent(latents.float(), space)
-        latents = latents.float()
+        latents = read_latents(args.latents, G.identity, space)["latents"]  # another generator / space: one line
+        G.check_latent(latents, space)
+    elif args.images:
+        from latentnav.images import load_square_image, to_uint8
+        from latentnav.project import project_images
+
+        if args.project_steps < 1:
+            raise ConfigError(f"--project-steps: expected a positive integer, got {args.project_steps}")
+        projected = project_images(args.images, space=space, steps=args.project_steps, perceptual=args.perceptual,
+                                   crop_size=args.crop_size, batch_size=args.batch_size,
+                                   out=str(Path(args.out) / "projection"), trainer=trainer_from(args, inference_mode=False),
+                                   G=G)
+        latents = projected["latents"]
+        originals = np.stack([to_uint8(load_square_image(f, G.resolution, args.crop_size)) for f in projected["files"]])
     else:
         latents = torch.cat([G.sample(1, seed=s, space=space) for s in args.seeds])
     alphas = np.linspace(args.alpha[0], args.alpha[1], args.steps)
@@ -157,7 +175,7 @@ def _run(args: argparse.Namespace) -> None:
     rows = LatentIndicesDataModule(num=len(latents), batch_size=args.batch_size, sliced_predict=True)
     for tag, attribute, d, keep, scorers in directions:
         writer = EditWriter(args.out, tag, alphas, args.scale,
-                            scorers=[(label, f"{label}:{c.source}") for label, c, _ in scorers])
+                            scorers=[(label, f"{label}:{c.source}") for label, c, _ in scorers], originals=originals)
         trainer.callbacks.append(writer)
         try:
             trainer.predict(EditRendering(G, latents, d, alphas, space, annotator if args.guided else None, keep,

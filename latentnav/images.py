@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def to_uint8(images: torch.Tensor, scale: int = 1) -> np.ndarray:
@@ -50,3 +55,51 @@ def heatmap(matrix: torch.Tensor, cell: int = 12) -> np.ndarray:
     m = matrix.clamp(-1, 1).cpu().numpy()
     rgb = np.stack([np.where(m > 0, 1.0, 1.0 + m), 1.0 - np.abs(m), np.where(m < 0, 1.0, 1.0 - m)], -1)
     return (np.kron(rgb, np.ones((cell, cell, 1))) * 255).astype(np.uint8)
+
+
+def load_square_image(path: str | os.PathLike, size: int, crop_size: int | None = None) -> torch.Tensor:
+    """An image file as float32 (3, size, size) in [-1, 1]: a centred square of side ``crop_size`` (the
+    shorter side when None; CelebA's reader uses 178) resized with bicubic filtering. An unreadable file
+    or a crop larger than the image is one ``DataFormatError`` line naming the file."""
+    from PIL import Image
+
+    from latentnav.errors import DataFormatError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            side = min(w, h) if crop_size is None else crop_size
+            if side > min(w, h):
+                raise DataFormatError(f"{path}: crop_size {side} exceeds the image size {w}x{h}")
+            left, top = (w - side) // 2, (h - side) // 2
+            if (w, h) != (side, side):
+                im = im.crop((left, top, left + side, top + side))
+            if side != size:
+                im = im.resize((size, size), Image.BICUBIC, reducing_gap=None)
+            array = np.asarray(im, dtype=np.uint8)
+    except OSError as e:
+        raise DataFormatError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def list_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files named by ``paths`` (files, or folders whose image files are taken in name order).
+    A missing path or a folder without images is one ``ConfigError`` line."""
+    from latentnav.errors import ConfigError
+
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            inside = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                raise ConfigError(f"{p}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            found += inside
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise ConfigError(f"{p}: no such image file or folder")
+    if not found:
+        raise ConfigError("images: give at least one image file or folder")
+    return found

@@ -1,0 +1,59 @@
+"""A user's image files as ``predict`` batches: rank slices (no padding), loaded and cropped per batch."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from latentnav.errors import ConfigError
+from latentnav.images import list_images, load_square_image
+
+
+class ImageBatches(IterableDataset):
+    """Batches ``{"indices": (b,) int64, "images": (b, 3, size, size) in [-1, 1]}`` of files ``rank, rank + W, ...``."""
+
+    def __init__(self, files: list, size: int, crop_size: Optional[int], batch_size: int, rank: int,
+                 world_size: int) -> None:
+        self.files, self.size, self.crop_size, self.batch_size = files, size, crop_size, batch_size
+        self.indices = torch.arange(rank, len(files), world_size)
+
+    def __iter__(self):
+        for chunk in self.indices.split(self.batch_size):
+            yield {"indices": chunk,
+                   "images": torch.stack([load_square_image(self.files[i], self.size, self.crop_size) for i in chunk])}
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+
+class ImageFilesDataModule(pl.LightningDataModule):
+    """Image files (or folders of them, in name order) cropped to a centred square and resized.
+
+    Args:
+        images: files or folders.
+        size: side in pixels (the generator's resolution).
+        crop_size: side of the centred square cut before resizing (CelebA's reader: 178); None = the
+            shorter side.
+        batch_size: images per batch.
+    Every file is opened once in ``setup`` so that an unreadable one fails before any work.
+    """
+
+    def __init__(self, images: Sequence[str | os.PathLike], size: int, crop_size: Optional[int] = None,
+                 batch_size: int = 8) -> None:
+        super().__init__()
+        if batch_size < 1 or size < 1:
+            raise ConfigError(f"images: batch_size and size must be positive, got {batch_size} and {size}")
+        self.files = list_images(images)
+        self.size, self.crop_size, self.batch_size = size, crop_size, batch_size
+        for f in self.files:  # fail now, with the file's name, rather than mid-run
+            load_square_image(f, 1, crop_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return DataLoader(ImageBatches(self.files, self.size, self.crop_size, self.batch_size, rank, world),
+                          batch_size=None)

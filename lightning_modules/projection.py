@@ -1,0 +1,131 @@
+"""GAN inversion by optimisation: the latent whose image matches a given image, as a ``predict`` loop.
+
+For a batch of images x (B, 3, R, R) in [-1, 1], Adam moves latents l (B, *latent_shape(space)) to
+minimise ``mean (G(l) - x)^2 + perceptual_weight * mean (F(G(l)) - F(x))^2`` per image, with F a
+feature network the user supplies (TorchScript, images -> (B, D); nothing is downloaded). As in
+the StyleGAN2 projector (Karras et al. 2020): the start is the mean latent of the space, the learning
+rate ramps up over the first ``lr_rampup`` of the steps and down (cosine) over the last
+``lr_rampdown``, and Gaussian noise of ``noise_start`` x the latents' spread, fading out by
+``noise_ramp`` of the steps, is added to the latent fed to G early on (it keeps the search from
+settling in the first basin). Each image's loss depends on its own latent only and Adam is elementwise,
+so a batch gives the images' individual results. Not built: the per-layer noise-map optimisation
+of the StyleGAN2 projector (the frozen generator's noise maps are its checkpoint's constants).
+
+``predict_step`` returns ``{"rows": (b,), "latents": (b, *shape) float32 CPU, "reconstructions": uint8
+(b, R, R, 3), "psnr": (b,) dB (data range 2), "ssim": (b,)}``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import pytorch_lightning as pl
+import torch
+
+from latentnav.images import to_uint8
+
+
+def psnr(reconstructions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of images in [-1, 1] (data range 2): (B,)."""
+    mse = (reconstructions.float().clamp(-1, 1) - targets.float()).square().flatten(1).mean(1)
+    return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
+
+
+def ssim(reconstructions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM (torchmetrics, Gaussian window, data range 2): (B,)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    kernel = min(11, targets.shape[-1] - (1 - targets.shape[-1] % 2))  # odd, at most the image
+    return structural_similarity_index_measure(reconstructions.float().clamp(-1, 1), targets.float(), data_range=2.0,
+                                               kernel_size=kernel, reduction="none")
+
+
+def lr_at(t: float, lr: float, rampup: float, rampdown: float) -> float:
+    """The learning rate at progress ``t`` in [0, 1]: linear warm-up over ``rampup``, cosine decay over
+    the last ``rampdown``."""
+    ramp = min(1.0, (1.0 - t) / rampdown) if rampdown > 0 else 1.0
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    return lr * ramp * (min(1.0, t / rampup) if rampup > 0 else 1.0)
+
+
+class Projection(pl.LightningModule):
+    """Projects batches of images into ``space`` of the frozen ``generator`` (see the module docstring).
+
+    Args:
+        generator: a loaded, frozen ``FrozenGenerator``.
+        space: ``z``, ``w`` or ``w+`` (``w``/``w+`` for StyleGAN2).
+        steps: Adam steps per batch.
+        lr: peak learning rate.
+        lr_rampup, lr_rampdown: fractions of the steps for the warm-up and the cosine decay.
+        noise_start, noise_ramp: latent noise at the start (x the latents' spread) and the fraction of the
+            steps over which it fades (quadratically) to 0.
+        perceptual: a frozen feature network (``load_identity_embedding``'s contract: images -> (B, D)) or None.
+        perceptual_weight: its loss weight.
+        stats_samples: prior samples for the space's mean and spread.
+    Batches: ``{"indices": (b,), "images": (b, 3, R, R) in [-1, 1]}``, optionally ``"start"`` (b, *shape):
+    latents to start from (an encoder's guess) instead of the mean.
+    """
+
+    def __init__(self, generator, space: str = "w+", steps: int = 300, lr: float = 0.1, lr_rampup: float = 0.05,
+                 lr_rampdown: float = 0.25, noise_start: float = 0.05, noise_ramp: float = 0.75,
+                 perceptual=None, perceptual_weight: float = 1.0, stats_samples: int = 2000) -> None:
+        super().__init__()
+        from latentnav.errors import check_positive
+
+        check_positive("steps", steps)
+        check_positive("lr", lr)
+        generator.latent_shape(space)  # an unknown space is one line
+        self.generator, self.space, self.perceptual = generator, space, perceptual
+        self.steps, self.lr, self.lr_rampup, self.lr_rampdown = int(steps), float(lr), lr_rampup, lr_rampdown
+        self.noise_start, self.noise_ramp, self.perceptual_weight = noise_start, noise_ramp, perceptual_weight
+        with torch.no_grad():
+            z = generator.sample(stats_samples, seed=123, space="z")
+            latents = generator.to_space(z, space).float().cpu()
+        mean = latents.mean(0)
+        self.register_buffer("mean", mean, persistent=False)
+        self.spread = float((latents - mean).square().flatten(1).sum(1).mean().sqrt())
+
+    def loss(self, images: torch.Tensor, targets: torch.Tensor, target_features: Optional[torch.Tensor]) -> torch.Tensor:
+        """Per-image loss (B,): pixel MSE + perceptual_weight * feature MSE."""
+        loss = (images - targets).square().flatten(1).mean(1)
+        if target_features is not None:
+            loss = loss + self.perceptual_weight * (self.perceptual(images) - target_features).square().flatten(1).mean(1)
+        return loss
+
+    def project(self, targets: torch.Tensor, start: Optional[torch.Tensor] = None,
+                rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Latents (B, *shape) whose images match ``targets`` (B, 3, R, R) in [-1, 1]. ``rows`` (B,): the
+        images' indices, which seed each one's latent noise (default 0 .. B - 1), so that an image gets
+        the same result in any batch and on any rank."""
+        targets = targets.to(self.device, torch.float32)
+        b = len(targets)
+        rows = torch.arange(b) if rows is None else torch.as_tensor(rows).reshape(-1).cpu()
+        streams = [torch.Generator().manual_seed(int(r)) for r in rows]
+        init = self.mean.expand(b, *self.mean.shape) if start is None else start.to(self.device, torch.float32)
+        latents = init.clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([latents], lr=self.lr, betas=(0.9, 0.999))
+        with torch.enable_grad(), torch.inference_mode(False):
+            target_features = self.perceptual(targets).detach() if self.perceptual is not None else None
+            for step in range(self.steps):
+                t = step / self.steps
+                for group in optimiser.param_groups:
+                    group["lr"] = lr_at(t, self.lr, self.lr_rampup, self.lr_rampdown)
+                scale = self.spread * self.noise_start * max(0.0, 1.0 - t / self.noise_ramp) ** 2 if self.noise_ramp else 0.0
+                noise = 0.0
+                if scale > 0:  # drawn on the CPU per image: the same on every device, batch and rank
+                    noise = torch.stack([torch.randn(latents.shape[1:], generator=s) for s in streams]).to(self.device) * scale
+                images = self.generator.synthesize(latents + noise, self.space)
+                loss = self.loss(images.float(), targets, target_features).sum()
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+        return latents.detach()
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        targets = batch["images"].to(self.device, torch.float32)
+        latents = self.project(targets, batch.get("start"), batch["indices"])
+        with torch.no_grad():
+            images = self.generator.synthesize(latents, self.space).float()
+        return {"rows": batch["indices"].cpu(), "latents": latents.float().cpu(), "reconstructions": to_uint8(images),
+                "psnr": psnr(images, targets).cpu(), "ssim": ssim(images, targets).cpu()}

@@ -1,0 +1,125 @@
+"""latentnav project and latentnav edit --images on rendered demo faces (real images the generator never saw)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latentnav import edit
+from latentnav.datamodules.demo_faces import generate
+from latentnav.project import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Three rendered faces as 48 px PNGs (not the generator's 32 px: the reader resizes) in a folder."""
+    folder = tmp_path_factory.mktemp("photos")
+    images, _ = generate(3, seed=77, image_size=48)
+    for i, im in enumerate(images):
+        Image.fromarray(im).save(folder / f"face{i}.png")
+    return folder
+
+
+def test_project_a_folder_then_edit_the_latents(photos, tmp_path, capsys):
+    out = tmp_path / "proj"
+    assert main(["--images", json.dumps([str(photos)]), "--steps", "60", "--out", str(out),
+                 "--accelerator", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "projected 3 image(s) into z" in printed and "mean PSNR" in printed
+    saved = torch.load(out / "latents.pt", weights_only=True)
+    assert saved["latents"].shape == (3, 64) and saved["space"] == "z" and len(saved["generator"]["sha256"]) == 64
+    assert [Path(f).name for f in saved["files"]] == ["face0.png", "face1.png", "face2.png"]
+    rows = (out / "projection.tsv").read_text().splitlines()
+    assert rows[0] == "file\tpsnr_db\tssim" and len(rows) == 4
+    psnr = [float(r.split("\t")[1]) for r in rows[1:]]
+    assert min(psnr) > 16  # well above the mean latent's image (checked in the module's tests)
+    pair = Image.open(out / "reconstructions" / "0001_face1.png")
+    assert pair.size == (64, 32)  # input | reconstruction at the generator's 32 px
+    # The edit command reads the projection's latents.
+    directions = _smiling_directions(tmp_path)
+    assert edit.main([str(directions), "--latents", str(out / "latents.pt"), "--attributes", "Smiling",
+                      "--steps", "3", "--out", str(tmp_path / "edits"), "--accelerator", "cpu"]) == 0
+    assert Image.open(tmp_path / "edits" / "Smiling.png").size[1] > 3 * 32 * 3
+    # Latents of another generator, or of another space, are one line.
+    other = dict(saved, generator=dict(saved["generator"], sha256="f" * 64, source="other.pt"))
+    torch.save(other, tmp_path / "other.pt")
+    capsys.readouterr()
+    assert edit.main([str(directions), "--latents", str(tmp_path / "other.pt"), "--attributes", "Smiling",
+                      "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "latents projected with generator other.pt (sha256 ffffffffffff)" in err and "Traceback" not in err
+    torch.save(dict(saved, space="w"), tmp_path / "w.pt")
+    assert edit.main([str(directions), "--latents", str(tmp_path / "w.pt"), "--attributes", "Smiling",
+                      "--out", str(tmp_path / "x")]) == 2
+    assert "latents are in w space, the directions in z space" in capsys.readouterr().err
+
+
+def _smiling_directions(tmp_path):
+    from latentnav.directions_file import write_directions
+    from latentnav.generators import load_generator
+    from latentnav.lightning_modules.annotator import load_annotator
+
+    G, own = load_generator("demo"), load_annotator("demo")
+    z = G.sample(400, seed=3)
+    with torch.no_grad():
+        logits = own.logits(G.synthesize(z))
+    j = own.attributes.index("Smiling")
+    w = torch.linalg.lstsq(torch.cat([z, torch.ones(len(z), 1)], 1), logits[:, j:j + 1]).solution[:-1, 0]
+    return write_directions(tmp_path / "smile.npz", w[None], ["Smiling"], "lstsq", "z", G.identity)
+
+
+def test_edit_your_own_photos_in_one_command(photos, tmp_path):
+    directions = _smiling_directions(tmp_path)
+    out = tmp_path / "edits"
+    assert edit.main([str(directions), "--images", str(photos / "face0.png"), str(photos / "face2.png"),
+                      "--attributes", "Smiling", "--steps", "3", "--project-steps", "30", "--judge", "demo_judge",
+                      "--out", str(out), "--accelerator", "cpu"]) == 0
+    strip = np.asarray(Image.open(out / "Smiling.png"))
+    assert (out / "Smiling.gif").is_file() and (out / "projection" / "latents.pt").is_file()
+    # The first column is the photo itself: the strip's first frame equals the cropped, resized input.
+    from latentnav.images import load_square_image, to_uint8
+
+    photo = to_uint8(load_square_image(photos / "face0.png", 32), 3)
+    h, w = photo.shape[:2]
+    top = 14  # labelled_rows' header
+    assert np.array_equal(strip[top:top + h, 60:60 + w], photo)
+    scores = (out / "Smiling_scores.tsv").read_text().splitlines()
+    assert len(scores) == 1 + 2 * 3  # the photo column has no scores
+
+
+def test_bad_images_are_one_line(photos, tmp_path, capsys):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    assert main(["--images", json.dumps([str(tmp_path / "broken.jpg")]), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "broken.jpg: unreadable image" in err and "Traceback" not in err
+    assert main(["--images", json.dumps([str(tmp_path / "nothing_here")]), "--out", str(tmp_path / "o")]) == 2
+    assert "nothing_here: no such image file or folder" in capsys.readouterr().err
+    assert main(["--images", json.dumps([str(photos)]), "--space", "w+", "--out", str(tmp_path / "o")]) == 2
+    assert "w+" in capsys.readouterr().err
+    assert main(["--images", json.dumps([str(photos)]), "--crop_size", "400", "--out", str(tmp_path / "o")]) == 2
+    assert "crop_size 400 exceeds the image size 48x48" in capsys.readouterr().err
+
+
+def test_two_processes_project_as_one(photos, tmp_path):
+    """A real 2-process DDP projection (Trainer defaults): each rank projects its share, rank 0 writes
+    the latents in file order, equal to one process's."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    results = {}
+    for n in (1, 2):
+        out = tmp_path / f"p{n}"
+        cmd = [sys.executable, "-m", "latentnav.project", "--images", json.dumps([str(photos)]), "--steps", "20",
+               "--out", str(out), "--accelerator", "cpu", "--devices", str(n)] + (["--strategy", "ddp"] if n > 1 else [])
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[n] = torch.load(out / "latents.pt", weights_only=True)
+        assert not (out / ".parts").exists()
+    assert torch.allclose(results[1]["latents"], results[2]["latents"], atol=1e-4)
+    assert results[1]["files"] == results[2]["files"]
