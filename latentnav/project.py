@@ -32,7 +32,7 @@ def default_space(G) -> str:
 def project_images(images: list[str], generator: str = "demo", space: Optional[str] = None, steps: int = 300,
                    lr: float = 0.1, perceptual: Optional[str] = None, perceptual_weight: float = 1.0,
                    crop_size: Optional[int] = None, batch_size: int = 8, out: str = "runs/projection",
-                   trainer=None, G=None) -> dict:
+                   trainer=None, G=None, encoder: Optional[str] = None) -> dict:
     """Project ``images`` and write the outputs under ``out``; returns {"latents" (N, ...) on every rank,
     "space", "files", "psnr", "ssim" (rank 0 only, else None), "generator", "seconds", "is_global_zero"}."""
     from latentnav.callbacks.projection_writer import ProjectionWriter
@@ -41,7 +41,13 @@ def project_images(images: list[str], generator: str = "demo", space: Optional[s
     from latentnav.lightning_modules.projection import Projection
 
     G = G if G is not None else load_generator(generator)
-    space = space or default_space(G)
+    trained = None
+    if encoder:
+        from latentnav.lightning_modules.encoder import load_encoder
+
+        trained = load_encoder(encoder, generator=G)
+        trained.requires_grad_(False)
+    space = space or (trained.space if trained is not None else default_space(G))
     G.latent_shape(space)  # an unknown space is one line
     data = ImageFilesDataModule(images, G.resolution, crop_size, batch_size)
     feature_net = None
@@ -49,7 +55,8 @@ def project_images(images: list[str], generator: str = "demo", space: Optional[s
         from latentnav.lightning_modules.identity_embedding import load_identity_embedding
 
         feature_net = load_identity_embedding(perceptual)
-    module = Projection(G, space, steps=steps, lr=lr, perceptual=feature_net, perceptual_weight=perceptual_weight)
+    module = Projection(G, space, steps=steps, lr=lr, perceptual=feature_net, perceptual_weight=perceptual_weight,
+                        encoder=trained)
     trainer = trainer or make_trainer(inference_mode=False)
     writer = ProjectionWriter(out, data.files, space, G.identity, crop_size)
     trainer.callbacks.append(writer)
@@ -71,7 +78,7 @@ def project_images(images: list[str], generator: str = "demo", space: Optional[s
 def main_function(images: list[str], generator: str = "demo", space: Optional[str] = None, steps: int = 300,
                   lr: float = 0.1, perceptual: Optional[str] = None, perceptual_weight: float = 1.0,
                   crop_size: Optional[int] = None, batch_size: int = 8, out: str = "runs/projection",
-                  accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
+                  encoder: Optional[str] = None, accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
                   precision: str = "32-true") -> None:
     """Project image files into a generator's latent space.
 
@@ -79,7 +86,7 @@ def main_function(images: list[str], generator: str = "demo", space: Optional[st
         images: image files or folders (taken in name order).
         generator: generator source (``demo``, a checkpoint or exported file).
         space: ``z``, ``w`` or ``w+`` (default: ``w+`` where the generator has it, else ``z``).
-        steps: Adam steps per image.
+        steps: Adam steps per image (with ``encoder``: refinement steps from its output; 0 = none).
         lr: peak learning rate.
         perceptual: a TorchScript feature network (images (B, 3, H, W) in [-1, 1] -> (B, D)) for a
             perceptual loss term, e.g. your VGG/LPIPS port; nothing is downloaded.
@@ -88,13 +95,14 @@ def main_function(images: list[str], generator: str = "demo", space: Optional[st
             shorter side.
         batch_size: images per optimisation batch.
         out: output folder.
+        encoder: a trained encoder's checkpoint (``configs/encoder/demo.yaml``): its output is the start.
         accelerator, devices, strategy, num_nodes, precision: the Trainer's.
     """
-    if steps < 1:
-        raise ConfigError(f"steps: expected a positive integer, got {steps}")
+    if steps < (0 if encoder else 1):
+        raise ConfigError(f"steps: expected a {'non-negative' if encoder else 'positive'} integer, got {steps}")
     trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision, inference_mode=False)
     found = project_images(list(images), generator, space, steps, lr, perceptual, perceptual_weight, crop_size,
-                           batch_size, out, trainer)
+                           batch_size, out, trainer, encoder=encoder)
     if not found["is_global_zero"]:
         return
     psnr, ssim = found["psnr"], found["ssim"]

@@ -63,18 +63,24 @@ class Projection(pl.LightningModule):
         perceptual: a frozen feature network (``load_identity_embedding``'s contract: images -> (B, D)) or None.
         perceptual_weight: its loss weight.
         stats_samples: prior samples for the space's mean and spread.
+        encoder: a trained ``LatentEncoder`` (frozen here) whose output is the start; ``steps`` 0 = its output
+            as it is (no refinement).
     Batches: ``{"indices": (b,), "images": (b, 3, R, R) in [-1, 1]}``, optionally ``"start"`` (b, *shape):
     latents to start from (an encoder's guess) instead of the mean.
     """
 
     def __init__(self, generator, space: str = "w+", steps: int = 300, lr: float = 0.1, lr_rampup: float = 0.05,
                  lr_rampdown: float = 0.25, noise_start: float = 0.05, noise_ramp: float = 0.75,
-                 perceptual=None, perceptual_weight: float = 1.0, stats_samples: int = 2000) -> None:
+                 perceptual=None, perceptual_weight: float = 1.0, stats_samples: int = 2000, encoder=None) -> None:
         super().__init__()
-        from latentnav.errors import check_positive
+        from latentnav.errors import ConfigError, check_positive
 
-        check_positive("steps", steps)
+        if encoder is None or steps != 0:  # an encoder alone (steps 0) needs no optimisation
+            check_positive("steps", steps)
+        if encoder is not None and getattr(encoder, "space", space) != space:
+            raise ConfigError(f"encoder: it predicts {encoder.space} latents, the projection is into {space}")
         check_positive("lr", lr)
+        self.encoder = encoder
         generator.latent_shape(space)  # an unknown space is one line
         self.generator, self.space, self.perceptual = generator, space, perceptual
         self.steps, self.lr, self.lr_rampup, self.lr_rampdown = int(steps), float(lr), lr_rampup, lr_rampdown
@@ -124,7 +130,11 @@ class Projection(pl.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         targets = batch["images"].to(self.device, torch.float32)
-        latents = self.project(targets, batch.get("start"), batch["indices"])
+        start = batch.get("start")
+        if start is None and self.encoder is not None:
+            with torch.no_grad():
+                start = self.encoder(targets).float()
+        latents = start.to(self.device) if self.steps == 0 else self.project(targets, start, batch["indices"])
         with torch.no_grad():
             images = self.generator.synthesize(latents, self.space).float()
         return {"rows": batch["indices"].cpu(), "latents": latents.float().cpu(), "reconstructions": to_uint8(images),
