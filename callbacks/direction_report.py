@@ -88,7 +88,8 @@ class DirectionReport(pl.Callback):
     replicates for the summary's 95 % intervals and the paired significance of "this run" against
     the others (0: none). The summary averages over the attributes that every run flips (named).
     What else each edit changes (``latentnav.lightning_modules.evaluation_protocol``, the comparison's
-    protocol): AD, pixel change, judge-feature distance and realism drift always; ``nuisance``: a reader
+    protocol): AD, pixel change and judge-feature distance always, realism drift for a judge feature at
+    most 512 wide; ``nuisance``: a reader
     of factors that are not attributes (``demo``), their change in their units; ``identity``: a
     TorchScript face-embedding network (images -> (B, D)), the identity distance 1 - cos.
     """

@@ -47,6 +47,8 @@ class ImageFilesDataModule(pl.LightningDataModule):
         super().__init__()
         if batch_size < 1 or size < 1:
             raise ConfigError(f"images: batch_size and size must be positive, got {batch_size} and {size}")
+        if crop_size is not None and crop_size < 1:
+            raise ConfigError(f"crop_size: expected a positive number of pixels, got {crop_size}")
         self.files = list_images(images)
         self.size, self.crop_size, self.batch_size = size, crop_size, batch_size
         for f in self.files:  # fail now, with the file's name, rather than mid-run
@@ -55,5 +57,8 @@ class ImageFilesDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if len(self.files) < world:  # every rank decides alike: a rank without images would leave the others waiting
+            raise ConfigError(f"images: {len(self.files)} image(s) on {world} processes; use at most "
+                              f"{len(self.files)} device(s)")
         return DataLoader(ImageBatches(self.files, self.size, self.crop_size, self.batch_size, rank, world),
                           batch_size=None)

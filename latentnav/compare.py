@@ -314,6 +314,15 @@ def _controlled(scores: dict, targets: list[int], attrs: list[str]) -> list[str]
     return sorted({attrs[t] for t, c in zip(targets, scores["controls"].tolist()) if c})
 
 
+def _drift_note(summary: dict) -> str:
+    """A sentence when realism drift was not measured, or with fewer replicates than the rest (memory)."""
+    results = summary.get("results") or []
+    if results and all(bool(torch.isnan(r["side"]["drift"][0]).all()) for r in results):
+        return " Realism drift: not measured (the judge's features are wider than 512)."
+    counts = sorted({r.get("drift_replicates") for r in results} - {summary.get("replicates")})
+    return f" Realism drift intervals from {', '.join(map(str, counts))} replicates (memory)." if counts else ""
+
+
 def report(summary: dict) -> str:
     attrs, results = summary["attributes"], summary["results"]
     judged = summary.get("judge") is not None
@@ -331,9 +340,7 @@ def report(summary: dict) -> str:
                                             " No held-out judge was given (`--judge`): these figures grade the "
                                             "supervised methods with the classifier they were fitted to."), ""]
     lines += [side_effects_explained(judged, summary.get("nuisance_factors"), summary.get("identity"))
-              + (f" Realism drift intervals from {summary['results'][0].get('drift_replicates')} replicates."
-                 if summary.get("results") and summary["results"][0].get("drift_replicates") != summary.get("replicates")
-                 else ""), ""]
+              + _drift_note(summary), ""]
     judges = [(None, "own judge")] + ([("judge", "held-out judge")] if judged else [])
     lines += ["## Per method", ""]
     for key, label in judges:

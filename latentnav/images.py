@@ -79,7 +79,9 @@ def load_square_image(path: str | os.PathLike, size: int, crop_size: int | None 
             if side != size:
                 im = im.resize((size, size), Image.BICUBIC, reducing_gap=None)
             array = np.asarray(im, dtype=np.uint8)
-    except OSError as e:
+    except DataFormatError:
+        raise
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise DataFormatError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 

@@ -54,7 +54,7 @@ def project_images(images: list[str], generator: str = "demo", space: Optional[s
     if perceptual:
         from latentnav.lightning_modules.identity_embedding import load_identity_embedding
 
-        feature_net = load_identity_embedding(perceptual)
+        feature_net = load_identity_embedding(perceptual, role="perceptual")
     module = Projection(G, space, steps=steps, lr=lr, perceptual=feature_net, perceptual_weight=perceptual_weight,
                         encoder=trained)
     trainer = trainer or make_trainer(inference_mode=False)

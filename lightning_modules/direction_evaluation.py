@@ -22,7 +22,7 @@ from latentnav.lightning_modules.edit_metrics import EditEffect
 
 
 MAX_DRIFT_FEATURES = 512  # widest judge feature for which realism drift is measured (memory: K * F^2 per replicate)
-DRIFT_MEMORY = 1 << 30  # bytes of drift states (float64 covariance sums) before its replicates are cut down
+DRIFT_MEMORY = 1 << 28  # bytes of drift states (float64 covariance sums) before its replicates are cut down
 
 
 class AttributeChange(Metric):
@@ -231,19 +231,22 @@ class DirectionEvaluation(pl.LightningModule):
         else:
             skipped = torch.tensor([s != s for s in self.steps])
 
-            def masked(change: torch.Tensor) -> torch.Tensor:  # (1 + R, K, 1, F) -> (1 + R, K, F), NaN if skipped
-                change = change[:, :, 0].cpu().clone()
+            k = len(self.steps)
+
+            def masked(change: torch.Tensor, width: int) -> torch.Tensor:  # -> (1 + R, K, F), NaN if skipped
+                # torchmetrics squeezes a one-element result (K = 1, R = 0, F = 1): restore the shape first.
+                change = change.reshape(-1, k, 1, width)[:, :, 0].cpu().clone()
                 change[:, skipped] = math.nan
                 return change
 
-            self.side_result = {"pixels": masked(self.pixel_change.compute())[..., 0],
-                                "features": masked(self.feature_change.compute())[..., 0]}
+            self.side_result = {"pixels": masked(self.pixel_change.compute(), 1)[..., 0],
+                                "features": masked(self.feature_change.compute(), 1)[..., 0]}
             if self.nuisance is not None:
-                self.side_result["nuisance"] = masked(self.nuisance_change.compute())
+                self.side_result["nuisance"] = masked(self.nuisance_change.compute(), len(self.nuisance.factor_names))
             if self.identity is not None:
-                self.side_result["identity"] = masked(self.identity_change.compute())[..., 0]
-            if hasattr(self, "drift"):
-                self.side_result["drift"] = self.drift.compute()[:, :, 0].cpu()  # NaN where nothing was added
+                self.side_result["identity"] = masked(self.identity_change.compute(), 1)[..., 0]
+            if hasattr(self, "drift"):  # NaN where nothing was added
+                self.side_result["drift"] = self.drift.compute().reshape(-1, k, 1)[:, :, 0].cpu()
 
 
 def _to_cpu(result: dict) -> dict:

@@ -124,15 +124,18 @@ def load_encoder(path: str, generator=None, map_location: str | torch.device = "
     if "space" not in hparams or "backbone" not in hparams:
         raise ConfigError(f"{path}: not a LatentEncoder checkpoint (no space / backbone hyper-parameters)")
     saved = checkpoint.get("generator_identity") or {}
-    if generator is not None and saved.get("sha256") not in (None, generator.identity.get("sha256")):
-        raise ConfigError(f"{path}: encoder trained for generator {saved.get('source')} (sha256 "
-                          f"{str(saved.get('sha256'))[:12]}), not {generator.identity.get('source')}")
     import inspect
 
     accepted = set(inspect.signature(LatentEncoder.__init__).parameters) - {"self"}
-    encoder = LatentEncoder(**{k: v for k, v in hparams.items() if k in accepted})
+    options = {k: v for k, v in hparams.items() if k in accepted}
     if generator is not None:
-        encoder.generator = generator
+        options["generator"] = generator  # used as it is, not loaded again
+    encoder = LatentEncoder(**options)
+    current = encoder.generator.identity
+    if saved.get("sha256") != current.get("sha256"):
+        raise ConfigError(f"{path}: encoder trained for generator {saved.get('source')} (sha256 "
+                          f"{str(saved.get('sha256'))[:12]}), not {current.get('source')} "
+                          f"(sha256 {str(current.get('sha256'))[:12]})")
     weights = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(LatentEncoder.PREFIX)}
     missing, unexpected = encoder.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not k.startswith(LatentEncoder.PREFIX)]

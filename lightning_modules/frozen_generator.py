@@ -29,7 +29,11 @@ class FrozenGeneratorModule(pl.LightningModule):
 
     def __init__(self, generator: str = "demo", generator_options: Optional[dict[str, Any]] = None) -> None:
         super().__init__()
-        self.generator = load_generator(generator, **(generator_options or {}))
+        from latentnav.generators import FrozenGenerator
+
+        # A generator already loaded (e.g. by a command that holds it) is used as it is.
+        self.generator = generator if isinstance(generator, FrozenGenerator) else \
+            load_generator(generator, **(generator_options or {}))
         self.strict_loading = False
 
     def requires_grad_(self, requires_grad: bool = True) -> "FrozenGeneratorModule":

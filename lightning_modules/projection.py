@@ -90,7 +90,9 @@ class Projection(pl.LightningModule):
             latents = generator.to_space(z, space).float().cpu()
         mean = latents.mean(0)
         self.register_buffer("mean", mean, persistent=False)
-        self.spread = float((latents - mean).square().flatten(1).sum(1).mean().sqrt())
+        # The spread of one latent vector (for w+, of one layer's w, as the StyleGAN2 projector's noise uses).
+        vectors = latents.reshape(-1, latents.shape[-1])
+        self.spread = float((vectors - vectors.mean(0)).square().sum(1).mean().sqrt())
 
     def loss(self, images: torch.Tensor, targets: torch.Tensor, target_features: Optional[torch.Tensor]) -> torch.Tensor:
         """Per-image loss (B,): pixel MSE + perceptual_weight * feature MSE."""
@@ -108,10 +110,12 @@ class Projection(pl.LightningModule):
         b = len(targets)
         rows = torch.arange(b) if rows is None else torch.as_tensor(rows).reshape(-1).cpu()
         streams = [torch.Generator().manual_seed(int(r)) for r in rows]
-        init = self.mean.expand(b, *self.mean.shape) if start is None else start.to(self.device, torch.float32)
-        latents = init.clone().requires_grad_(True)
-        optimiser = torch.optim.Adam([latents], lr=self.lr, betas=(0.9, 0.999))
+        # Outside inference mode whatever loop calls this (a Trainer with inference_mode=True included).
         with torch.enable_grad(), torch.inference_mode(False):
+            targets = targets.clone()
+            init = self.mean.clone().expand(b, *self.mean.shape) if start is None else start.to(self.device, torch.float32).clone()
+            latents = init.clone().requires_grad_(True)
+            optimiser = torch.optim.Adam([latents], lr=self.lr, betas=(0.9, 0.999))
             target_features = self.perceptual(targets).detach() if self.perceptual is not None else None
             for step in range(self.steps):
                 t = step / self.steps

@@ -108,6 +108,20 @@ def test_bad_images_are_one_line(photos, tmp_path, capsys):
     assert "crop_size 400 exceeds the image size 48x48" in capsys.readouterr().err
 
 
+def test_fewer_images_than_processes_is_one_line(photos):
+    from types import SimpleNamespace
+
+    from latentnav.datamodules.image_files import ImageFilesDataModule
+    from latentnav.errors import ConfigError
+
+    dm = ImageFilesDataModule([str(photos)], 32)
+    dm.trainer = SimpleNamespace(global_rank=1, world_size=4)
+    with pytest.raises(ConfigError, match="3 image\\(s\\) on 4 processes; use at most 3 device"):
+        dm.predict_dataloader()
+    with pytest.raises(ConfigError, match="crop_size: expected a positive number"):
+        ImageFilesDataModule([str(photos)], 32, crop_size=0)
+
+
 def test_two_processes_project_as_one(photos, tmp_path):
     """A real 2-process DDP projection (Trainer defaults): each rank projects its share, rank 0 writes
     the latents in file order, equal to one process's."""

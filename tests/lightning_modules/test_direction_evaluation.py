@@ -128,3 +128,14 @@ def test_identity_embedding_contract(tmp_path):
         load_identity_embedding(tmp_path / "flat.pt")(torch.zeros(2, 3, 4, 4))
     net = load_identity_embedding(tmp_path / "flat.pt")
     assert all(not p.requires_grad for p in net.parameters()) and not net.training and len(net.sha256) == 64
+
+
+def test_one_direction_without_replicates_and_a_change_downwards():
+    """K = 1 and no replicates (torchmetrics squeezes one-element results), and a direction that lowers its
+    factor: the change is an absolute one."""
+    m = DirectionEvaluation(Planted(), ChannelReader(), -torch.eye(4)[:1], mode="at_step", steps=torch.tensor([1.0]),
+                            nuisance=Factors())
+    run_in_this_process(50, seed=1)(m)
+    side = m.side_result
+    assert side["pixels"].shape == (1, 1) and side["nuisance"].shape == (1, 1, 3) and side["drift"].shape == (1, 1)
+    assert float(side["nuisance"][0, 0, 0]) > 0.5 and float(side["pixels"][0, 0]) > 0

@@ -65,5 +65,13 @@ def test_two_process_fit_resume_and_use_as_the_projection_start(tmp_path):
     assert torch.allclose(result["latents"], enc(images), atol=1e-5)
     with pytest.raises(ConfigError, match="steps: expected a positive number"):
         Projection(enc.generator, "z", steps=0)
+    # Given a generator, it is used as it is; another generator than the encoder's is one line.
+    assert load_encoder(str(last), generator=enc.generator).generator is enc.generator
+    from latentnav.generators import load_generator
+    from tests.generators.tiny import save_tiny
+
+    save_tiny(tmp_path / "tiny.pt", z_dim=64)
+    with pytest.raises(ConfigError, match="encoder trained for generator .*demo_generator.pt"):
+        load_encoder(str(last), generator=load_generator(str(tmp_path / "tiny.pt")))
     with pytest.raises(DataFormatError, match="not a Lightning training checkpoint"):
         load_encoder(str(REPO / "lightning_modules/pretrained/demo_judge.pt"))

@@ -40,7 +40,8 @@ def test_predict_step_outputs_and_a_given_start(tiny):
     z = tiny.sample(3, seed=2)
     target = tiny.synthesize(z)
     module = Projection(tiny, "z", steps=5, noise_start=0.0)
-    out = module.predict_step({"indices": torch.tensor([4, 5, 6]), "images": target, "start": z}, 0)
+    with torch.inference_mode():  # as a Trainer's predict loop with inference_mode=True would call it
+        out = module.predict_step({"indices": torch.tensor([4, 5, 6]), "images": target, "start": z}, 0)
     from_mean = module.predict_step({"indices": torch.tensor([4, 5, 6]), "images": target}, 0)
     assert out["latents"].shape == (3, 8) and out["reconstructions"].shape == (3, 8, 8, 3)
     assert out["reconstructions"].dtype.name == "uint8" and out["rows"].tolist() == [4, 5, 6]
