@@ -20,6 +20,7 @@ from latentnav.images import heatmap
 from latentnav.lightning_modules.bootstrap import interval_of
 from latentnav.lightning_modules.edit_metrics import EditEffect, cosine_matrix, measure_edits
 
+GUIDED = "this run, classifier-guided"  # the label of the guided edits' results
 DEFAULT_ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
 
 
@@ -216,9 +217,9 @@ class DirectionReport(pl.Callback):
                                           self.space, metric=metric, rank=trainer.global_rank,
                                           world_size=trainer.world_size, judge=held_out, judge_columns=columns,
                                           judge_metric=judge_metric)
-            self.results["this run, classifier-guided"] = dict(guided, directions=d, names=n, targets=targets)
+            self.results[GUIDED] = dict(guided, directions=d, names=n, targets=targets)
             if judge_metric is not None:
-                self.judge_results["this run, classifier-guided"] = dict(judge_metric.compute(), directions=d, names=n,
+                self.judge_results[GUIDED] = dict(judge_metric.compute(), directions=d, names=n,
                                                                          targets=targets)
         if not trainer.is_global_zero:
             return
@@ -243,8 +244,10 @@ class DirectionReport(pl.Callback):
             ex.add_image("directions/edit_grid", grid, trainer.global_step, dataformats="HWC")
         print(f"\nlatentnav: directions written to {path}\n  report: {log_dir / 'report.md'}\n"
               f"  edit grid: {log_dir / 'edit_grid.png'}   cosine heat-map: {log_dir / 'cosines.png'}")
-        common = common_flipped(self.results)
+        common = common_flipped({label: r for label, r in self.results.items() if label != GUIDED})
         for label, r in self.results.items():
+            if label == GUIDED:
+                continue  # compared with this run alone, in the report
             value, reps = common_mean(r, common)
             low, high = interval_of(reps)
             print(f"  {label}: mean off-target |dp| {value:.3f}" + ("" if low != low else f" [{low:.3f}, {high:.3f}]")
@@ -283,23 +286,31 @@ class DirectionReport(pl.Callback):
             lines += ["No held-out judge (`judge:`): these figures are the annotator's, which labelled the data the "
                       "directions were fitted to.", ""]
         for title, results in judges:
-            common = common_flipped(results)
-            lines += [f"By the {title} ({getattr(self, 'judge_name', '') if results is self.judge_results else self.annotator_source}): "
-                      f"mean absolute change of the other attributes' probabilities at each direction's 50 % flip step, "
-                      f"averaged over the attributes every run flips ({', '.join(common) or 'none'}), with a 95 % "
-                      "bootstrap interval; the difference to 'this run' is paired (same latents and weights).", "",
-                      "| run | mean off-target abs dp (common set) | difference to this run | max off-target abs dp "
-                      "| cannot flip |", "|---|---|---|---|---|"]
-            mine = common_mean(results["this run"], common) if "this run" in results else None
-            for label in labels:
-                r = results[label]
-                value, reps = common_mean(r, common)
-                low, high = interval_of(reps)
-                diff = "" if label == "this run" or mine is None else _difference(value - mine[0], reps, mine[1])
-                cannot = [n for n, c in zip(r["names"], r["cannot_flip"].tolist()) if c] or ["none"]
-                lines.append(f"| {label} | {_num(value)}{'' if low != low else f' [{low:.3f}, {high:.3f}]'} | {diff} | "
-                             f"{float(r['off_target_abs_max']):.3f} | {', '.join(cannot)} |")
-            lines.append("")
+            # The guided edits flip fewer attributes: they get their own like-with-like table against this run
+            # instead of shrinking every run's common set to theirs.
+            linear = {label: r for label, r in results.items() if label != GUIDED}
+            sets = [(linear, "every run flips")]
+            if GUIDED in results and "this run" in results:
+                sets.append(({"this run": results["this run"], GUIDED: results[GUIDED]},
+                             "both this run and its classifier-guided version flip"))
+            judge_name = getattr(self, 'judge_name', '') if results is self.judge_results else self.annotator_source
+            for runs, which in sets:
+                common = common_flipped(runs)
+                lines += [f"By the {title} ({judge_name}): mean absolute change of the other attributes' probabilities "
+                          f"at each direction's 50 % flip step, averaged over the attributes {which} "
+                          f"({', '.join(common) or 'none'}), with a 95 % bootstrap interval; the difference to 'this "
+                          "run' is paired (same latents and weights).", "",
+                          "| run | mean off-target abs dp (common set) | difference to this run | max off-target abs dp "
+                          "| cannot flip |", "|---|---|---|---|---|"]
+                mine = common_mean(runs["this run"], common) if "this run" in runs else None
+                for label, r in runs.items():
+                    value, reps = common_mean(r, common)
+                    low, high = interval_of(reps)
+                    diff = "" if label == "this run" or mine is None else _difference(value - mine[0], reps, mine[1])
+                    cannot = [n for n, c in zip(r["names"], r["cannot_flip"].tolist()) if c] or ["none"]
+                    lines.append(f"| {label} | {_num(value)}{'' if low != low else f' [{low:.3f}, {high:.3f}]'} | "
+                                 f"{diff} | {float(r['off_target_abs_max']):.3f} | {', '.join(cannot)} |")
+                lines.append("")
         if self.side:
             from latentnav.lightning_modules.evaluation_protocol import (side_effect_cells, side_effect_header,
                                                                          side_effects_explained)
