@@ -185,8 +185,9 @@ def measure_guided_edits(generator, annotator, directions: torch.Tensor, targets
     With a held-out ``judge`` (its columns ``judge_columns`` in the annotator's order), ``judge_metric``
     is updated with the judge's probabilities of the same guided images (call its ``compute()``)."""
     metric = metric or EditEffect(alphas, targets, len(annotator.attributes))
-    latents = generator.sample(num_samples, seed=seed, space=space)[rank::world_size]
     ids = torch.arange(num_samples)[rank::world_size]
+    # Latent i as every other pass of the report draws it (``latents_at``): paired with the plain edits.
+    latents = generator.latents_at(ids, seed, space)
     unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latents.device)
     images = generator.synthesize(latents, space)
     p0 = annotator(images)

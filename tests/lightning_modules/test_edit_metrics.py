@@ -80,3 +80,29 @@ def test_rank_slices_add_up_to_one_process():
         measure_edits(G, judge, directions, targets, alphas, num_samples=12, seed=3, metric=metric, rank=r, world_size=2)
     for key in ("delta_sum", "count", "flipped", "was_off"):
         torch.testing.assert_close(getattr(ranks[0], key) + getattr(ranks[1], key), getattr(one, key), atol=1e-5, rtol=1e-6)
+
+
+def test_guided_edits_rescored_by_a_judge_on_the_same_images():
+    """The judge sees the guided images themselves: with the annotator as the judge (its columns stored
+    the other way round, mapped back by ``judge_columns``) both metrics agree."""
+    from latentnav.generators import load_generator
+    from latentnav.lightning_modules.annotator import load_annotator
+    from latentnav.lightning_modules.edit_metrics import EditEffect, measure_guided_edits
+
+    G, own = load_generator("demo"), load_annotator("demo")
+    a = len(own.attributes)
+    d = torch.nn.functional.normalize(torch.randn(2, 64, generator=torch.Generator().manual_seed(0)), dim=1)
+    alphas, targets = (0.0, 0.5, 1.0), [0, 1]
+    judge_metric = EditEffect(alphas, targets, a)
+    reverse = list(range(a))[::-1]
+
+    class Reversed(torch.nn.Module):  # the annotator with its columns stored the other way round
+        attributes = list(own.attributes)[::-1]
+
+        def forward(self, images):
+            return own(images)[:, reverse]
+
+    mine = measure_guided_edits(G, own, d, targets, alphas, num_samples=6, seed=2, judge=Reversed(),
+                                judge_columns=reverse, judge_metric=judge_metric)
+    theirs = judge_metric.compute()
+    assert torch.allclose(torch.nan_to_num(mine["effect"]), torch.nan_to_num(theirs["effect"]), atol=1e-6)
