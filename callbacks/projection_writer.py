@@ -18,7 +18,8 @@ _KEYS = ("rows", "latents", "reconstructions", "psnr", "ssim")
 
 
 class ProjectionWriter(BasePredictionWriter):
-    """``<out>/latents.pt`` (``{"format", "latents" (N, *shape), "space", "generator": identity, "files"}``,
+    """``<out>/latents.pt`` (``{"format", "latents" (N, *shape), "space", "generator": identity, "files"}``, and
+    ``"noise"``: per-layer (N, 1, r, r) maps where the projection optimised them,
     read by ``latentnav edit --latents``), ``<out>/reconstructions/<n>_<name>.png`` (input | reconstruction)
     and ``<out>/projection.tsv`` (file, PSNR dB, SSIM). Each rank keeps its rows' results, saves them to
     ``<out>/.parts/rank<r>.pt`` at the end; after a barrier rank 0 puts them in file order and writes.
@@ -49,6 +50,9 @@ class ProjectionWriter(BasePredictionWriter):
         for k in _KEYS:
             value = prediction[k]
             self.parts[k].append(torch.from_numpy(value) if isinstance(value, np.ndarray) else value)
+        if "noise" in prediction:  # StyleGAN2's optimised noise maps: one (b, 1, r, r) tensor per layer
+            for layer, n in enumerate(prediction["noise"]):
+                self.parts.setdefault(f"noise{layer}", []).append(n)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         mine = {k: torch.cat(v) for k, v in self.parts.items() if v}
@@ -61,10 +65,10 @@ class ProjectionWriter(BasePredictionWriter):
         if trainer.world_size > 1:
             found = [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in range(trainer.world_size)]
             found = [f for f in found if f]
-            mine = {k: torch.cat([f[k] for f in found]) for k in _KEYS}
+            mine = {k: torch.cat([f[k] for f in found]) for k in found[0]}
             shutil.rmtree(folder, ignore_errors=True)
         order = mine["rows"].argsort()
-        self.result = {k: mine[k][order] for k in _KEYS}
+        self.result = {k: v[order] for k, v in mine.items()}
         self.write(trainer)
 
     def write(self, trainer: pl.Trainer) -> None:
@@ -73,8 +77,10 @@ class ProjectionWriter(BasePredictionWriter):
         from latentnav.images import load_square_image, to_uint8
 
         r = self.result
+        layers = sorted((k for k in r if k.startswith("noise")), key=lambda k: int(k[5:]))
         atomic_torch_save({"format": LATENTS_FORMAT, "latents": r["latents"].contiguous(), "space": self.space,
-                           "generator": self.identity, "files": [str(f) for f in self.files]},
+                           "generator": self.identity, "files": [str(f) for f in self.files],
+                           **({"noise": [r[k].contiguous() for k in layers]} if layers else {})},
                           self.out_dir / "latents.pt")
         size = r["reconstructions"].shape[1]
         for n, f in enumerate(self.files):

@@ -98,6 +98,16 @@ class StyleGAN2Adapter(FrozenGenerator):
             noise = [None] * self.net.config.num_layers
         return self.net.synthesis(latent, noise)
 
+    def noise_maps(self) -> list[torch.Tensor]:
+        return list(self.net.stored_noise())
+
+    def synthesize_with_noise(self, latent: torch.Tensor, space: str, noise: Sequence[torch.Tensor]) -> torch.Tensor:
+        self.check_latent(latent, space)
+        if len(noise) != self.net.config.num_layers:
+            raise ConfigError(f"noise: expected {self.net.config.num_layers} maps, got {len(noise)}")
+        latent = self.truncated(latent.to(self.device), space, 1.0, None)
+        return self.net.synthesis(latent, [n.to(self.device) for n in noise])
+
     def latent_weights(self, space: str = "w", layers: Optional[Sequence[int]] = None):
         """``z``: the mapping's first layer. ``w``/``w+``: every style modulation (out = channels),
         listed as conv1, to_rgb1, convs.0, convs.1, ..., to_rgbs.0, ... (the w+ row each reads:

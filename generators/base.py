@@ -138,6 +138,18 @@ class FrozenGenerator(Frozen, nn.Module):
     def forward(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
         return self.synthesize(latent, space)
 
+    def noise_maps(self) -> list[torch.Tensor]:
+        """The per-layer noise inputs the generator uses (``noise_mode="const"``), e.g. StyleGAN2's
+        (1, 1, r, r) maps; empty for generators without noise inputs."""
+        return []
+
+    def synthesize_with_noise(self, latent: torch.Tensor, space: str, noise: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Images for ``latent`` with the given per-layer ``noise`` maps ((B, 1, r, r) each, as
+        :meth:`noise_maps`), e.g. a projection's optimised ones; a generator without noise ignores them."""
+        if noise:
+            raise ConfigError(f"{type(self).__name__} has no noise inputs")
+        return self.synthesize(latent, space)
+
     def _synthesize(self, latent: torch.Tensor, space: str, truncation: float, noise_mode: str,
                     truncation_latent: Optional[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError

@@ -70,7 +70,8 @@ LATENTS_FORMAT = "latentnav-latents/1"
 
 
 def read_latents(path: str | Path, generator_identity: Optional[dict] = None, space: Optional[str] = None) -> dict:
-    """``{"latents": (N, ...) float32, "space": str or None, "generator": identity or None, "files": [...]}`` from
+    """``{"latents": (N, ...) float32, "space", "generator": identity, "files": [...], "noise": per-layer
+    (N, 1, r, r) maps or None}`` (None where unknown) from
     a projection's ``latents.pt`` or a plain saved tensor (weights-only). With a ``generator_identity`` a
     file recorded for another generator (sha256) is one line; with ``space`` a file of another space is."""
     from latentnav.errors import ConfigError
@@ -78,7 +79,7 @@ def read_latents(path: str | Path, generator_identity: Optional[dict] = None, sp
 
     found = safe_torch_load(path)
     if isinstance(found, torch.Tensor):
-        return {"latents": found.float(), "space": None, "generator": None, "files": []}
+        return {"latents": found.float(), "space": None, "generator": None, "files": [], "noise": None}
     if not isinstance(found, dict) or found.get("format") != LATENTS_FORMAT or not isinstance(found.get("latents"), torch.Tensor):
         raise DataFormatError(f"{path}: expected a tensor of latents or a latentnav projection's latents.pt")
     theirs = (found.get("generator") or {}).get("sha256")
@@ -88,5 +89,9 @@ def read_latents(path: str | Path, generator_identity: Optional[dict] = None, sp
                           f"{theirs[:12]}), not {generator_identity.get('source')} (sha256 {mine[:12]})")
     if space is not None and found.get("space") not in (None, space):
         raise ConfigError(f"{path}: latents are in {found['space']} space, the directions in {space} space")
+    noise = found.get("noise")
+    if noise is not None and (not isinstance(noise, list) or any(
+            not isinstance(n, torch.Tensor) or n.ndim != 4 or len(n) != len(found["latents"]) for n in noise)):
+        raise DataFormatError(f"{path}: 'noise' must be a list of (N, 1, r, r) maps, one row per latent")
     return {"latents": found["latents"].float(), "space": found.get("space"), "generator": found.get("generator"),
-            "files": list(found.get("files") or [])}
+            "files": list(found.get("files") or []), "noise": noise}

@@ -126,9 +126,10 @@ def _run(args: argparse.Namespace) -> None:
     if found["directions"].shape[1] != size:
         raise ConfigError(f"{path}: directions have size {found['directions'].shape[1]}, but the generator's "
                           f"{space} latents have {size}")
-    originals = None
+    originals, noise = None, None
     if args.latents:
-        latents = read_latents(args.latents, G.identity, space)["latents"]  # another generator / space: one line
+        found_latents = read_latents(args.latents, G.identity, space)  # another generator / space: one line
+        latents, noise = found_latents["latents"], found_latents["noise"]
         G.check_latent(latents, space)
     elif args.images:
         from latentnav.images import load_square_image, to_uint8
@@ -141,6 +142,7 @@ def _run(args: argparse.Namespace) -> None:
                                    out=str(Path(args.out) / "projection"), trainer=trainer_from(args, inference_mode=False),
                                    G=G)
         latents = projected["latents"]
+        noise = read_latents(Path(args.out) / "projection" / "latents.pt", G.identity, space)["noise"]
         originals = np.stack([to_uint8(load_square_image(f, G.resolution, args.crop_size)) for f in projected["files"]])
     else:
         latents = torch.cat([G.sample(1, seed=s, space=space) for s in args.seeds])
@@ -179,7 +181,7 @@ def _run(args: argparse.Namespace) -> None:
         trainer.callbacks.append(writer)
         try:
             trainer.predict(EditRendering(G, latents, d, alphas, space, annotator if args.guided else None, keep,
-                                          scorers=scorers),
+                                          scorers=scorers, noise=noise),
                             datamodule=rows, return_predictions=False)
         finally:
             trainer.callbacks.remove(writer)

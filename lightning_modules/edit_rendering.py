@@ -9,7 +9,7 @@ scored in the same step: the probability of the edited attribute, from the float
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -19,10 +19,14 @@ from latentnav.images import labelled_rows, tile, to_uint8
 
 
 @torch.no_grad()
-def render_edits(G, latents: torch.Tensor, direction: torch.Tensor, alphas: Sequence[float], space: str) -> torch.Tensor:
+def render_edits(G, latents: torch.Tensor, direction: torch.Tensor, alphas: Sequence[float], space: str,
+                 noise: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
     """Latents (B, *latent_shape) moved by alpha * direction (d,): images (len(alphas), B, 3, R, R) in [-1, 1]
-    on the latents' device; the alpha = 0 frame is ``G.synthesize(latents, space)``."""
+    on the latents' device; the alpha = 0 frame is ``G.synthesize(latents, space)``. ``noise``: per-layer
+    (B, 1, r, r) maps (a StyleGAN2 projection's) to render with instead of the generator's own."""
     d = direction.to(latents.device).view_as(latents[0])
+    if noise:
+        return torch.stack([G.synthesize_with_noise(latents + float(a) * d, space, noise) for a in alphas])
     return torch.stack([G.synthesize(latents + float(a) * d, space) for a in alphas])
 
 
@@ -70,6 +74,8 @@ class EditRendering(pl.LightningModule):
         keep: attribute indices of ``judge`` held fixed along a guided path.
         scorers: ``(label, annotator, column)`` triples: each frame's probability in ``column`` of the
             frozen ``annotator`` (e.g. the edited attribute by the own annotator and by a held-out judge).
+        noise: per-layer (N, 1, r, r) noise maps of the latents (a StyleGAN2 projection's ``latents.pt``),
+            used for the plain edits (guided paths keep the generator's own).
     ``predict_step`` returns ``{"rows": (b,) int64, "frames": uint8 (len(alphas), b, R, R, 3)}``, with
     ``"scores": float32 (len(scorers), len(alphas), b)`` on the CPU when there are scorers; the scores are
     taken from the same float frames (in [-1, 1]) that become the uint8 frames.
@@ -77,9 +83,11 @@ class EditRendering(pl.LightningModule):
 
     def __init__(self, generator, latents: torch.Tensor, direction: torch.Tensor, alphas: Sequence[float],
                  space: str = "z", judge=None, keep: Sequence[int] = (),
-                 scorers: Sequence[tuple[str, torch.nn.Module, int]] = ()) -> None:
+                 scorers: Sequence[tuple[str, torch.nn.Module, int]] = (),
+                 noise: Optional[Sequence[torch.Tensor]] = None) -> None:
         super().__init__()
         self.generator, self.judge = generator, judge
+        self.noise = [n.detach().float().cpu() for n in noise] if noise else None
         self.latents = latents.detach().float().cpu()
         self.register_buffer("direction", direction.detach().float(), persistent=False)
         self.alphas, self.space, self.keep = [float(a) for a in alphas], space, list(keep)
@@ -102,7 +110,8 @@ class EditRendering(pl.LightningModule):
             frames = render_guided_edits(self.generator, self.judge, z, self.direction, self.alphas, self.space,
                                          self.keep)
         else:
-            frames = render_edits(self.generator, z, self.direction, self.alphas, self.space)
+            noise = [n[rows].to(self.device) for n in self.noise] if self.noise else None
+            frames = render_edits(self.generator, z, self.direction, self.alphas, self.space, noise)
         out = {"rows": rows.cpu(), "frames": to_uint8(frames)}
         if len(self.scorers):
             out["scores"] = self.score(frames)

@@ -50,7 +50,8 @@ class LatentEncoder(FrozenGeneratorModule):
             if not value >= 0:
                 raise ConfigError(f"model.{field}: expected a number >= 0, got {value!r}")
         super().__init__(generator, generator_options)
-        self.save_hyperparameters()
+        # A generator passed in loaded (load_encoder) is not a hyper-parameter: its source is in the checkpoint.
+        self.save_hyperparameters(ignore=[] if isinstance(generator, str) else ["generator"])
         if space not in self.generator.latent_spaces:
             raise ConfigError(f"model.space: expected one of {', '.join(self.generator.latent_spaces)} for "
                               f"{type(self.generator).__name__}, got {space!r}")

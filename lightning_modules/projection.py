@@ -7,12 +7,15 @@ the StyleGAN2 projector (Karras et al. 2020): the start is the mean latent of th
 rate ramps up over the first ``lr_rampup`` of the steps and down (cosine) over the last
 ``lr_rampdown``, and Gaussian noise of ``noise_start`` x the latents' spread, fading out by
 ``noise_ramp`` of the steps, is added to the latent fed to G early on (it keeps the search from
-settling in the first basin). Each image's loss depends on its own latent only and Adam is elementwise,
-so a batch gives the images' individual results. Not built: the per-layer noise-map optimisation
-of the StyleGAN2 projector (the frozen generator's noise maps are its checkpoint's constants).
+settling in the first basin). For StyleGAN2 the per-layer noise maps are optimised per image as well,
+with the projector's regularisation (no spatial autocorrelation at any scale) and renormalised after
+every step; they are returned and saved with the latents (``noise``), and the edit command renders
+with them. Each image's loss depends on its own variables only and Adam is elementwise, so a batch
+gives the images' individual results.
 
 ``predict_step`` returns ``{"rows": (b,), "latents": (b, *shape) float32 CPU, "reconstructions": uint8
-(b, R, R, 3), "psnr": (b,) dB (data range 2), "ssim": (b,)}``.
+(b, R, R, 3), "psnr": (b,) dB (data range 2), "ssim": (b,)}`` and, with optimised noise, ``"noise"``: a
+list of (b, 1, r, r) maps.
 """
 
 from __future__ import annotations
@@ -49,6 +52,20 @@ def lr_at(t: float, lr: float, rampup: float, rampdown: float) -> float:
     return lr * ramp * (min(1.0, t / rampup) if rampup > 0 else 1.0)
 
 
+def noise_regularisation(noises: list[torch.Tensor]) -> torch.Tensor:
+    """Per image (B,): the StyleGAN2 projector's penalty on spatial structure in noise maps (B, 1, r, r):
+    the squared autocorrelation at a one-pixel shift both ways, summed over the map and its 2x
+    average-pooled versions down to 8 px, so that the maps cannot carry the image's content."""
+    total = 0.0
+    for n in noises:
+        while True:
+            total = total + (n * n.roll(1, dims=3)).mean((1, 2, 3)).square() + (n * n.roll(1, dims=2)).mean((1, 2, 3)).square()
+            if n.shape[-1] <= 8:
+                break
+            n = torch.nn.functional.avg_pool2d(n, 2)
+    return total
+
+
 class Projection(pl.LightningModule):
     """Projects batches of images into ``space`` of the frozen ``generator`` (see the module docstring).
 
@@ -65,13 +82,17 @@ class Projection(pl.LightningModule):
         stats_samples: prior samples for the space's mean and spread.
         encoder: a trained ``LatentEncoder`` (frozen here) whose output is the start; ``steps`` 0 = its output
             as it is (no refinement).
+        noise_regularize: for generators with noise inputs (StyleGAN2): the per-layer noise maps are optimised
+            per image too, with this weight on :func:`noise_regularisation` (the projector's 1e5); 0 = keep
+            the generator's stored maps.
     Batches: ``{"indices": (b,), "images": (b, 3, R, R) in [-1, 1]}``, optionally ``"start"`` (b, *shape):
     latents to start from (an encoder's guess) instead of the mean.
     """
 
     def __init__(self, generator, space: str = "w+", steps: int = 300, lr: float = 0.1, lr_rampup: float = 0.05,
                  lr_rampdown: float = 0.25, noise_start: float = 0.05, noise_ramp: float = 0.75,
-                 perceptual=None, perceptual_weight: float = 1.0, stats_samples: int = 2000, encoder=None) -> None:
+                 perceptual=None, perceptual_weight: float = 1.0, stats_samples: int = 2000, encoder=None,
+                 noise_regularize: float = 1e5) -> None:
         super().__init__()
         from latentnav.errors import ConfigError, check_positive
 
@@ -80,7 +101,7 @@ class Projection(pl.LightningModule):
         if encoder is not None and getattr(encoder, "space", space) != space:
             raise ConfigError(f"encoder: it predicts {encoder.space} latents, the projection is into {space}")
         check_positive("lr", lr)
-        self.encoder = encoder
+        self.encoder, self.noise_regularize = encoder, float(noise_regularize)
         generator.latent_shape(space)  # an unknown space is one line
         self.generator, self.space, self.perceptual = generator, space, perceptual
         self.steps, self.lr, self.lr_rampup, self.lr_rampdown = int(steps), float(lr), lr_rampup, lr_rampdown
@@ -102,20 +123,25 @@ class Projection(pl.LightningModule):
         return loss
 
     def project(self, targets: torch.Tensor, start: Optional[torch.Tensor] = None,
-                rows: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Latents (B, *shape) whose images match ``targets`` (B, 3, R, R) in [-1, 1]. ``rows`` (B,): the
-        images' indices, which seed each one's latent noise (default 0 .. B - 1), so that an image gets
-        the same result in any batch and on any rank."""
+                rows: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(latents (B, *shape), noise maps) whose images match ``targets`` (B, 3, R, R) in [-1, 1]. ``rows``
+        (B,): the images' indices, which seed each one's random draws (default 0 .. B - 1), so that an image
+        gets the same result in any batch and on any rank. The noise maps ((B, 1, r, r) per layer) are
+        optimised with the latents for a generator that has noise inputs and ``noise_regularize`` > 0
+        (StyleGAN2), else the list is empty."""
         targets = targets.to(self.device, torch.float32)
         b = len(targets)
         rows = torch.arange(b) if rows is None else torch.as_tensor(rows).reshape(-1).cpu()
         streams = [torch.Generator().manual_seed(int(r)) for r in rows]
+        maps = self.generator.noise_maps() if self.noise_regularize > 0 else []
         # Outside inference mode whatever loop calls this (a Trainer with inference_mode=True included).
         with torch.enable_grad(), torch.inference_mode(False):
             targets = targets.clone()
             init = self.mean.clone().expand(b, *self.mean.shape) if start is None else start.to(self.device, torch.float32).clone()
             latents = init.clone().requires_grad_(True)
-            optimiser = torch.optim.Adam([latents], lr=self.lr, betas=(0.9, 0.999))
+            noises = [torch.stack([torch.randn(m.shape[1:], generator=s) for s in streams]).to(self.device).requires_grad_(True)
+                      for m in maps]
+            optimiser = torch.optim.Adam([latents, *noises], lr=self.lr, betas=(0.9, 0.999))
             target_features = self.perceptual(targets).detach() if self.perceptual is not None else None
             for step in range(self.steps):
                 t = step / self.steps
@@ -125,12 +151,18 @@ class Projection(pl.LightningModule):
                 noise = 0.0
                 if scale > 0:  # drawn on the CPU per image: the same on every device, batch and rank
                     noise = torch.stack([torch.randn(latents.shape[1:], generator=s) for s in streams]).to(self.device) * scale
-                images = self.generator.synthesize(latents + noise, self.space)
-                loss = self.loss(images.float(), targets, target_features).sum()
+                images = (self.generator.synthesize_with_noise(latents + noise, self.space, noises) if noises
+                          else self.generator.synthesize(latents + noise, self.space))
+                loss = self.loss(images.float(), targets, target_features)
+                if noises:
+                    loss = loss + self.noise_regularize * noise_regularisation(noises)
                 optimiser.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.sum().backward()
                 optimiser.step()
-        return latents.detach()
+                with torch.no_grad():  # keep every map a unit Gaussian per image (the StyleGAN2 projector's rule)
+                    for n in noises:
+                        n.sub_(n.mean((1, 2, 3), keepdim=True)).div_(n.std((1, 2, 3), keepdim=True).clamp_min(1e-8))
+        return latents.detach(), [n.detach() for n in noises]
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         targets = batch["images"].to(self.device, torch.float32)
@@ -138,8 +170,13 @@ class Projection(pl.LightningModule):
         if start is None and self.encoder is not None:
             with torch.no_grad():
                 start = self.encoder(targets).float()
-        latents = start.to(self.device) if self.steps == 0 else self.project(targets, start, batch["indices"])
+        latents, noises = (start.to(self.device), []) if self.steps == 0 else \
+            self.project(targets, start, batch["indices"])
         with torch.no_grad():
-            images = self.generator.synthesize(latents, self.space).float()
-        return {"rows": batch["indices"].cpu(), "latents": latents.float().cpu(), "reconstructions": to_uint8(images),
-                "psnr": psnr(images, targets).cpu(), "ssim": ssim(images, targets).cpu()}
+            images = (self.generator.synthesize_with_noise(latents, self.space, noises) if noises
+                      else self.generator.synthesize(latents, self.space)).float()
+        out = {"rows": batch["indices"].cpu(), "latents": latents.float().cpu(), "reconstructions": to_uint8(images),
+               "psnr": psnr(images, targets).cpu(), "ssim": ssim(images, targets).cpu()}
+        if noises:
+            out["noise"] = [n.float().cpu() for n in noises]
+        return out

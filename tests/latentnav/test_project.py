@@ -137,3 +137,37 @@ def test_two_processes_project_as_one(photos, tmp_path):
         assert not (out / ".parts").exists()
     assert torch.allclose(results[1]["latents"], results[2]["latents"], atol=1e-4)
     assert results[1]["files"] == results[2]["files"]
+
+
+def test_stylegan2_projection_keeps_its_noise_maps_for_the_edit(tmp_path):
+    """w+ projection into a small StyleGAN2: the optimised noise maps are saved with the latents, and
+    the edit renders with them, so its alpha = 0 frame is the saved reconstruction."""
+    from latentnav.directions_file import read_latents, write_directions
+    from latentnav.generators import load_generator
+    from tests.generators.test_stylegan2 import small_port_checkpoint
+
+    ckpt = small_port_checkpoint(tmp_path)[0]
+    G = load_generator(str(ckpt))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    with torch.no_grad():
+        images = G.synthesize(G.sample(2, seed=8))
+    from latentnav.images import to_uint8
+
+    for i, im in enumerate(to_uint8(images)):
+        Image.fromarray(im).save(photos / f"s{i}.png")
+    out = tmp_path / "proj"
+    assert main(["--images", json.dumps([str(photos)]), "--generator", str(ckpt), "--steps", "15", "--out", str(out),
+                 "--accelerator", "cpu"]) == 0
+    found = read_latents(out / "latents.pt", G.identity, "w+")
+    assert found["latents"].shape == (2, *G.latent_shape("w+")) and len(found["noise"]) == len(G.noise_maps())
+    d = torch.randn(1, int(np.prod(G.latent_shape("w+"))), generator=torch.Generator().manual_seed(0))
+    npz = write_directions(tmp_path / "d.npz", d, ["x"], "random", "w+", G.identity)
+    assert edit.main([str(npz), "--latents", str(out / "latents.pt"), "--attributes", "x", "--steps", "3",
+                      "--alpha", "-1", "1", "--scale", "1", "--out", str(tmp_path / "e"), "--generator", str(ckpt),
+                      "--accelerator", "cpu"]) == 0
+    strip = np.asarray(Image.open(tmp_path / "e" / "x.png").convert("RGB"))
+    top, margin = 14, 60
+    middle = strip[top:top + 32, margin + 32:margin + 64]  # sample 0, alpha 0
+    reconstruction = np.asarray(Image.open(out / "reconstructions" / "0000_s0.png").convert("RGB"))[:, 32:]
+    assert np.abs(middle.astype(int) - reconstruction.astype(int)).max() <= 1

@@ -22,7 +22,8 @@ def test_recovers_a_planted_latent(tiny):
     z = tiny.sample(4, seed=1)
     target = tiny.synthesize(z)
     module = Projection(tiny, "z", steps=200, noise_start=0.0)
-    found = module.project(target)
+    found, maps = module.project(target)
+    assert maps == []  # no noise inputs
     assert float(((found - z).norm(dim=1) / z.norm(dim=1)).max()) < 1e-3
     assert float(psnr(tiny.synthesize(found), target).min()) > 60
     # The start is the space's mean: far from the planted latents, so the search did the work.
@@ -30,10 +31,10 @@ def test_recovers_a_planted_latent(tiny):
     assert float(psnr(tiny.synthesize(start), target).max()) < 25
     # A batch gives each image's own result (independent losses, elementwise Adam, per-image noise).
     noisy = Projection(tiny, "z", steps=30, noise_start=0.5)
-    together = noisy.project(target, rows=torch.tensor([7, 8, 9, 10]))
-    alone = noisy.project(target[2:3], rows=torch.tensor([9]))
+    together = noisy.project(target, rows=torch.tensor([7, 8, 9, 10]))[0]
+    alone = noisy.project(target[2:3], rows=torch.tensor([9]))[0]
     assert torch.allclose(alone, together[2:3], atol=1e-5)
-    assert not torch.allclose(noisy.project(target[2:3], rows=torch.tensor([3])), alone, atol=1e-3)  # noise is used
+    assert not torch.allclose(noisy.project(target[2:3], rows=torch.tensor([3]))[0], alone, atol=1e-3)  # noise is used
 
 
 def test_predict_step_outputs_and_a_given_start(tiny):
@@ -69,3 +70,29 @@ def test_bad_settings_are_one_line(tiny):
         Projection(tiny, "z", steps=0)
     with pytest.raises(ConfigError, match="w\\+"):
         Projection(tiny, "w+")
+
+
+def test_stylegan2_noise_maps_are_optimised_and_regularised(tmp_path):
+    """For a (small) StyleGAN2 in w+, the per-layer noise maps are optimised per image with the
+    regulariser and kept unit Gaussian, returned by the predict step; the penalty is ~0 for white noise
+    and large for a map with structure."""
+    from latentnav.lightning_modules.projection import noise_regularisation
+    from tests.generators.test_stylegan2 import small_port_checkpoint
+
+    G = load_generator(str(small_port_checkpoint(tmp_path)[0]))
+    assert len(G.noise_maps()) == G.net.config.num_layers
+    target = G.synthesize(G.sample(2, seed=5, space="w+"), "w+")
+    with_noise = Projection(G, "w+", steps=40, lr=0.05)
+    latents, maps = with_noise.project(target)
+    assert len(maps) == len(G.noise_maps()) and maps[-1].shape == (2, 1, 32, 32)
+    for n in maps:
+        assert torch.allclose(n.mean((1, 2, 3)), torch.zeros(2), atol=1e-5)
+        assert torch.allclose(n.std((1, 2, 3)), torch.ones(2), atol=1e-4)
+    out = with_noise.predict_step({"indices": torch.arange(2), "images": target}, 0)
+    assert len(out["noise"]) == len(maps)
+    plain = Projection(G, "w+", steps=40, lr=0.05, noise_regularize=0)
+    assert "noise" not in plain.predict_step({"indices": torch.arange(2), "images": target}, 0)
+    # The regulariser: 0-ish for white noise, large for a smooth map.
+    white = [torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))]
+    smooth = [torch.linspace(-1, 1, 32).repeat(2, 1, 32, 1)]
+    assert float(noise_regularisation(white).max()) < 0.01 < float(noise_regularisation(smooth).min())
