@@ -173,6 +173,7 @@ def _model_args(config) -> dict:
 SUBCOMMANDS = {
     "edit": ("latentnav.edit", "main", "edit images along directions (PNG strip + GIF per attribute)"),
     "project": ("latentnav.project", "main", "project image files into the generator's latent space"),
+    "explore": ("latentnav.explore", "main", "an edit explorer in the browser (pip install 'latentnav[explore]')"),
     "sefa": ("latentnav.sefa", "main", "closed-form directions from the generator's weights (SeFa)"),
     "ganspace": ("latentnav.ganspace", "main", "principal directions of sampled features (GANSpace)"),
     "compare": ("latentnav.compare", "main", "name every direction and compare methods on one yardstick"),

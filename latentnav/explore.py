@@ -1,0 +1,276 @@
+"""An edit explorer in the browser: sliders over directions files, methods side by side on one face.
+
+    pip install 'latentnav[explore]'
+    latentnav explore runs/directions/linear_map_lambda1.npz runs/directions/sefa.npz --judge demo_judge
+
+A local Gradio app (bound to 127.0.0.1 unless ``--host`` says otherwise; nothing is downloaded: the
+app's front end ships inside the gradio package). Pick a seed, a row of a latents file
+(``--latents``, e.g. a projection's ``latents.pt``) or your own image (``--images``: projected once at
+start); every directions file is a column with one slider per direction (named as the file names
+them, or as a ``latentnav compare`` output names them with ``--names comparison.json``), the edited
+face, and the judge's probabilities of every attribute under it. "keep" projects the kept
+attributes' directions out of each edit (InterFaceGAN's conditional edit); "guided" follows the
+summed edit in steps, holding the kept attributes with the annotator's gradients. "save strip / GIF"
+writes the current edit, from no edit to the sliders' values, as the edit command would.
+Rendering runs on the generator's device (``--device``).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from latentnav.errors import ConfigError, run_command
+
+SLIDER_RANGE = 8.0  # each slider moves its unit direction by -8 .. 8
+
+
+class Explorer:
+    """The maths behind the app, testable without a browser: one face, several methods, their sliders."""
+
+    def __init__(self, files: list[str], generator: Optional[str] = None, annotator: str = "demo",
+                 judge: Optional[str] = None, latents: Optional[torch.Tensor] = None, device: str = "cpu",
+                 names: Optional[str] = None) -> None:
+        from latentnav.directions_file import read_directions
+        from latentnav.generators import load_generator_like
+        from latentnav.lightning_modules.annotator import load_annotator
+
+        if not files:
+            raise ConfigError("directions: give at least one directions.npz")
+        self.methods = [dict(read_directions(f), file=str(f)) for f in files]
+        shas = {m["generator"].get("sha256") for m in self.methods}
+        if len(shas) > 1:
+            raise ConfigError("directions: the files were made on different generators: " + ", ".join(
+                f"{m['file']} ({str(m['generator'].get('sha256'))[:12]})" for m in self.methods))
+        self.device = torch.device(device)
+        self.G = load_generator_like(self.methods[0]["generator"], source=generator, map_location=self.device)
+        self.G = self.G.to(self.device)
+        self.annotator = load_annotator(annotator, map_location=self.device).to(self.device)
+        self.judge = load_annotator(judge, map_location=self.device).to(self.device) if judge else self.annotator
+        self.latents = latents
+        renamed = _names_from_comparison(names) if names else {}
+        for m in self.methods:
+            space = m["latent_space"]
+            if m["directions"].shape[1] != int(np.prod(self.G.latent_shape(space))):
+                raise ConfigError(f"{m['file']}: directions have size {m['directions'].shape[1]}, the generator's "
+                                  f"{space} latents have {int(np.prod(self.G.latent_shape(space)))}")
+            unit = torch.nn.functional.normalize(m["directions"].float(), dim=1)
+            signs, labels = torch.ones(len(unit)), list(m["names"])
+            for i, n in enumerate(m["names"]):  # a comparison's names and signs, where it named this file
+                if (m["file"], i) in renamed:
+                    labels[i], signs[i] = renamed[(m["file"], i)]
+            m["unit"] = (unit * signs[:, None]).to(self.device)
+            m["labels"] = labels
+        self.keepable = sorted({n for m in self.methods for n in m["names"] if n in self.annotator.attributes})
+
+    def latent(self, seed: int, row: Optional[int], space: str) -> torch.Tensor:
+        if self.latents is not None and row is not None:
+            if not 0 <= row < len(self.latents):
+                raise ConfigError(f"latent row {row}: the latents file has rows 0..{len(self.latents) - 1}")
+            return self.latents[row:row + 1].to(self.device)
+        return self.G.sample(1, seed=int(seed), space=space).to(self.device)
+
+    def edit(self, m: dict, amounts: list[float], keep: list[str]) -> torch.Tensor:
+        """The summed edit (d,) of method ``m`` for slider values ``amounts``, kept attributes projected out."""
+        from latentnav.lightning_modules.interfacegan import conditional_direction
+
+        d = torch.zeros(m["unit"].shape[1], device=self.device)
+        kept = [m["names"].index(k) for k in keep if k in m["names"]]
+        for i, a in enumerate(amounts):
+            if a:
+                v = m["unit"][i] if not kept or i in kept else \
+                    conditional_direction(m["unit"].cpu(), i, kept).to(self.device) * m["unit"][i].norm()
+                d = d + float(a) * v
+        return d
+
+    @torch.no_grad()
+    def render(self, method: int, amounts: list[float], seed: int = 0, row: Optional[int] = None,
+               keep: Optional[list[str]] = None, guided: bool = False) -> tuple[np.ndarray, dict[str, float]]:
+        """(uint8 (R, R, 3) image, the judge's {attribute: probability}) of one method's edit of the face."""
+        from latentnav.images import to_uint8
+
+        m = self.methods[method]
+        space = m["latent_space"]
+        z = self.latent(seed, row, space)
+        d = self.edit(m, amounts, keep or [])
+        if guided and keep and float(d.norm()) > 0:
+            from latentnav.lightning_modules.edit_metrics import guided_step
+
+            held = [self.annotator.attributes.index(k) for k in keep]
+            steps = max(1, int(np.ceil(float(d.norm()) / 0.5)))
+            unit = d / d.norm()
+            for _ in range(steps):
+                z = guided_step(self.G, self.annotator, z, unit, held, float(d.norm()) / steps, space)
+        else:
+            z = z + d.view_as(z[0])
+        image = self.G.synthesize(z, space)
+        probs = self.judge(image)[0].float().cpu().tolist()
+        return to_uint8(image[0]), dict(zip(self.judge.attributes, probs))
+
+    def save(self, method: int, amounts: list[float], seed: int, row: Optional[int], keep: list[str], out: str,
+             frames: int = 9, scale: int = 3) -> list[Path]:
+        """A strip and a GIF of the current edit, from no edit to the sliders' values (``frames`` steps)."""
+        from latentnav.callbacks.edit_writer import write_edit
+
+        images = [self.render(method, [a * t for a in amounts], seed, row, keep)[0]
+                  for t in np.linspace(0.0, 1.0, frames)]
+        tag = f"explore_{_slug(Path(self.methods[method]['file']).stem)}_seed{seed if row is None else f'row{row}'}"
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return write_edit(np.stack(images)[:, None], list(np.linspace(0.0, 1.0, frames)), Path(out), tag, scale)
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:40] or "method"
+
+
+def _names_from_comparison(path: str) -> dict:
+    """{(file, direction index): (name, sign)} from a ``latentnav compare`` comparison.json."""
+    from latentnav.errors import DataFormatError
+
+    try:
+        table = json.loads(Path(path).read_text())
+        return {(e["file"], i): (f"{d['name']} -> {d['named']}", 1.0) for e in table
+                for i, d in enumerate(e["directions"])}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataFormatError(f"{path}: not a comparison.json ({type(e).__name__}: {e})") from None
+
+
+def check_port(host: str, port: int) -> None:
+    """A port already in use is one line (before Gradio would pick another one silently or fail)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); choose another port") \
+                from None
+
+
+def build_app(explorer: Explorer, out: str = "runs/explore", display: int = 256):
+    """The Gradio Blocks app. Element ids (for tests and scripts): ``seed``, ``keep``, ``guided``,
+    ``image-<m>``, ``probs-<m>``, ``slider-<m>-<i>``, ``save-<m>``, ``saved-<m>``. Faces are shown about
+    ``display`` pixels wide (nearest-neighbour upscaling: the generator's own pixels)."""
+    try:
+        import gradio as gr
+    except ImportError:
+        raise ConfigError("latentnav explore needs gradio: pip install 'latentnav[explore]'") from None
+
+    def readout(probs: dict[str, float]) -> str:
+        return " · ".join(f"{k} {v:.2f}" for k, v in probs.items())
+
+    with gr.Blocks(title="latentnav explorer", analytics_enabled=False) as app:
+        gr.Markdown(f"### latentnav explorer: generator {Path(str(explorer.G.identity.get('source'))).name}, "
+                    f"probabilities by {Path(explorer.judge.source).name}")
+        with gr.Row():
+            seed = gr.Number(value=0, precision=0, label="seed", elem_id="seed")
+            row = gr.Number(value=0 if explorer.latents is not None else None, precision=0,
+                            label="latent row (--latents / --images)", visible=explorer.latents is not None,
+                            elem_id="row")
+            keep = gr.CheckboxGroup(explorer.keepable, label="keep (project out)", elem_id="keep")
+            guided = gr.Checkbox(False, label="guided (hold kept attributes with the annotator's gradients)",
+                                 elem_id="guided")
+        columns = []
+        with gr.Row():
+            for mi, m in enumerate(explorer.methods):
+                with gr.Column():
+                    gr.Markdown(f"**{m['method']}** ({Path(m['file']).name}, {m['latent_space']})")
+                    image = gr.Image(type="numpy", label="edited", elem_id=f"image-{mi}", height=256)
+                    probs = gr.Markdown(elem_id=f"probs-{mi}")
+                    sliders = [gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, value=0.0, step=0.25, label=label,
+                                         elem_id=f"slider-{mi}-{i}") for i, label in enumerate(m["labels"])]
+                    save = gr.Button("save strip / GIF", elem_id=f"save-{mi}")
+                    saved = gr.Markdown(elem_id=f"saved-{mi}")
+                columns.append((mi, image, probs, sliders, save, saved))
+
+        def row_of(value) -> Optional[int]:
+            return None if explorer.latents is None or value is None else int(value)
+
+        for mi, image, probs, sliders, save, saved in columns:
+            def update(seed_value, row_value, keep_value, guided_value, *amounts, mi=mi):
+                picture, p = explorer.render(mi, list(amounts), int(seed_value or 0), row_of(row_value),
+                                             list(keep_value or []), bool(guided_value))
+                scale = max(1, display // picture.shape[0])
+                return picture.repeat(scale, axis=0).repeat(scale, axis=1), readout(p)
+
+            def write(seed_value, row_value, keep_value, *amounts, mi=mi):
+                paths = explorer.save(mi, list(amounts), int(seed_value or 0), row_of(row_value),
+                                      list(keep_value or []), out)
+                return "saved " + " and ".join(str(p) for p in paths)
+
+            inputs = [seed, row, keep, guided, *sliders]
+            for control in (seed, row, keep, guided, *sliders):
+                control.change(update, inputs, [image, probs], show_progress="hidden")
+            app.load(update, inputs, [image, probs])
+            save.click(write, [seed, row, keep, *sliders], saved)
+    return app
+
+
+def main_function(directions: list[str], generator: Optional[str] = None, annotator: str = "demo",
+                  judge: Optional[str] = "demo_judge", latents: Optional[str] = None,
+                  images: Optional[list[str]] = None, names: Optional[str] = None, host: str = "127.0.0.1",
+                  port: int = 7860, device: str = "cpu", out: str = "runs/explore", open_for: float = 0) -> None:
+    """Start the explorer.
+
+    Args:
+        directions: directions.npz files, all made on one generator (one column each).
+        generator: generator source (default: the one recorded in the files; its sha256 must match).
+        annotator: the classifier that steers guided edits and whose attributes can be kept.
+        judge: the classifier whose probabilities are shown under each face (a held-out one by default).
+        latents: a latents file (a projection's ``latents.pt``) whose rows can be picked.
+        images: your own images, projected once at start (into the first file's space).
+        names: a ``latentnav compare`` comparison.json naming the directions.
+        host, port: where to listen (127.0.0.1: this machine only).
+        device: where the generator renders (cpu, cuda, ...).
+        out: folder for saved strips and GIFs.
+        open_for: seconds to serve before exiting (0: until interrupted).
+    """
+    if port < 1 or port > 65535:
+        raise ConfigError(f"--port: expected 1..65535, got {port}")
+    check_port(host, port)
+    found = None
+    if latents:
+        from latentnav.directions_file import read_latents
+
+        found = read_latents(latents)["latents"]
+    explorer = Explorer(list(directions), generator, annotator, judge, found, device, names)
+    if images:
+        from latentnav.project import project_images
+
+        projected = project_images(images, space=explorer.methods[0]["latent_space"], G=explorer.G,
+                                   out=str(Path(out) / "projection"))
+        explorer.latents = projected["latents"]
+    app = build_app(explorer, out)
+    app.queue()
+    app.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
+               show_error=True, quiet=True)
+    print(f"latentnav: explorer on http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    try:
+        deadline = time.monotonic() + open_for if open_for > 0 else None
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from jsonargparse import CLI
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves this machine
+    return run_command(lambda: CLI(main_function, args=argv, as_positional=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
