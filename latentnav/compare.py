@@ -481,7 +481,8 @@ def write(summary: dict, out: Path) -> Path:
                  "controls": _controlled(r, r["target"], attrs),
                  "common_attributes": [attrs[j] for j in common], "mean_off_target_common": _or_none(own_means[m]),
                  "mean_off_target_common_ci": [_or_none(v) for v in interval_of(own_reps[m])],
-                 "directions": [{"name": n, "named": attrs[t], "purity": float(p), "off_target": _or_none(float(o)),
+                 "directions": [{"name": n, "named": attrs[t], "sign": int(r["sign"][i]), "purity": float(p),
+                                 "off_target": _or_none(float(o)),
                                  "controls": bool(c), **_side_json(r["side"], i, summary.get("nuisance_factors"))}
                                 for i, (n, t, p, o, c) in enumerate(zip(r["names"], r["target"], r["purity"],
                                                                         r["off_target"], mask.tolist()))]}

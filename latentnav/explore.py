@@ -6,7 +6,7 @@
 A local Gradio app (bound to 127.0.0.1 unless ``--host`` says otherwise; nothing is downloaded: the
 app's front end ships inside the gradio package). Pick a seed, a row of a latents file
 (``--latents``, e.g. a projection's ``latents.pt``) or your own image (``--images``: projected once at
-start); every directions file is a column with one slider per direction (named as the file names
+start; or uploaded in the app, projected then); every directions file is a column with one slider per direction (named as the file names
 them, or as a ``latentnav compare`` output names them with ``--names comparison.json``), the edited
 face, and the judge's probabilities of every attribute under it. "keep" projects the kept
 attributes' directions out of each edit (InterFaceGAN's conditional edit); "guided" follows the
@@ -64,8 +64,9 @@ class Explorer:
             unit = torch.nn.functional.normalize(m["directions"].float(), dim=1)
             signs, labels = torch.ones(len(unit)), list(m["names"])
             for i, n in enumerate(m["names"]):  # a comparison's names and signs, where it named this file
-                if (m["file"], i) in renamed:
-                    labels[i], signs[i] = renamed[(m["file"], i)]
+                key = (str(Path(m["file"]).resolve()), i)
+                if key in renamed:
+                    labels[i], signs[i] = renamed[key]
             m["unit"] = (unit * signs[:, None]).to(self.device)
             m["labels"] = labels
         self.keepable = sorted({n for m in self.methods for n in m["names"] if n in self.annotator.attributes})
@@ -114,6 +115,22 @@ class Explorer:
         probs = self.judge(image)[0].float().cpu().tolist()
         return to_uint8(image[0]), dict(zip(self.judge.attributes, probs))
 
+    def add_photo(self, path: str, steps: int = 200) -> int:
+        """Project the image file ``path`` into the first method's space (``Projection``, on the generator's
+        device) and append its latent to the pickable rows; returns its row."""
+        from latentnav.images import load_square_image
+        from latentnav.lightning_modules.projection import Projection
+
+        space = self.methods[0]["latent_space"]
+        if any(m["latent_space"] != space for m in self.methods):
+            raise ConfigError("a photo can be projected only when every directions file is in one latent space")
+        target = load_square_image(path, self.G.resolution)[None]
+        module = Projection(self.G, space, steps=steps, noise_regularize=0).to(self.device)
+        latent, _ = module.project(target, rows=torch.tensor([0]))
+        latent = latent.cpu()
+        self.latents = latent if self.latents is None else torch.cat([self.latents.cpu(), latent])
+        return len(self.latents) - 1
+
     def save(self, method: int, amounts: list[float], seed: int, row: Optional[int], keep: list[str], out: str,
              frames: int = 9, scale: int = 3) -> list[Path]:
         """A strip and a GIF of the current edit, from no edit to the sliders' values (``frames`` steps)."""
@@ -138,8 +155,8 @@ def _names_from_comparison(path: str) -> dict:
 
     try:
         table = json.loads(Path(path).read_text())
-        return {(e["file"], i): (f"{d['name']} -> {d['named']}", 1.0) for e in table
-                for i, d in enumerate(e["directions"])}
+        return {(str(Path(e["file"]).resolve()), i): (f"{d['name']} -> {d['named']}", float(d.get("sign", 1)))
+                for e in table for i, d in enumerate(e["directions"])}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DataFormatError(f"{path}: not a comparison.json ({type(e).__name__}: {e})") from None
 
@@ -178,6 +195,8 @@ def build_app(explorer: Explorer, out: str = "runs/explore", display: int = 256)
             keep = gr.CheckboxGroup(explorer.keepable, label="keep (project out)", elem_id="keep")
             guided = gr.Checkbox(False, label="guided (hold kept attributes with the annotator's gradients)",
                                  elem_id="guided")
+            upload = gr.Image(type="filepath", label="your photo (projected, then its row is picked)",
+                              elem_id="upload", height=128)
         columns = []
         with gr.Row():
             for mi, m in enumerate(explorer.methods):
@@ -207,6 +226,14 @@ def build_app(explorer: Explorer, out: str = "runs/explore", display: int = 256)
                 return "saved " + " and ".join(str(p) for p in paths)
 
             inputs = [seed, row, keep, guided, *sliders]
+            if mi == 0:
+                def add_photo(path):
+                    if not path:
+                        return gr.update()
+                    index = explorer.add_photo(path)
+                    return gr.update(value=index, visible=True)
+
+                upload.upload(add_photo, [upload], [row])
             for control in (seed, row, keep, guided, *sliders):
                 control.change(update, inputs, [image, probs], show_progress="hidden")
             app.load(update, inputs, [image, probs])

@@ -97,7 +97,7 @@ def test_a_held_out_judge_scores_the_same_images_in_its_own_column_order(tmp_pat
     (entry,) = json.loads((out / "comparison.json").read_text())
     # What else the edits change, at the equal-success step: AD, pixels, features, the renderer's factors.
     smile = entry["directions"][0]
-    assert 0 < smile["ad"] < 1 and smile["pixel_change"] > 0 and smile["feature_distance"] > 0
+    assert 0 < smile["ad"] < 1 and smile["pixel_change"] > 0 and smile["feature_distance"] > 0 and smile["sign"] == 1
     assert set(smile["nuisance"]) >= {"cx", "skin", "background_r"} and all(v >= 0 for v in smile["nuisance"].values())
     text = (out / "comparison.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| s | Smiling"))

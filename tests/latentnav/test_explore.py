@@ -55,6 +55,25 @@ def test_explorer_maths_and_errors(tmp_path):
     assert float(ex.edit(m, [4.0, 0.0], ["Male"]).norm()) == pytest.approx(4.0, rel=1e-5)
     paths = ex.save(0, [4.0, 0.0], 2, None, [], str(tmp_path / "saved"), frames=3)
     assert all(p.is_file() for p in paths) and paths[0].suffix == ".png" and paths[1].suffix == ".gif"
+    # your own photo: projected, then pickable as a row
+    from PIL import Image
+
+    from latentnav.images import to_uint8
+
+    with torch.no_grad():
+        face = to_uint8(ex.G.synthesize(ex.G.sample(1, seed=9))[0])
+    Image.fromarray(face).save(tmp_path / "me.png")
+    assert ex.add_photo(str(tmp_path / "me.png"), steps=30) == 0 and ex.latents.shape == (1, 64)
+    picture, _ = ex.render(0, [0.0, 0.0], row=0)
+    assert picture.shape == (32, 32, 3)
+    # a comparison's names and signs
+    import json
+
+    (tmp_path / "comparison.json").write_text(json.dumps([{"file": str(b), "directions": [
+        {"name": "Male", "named": "Young", "sign": -1}]}]))
+    named = Explorer([str(a), str(b)], judge="demo_judge", names=str(tmp_path / "comparison.json"))
+    assert named.methods[1]["labels"] == ["Male -> Young"] and named.methods[0]["labels"] == ["Smiling", "Male"]
+    assert torch.allclose(named.methods[1]["unit"], -ex.methods[1]["unit"])
     # one-line errors: another generator's file, a port in use
     import numpy as np
 
@@ -68,6 +87,9 @@ def test_explorer_maths_and_errors(tmp_path):
         busy.listen()
         with pytest.raises(ConfigError, match=f"--port {busy.getsockname()[1]}: cannot listen"):
             check_port("127.0.0.1", busy.getsockname()[1])
+        from latentnav.explore import main
+
+        assert main(["--directions", json.dumps([str(a)]), "--port", str(busy.getsockname()[1])]) == 2
 
 
 @pytest.mark.skipif(BROWSER is None or DRIVER is None,
