@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -14,20 +14,24 @@ from latentnav.images import list_images, load_square_image
 
 
 class ImageBatches(IterableDataset):
-    """Batches ``{"indices": (b,) int64, "images": (b, 3, size, size) in [-1, 1]}`` of files ``rank, rank + W, ...``."""
+    """Batches ``{"indices": (b,) int64, "images": (b, 3, size, size) in [-1, 1]}``: of the files not in
+    ``skip`` (already done), those at positions ``rank, rank + W, ...``."""
 
     def __init__(self, files: list, size: int, crop_size: Optional[int], batch_size: int, rank: int,
-                 world_size: int) -> None:
+                 world_size: int, skip: frozenset = frozenset()) -> None:
         self.files, self.size, self.crop_size, self.batch_size = files, size, crop_size, batch_size
-        self.indices = torch.arange(rank, len(files), world_size)
+        remaining = torch.tensor([i for i in range(len(files)) if i not in skip], dtype=torch.long)
+        self.indices = remaining[rank::world_size]
 
     def __iter__(self):
-        for chunk in self.indices.split(self.batch_size):
+        for chunk in self.indices.split(self.batch_size) if len(self.indices) else ():  # an empty split is one empty chunk
             yield {"indices": chunk,
                    "images": torch.stack([load_square_image(self.files[i], self.size, self.crop_size) for i in chunk])}
 
     def __len__(self) -> int:
-        return -(-len(self.indices) // self.batch_size)
+        # At least 1: a loop of length 0 is skipped whole, end hooks included, and a rank with nothing left
+        # to do (a resumed run) must still reach the writer's barrier with the others.
+        return max(1, -(-len(self.indices) // self.batch_size))
 
 
 class ImageFilesDataModule(pl.LightningDataModule):
@@ -39,18 +43,19 @@ class ImageFilesDataModule(pl.LightningDataModule):
         crop_size: side of the centred square cut before resizing (CelebA's reader: 178); None = the
             shorter side.
         batch_size: images per batch.
+        done: called when the loader is made (after the writer's ``setup``): the indices already done, left out.
     Every file is opened once in ``setup`` so that an unreadable one fails before any work.
     """
 
     def __init__(self, images: Sequence[str | os.PathLike], size: int, crop_size: Optional[int] = None,
-                 batch_size: int = 8) -> None:
+                 batch_size: int = 8, done: Optional[Callable[[], set]] = None) -> None:
         super().__init__()
         if batch_size < 1 or size < 1:
             raise ConfigError(f"images: batch_size and size must be positive, got {batch_size} and {size}")
         if crop_size is not None and crop_size < 1:
             raise ConfigError(f"crop_size: expected a positive number of pixels, got {crop_size}")
         self.files = list_images(images)
-        self.size, self.crop_size, self.batch_size = size, crop_size, batch_size
+        self.size, self.crop_size, self.batch_size, self.done = size, crop_size, batch_size, done
         for f in self.files:  # fail now, with the file's name, rather than mid-run
             load_square_image(f, 1, crop_size)
 
@@ -60,5 +65,6 @@ class ImageFilesDataModule(pl.LightningDataModule):
         if len(self.files) < world:  # every rank decides alike: a rank without images would leave the others waiting
             raise ConfigError(f"images: {len(self.files)} image(s) on {world} processes; use at most "
                               f"{len(self.files)} device(s)")
-        return DataLoader(ImageBatches(self.files, self.size, self.crop_size, self.batch_size, rank, world),
+        skip = frozenset(self.done() if self.done is not None else ())
+        return DataLoader(ImageBatches(self.files, self.size, self.crop_size, self.batch_size, rank, world, skip),
                           batch_size=None)

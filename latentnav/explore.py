@@ -54,7 +54,8 @@ class Explorer:
         self.G = self.G.to(self.device)
         self.annotator = load_annotator(annotator, map_location=self.device).to(self.device)
         self.judge = load_annotator(judge, map_location=self.device).to(self.device) if judge else self.annotator
-        self.latents = latents
+        self.latents: Optional[torch.Tensor] = None  # pickable rows (N, ...) on the CPU
+        self.row_noise: list[Optional[list[torch.Tensor]]] = []  # a row's own noise maps (a projection's), or None
         renamed = _names_from_comparison(names) if names else {}
         for m in self.methods:
             space = m["latent_space"]
@@ -70,6 +71,30 @@ class Explorer:
             m["unit"] = (unit * signs[:, None]).to(self.device)
             m["labels"] = labels
         self.keepable = sorted({n for m in self.methods for n in m["names"] if n in self.annotator.attributes})
+        if latents is not None:
+            self.add_rows(latents)
+
+    def row_space(self) -> str:
+        """The one latent space every column edits in: rows of latents are shown in every column."""
+        spaces = sorted({m["latent_space"] for m in self.methods})
+        if len(spaces) > 1:
+            raise ConfigError("latent rows (--latents, --images, a photo) need every directions file in one latent "
+                              f"space; these are in {', '.join(spaces)}")
+        return spaces[0]
+
+    def add_rows(self, latents: torch.Tensor, noise: Optional[list[torch.Tensor]] = None) -> int:
+        """Append pickable rows: ``latents`` (N, *latent_shape) in :meth:`row_space`, and optionally their
+        per-layer noise maps ((N, 1, r, r) each, a projection's), which their faces are then rendered with.
+        Returns the first new row."""
+        shape = tuple(self.G.latent_shape(self.row_space()))
+        latents = torch.as_tensor(latents).detach().float().cpu()
+        if tuple(latents.shape[1:]) != shape:
+            raise ConfigError(f"latents: rows of shape {tuple(latents.shape[1:])}, the directions' "
+                              f"{self.row_space()} space has {shape}")
+        first = 0 if self.latents is None else len(self.latents)
+        self.latents = latents if self.latents is None else torch.cat([self.latents, latents])
+        self.row_noise += [[n[i:i + 1].float().cpu() for n in noise] if noise else None for i in range(len(latents))]
+        return first
 
     def latent(self, seed: int, row: Optional[int], space: str) -> torch.Tensor:
         if self.latents is not None and row is not None:
@@ -111,25 +136,22 @@ class Explorer:
                 z = guided_step(self.G, self.annotator, z, unit, held, float(d.norm()) / steps, space)
         else:
             z = z + d.view_as(z[0])
-        image = self.G.synthesize(z, space)
+        noise = self.row_noise[row] if row is not None and self.latents is not None and not guided else None
+        image = self.G.synthesize_with_noise(z, space, noise) if noise else self.G.synthesize(z, space)
         probs = self.judge(image)[0].float().cpu().tolist()
         return to_uint8(image[0]), dict(zip(self.judge.attributes, probs))
 
     def add_photo(self, path: str, steps: int = 200) -> int:
-        """Project the image file ``path`` into the first method's space (``Projection``, on the generator's
-        device) and append its latent to the pickable rows; returns its row."""
+        """Project the image file ``path`` into the columns' space (``Projection``, on the generator's
+        device; StyleGAN2's noise maps too, as ``latentnav project`` does) and append it to the pickable
+        rows; returns its row."""
         from latentnav.images import load_square_image
         from latentnav.lightning_modules.projection import Projection
 
-        space = self.methods[0]["latent_space"]
-        if any(m["latent_space"] != space for m in self.methods):
-            raise ConfigError("a photo can be projected only when every directions file is in one latent space")
+        space = self.row_space()
         target = load_square_image(path, self.G.resolution)[None]
-        module = Projection(self.G, space, steps=steps, noise_regularize=0).to(self.device)
-        latent, _ = module.project(target, rows=torch.tensor([0]))
-        latent = latent.cpu()
-        self.latents = latent if self.latents is None else torch.cat([self.latents.cpu(), latent])
-        return len(self.latents) - 1
+        latent, noise = Projection(self.G, space, steps=steps).to(self.device).project(target, rows=torch.tensor([0]))
+        return self.add_rows(latent, noise)
 
     def save(self, method: int, amounts: list[float], seed: int, row: Optional[int], keep: list[str], out: str,
              frames: int = 9, scale: int = 3) -> list[Path]:
@@ -141,6 +163,15 @@ class Explorer:
         tag = f"explore_{_slug(Path(self.methods[method]['file']).stem)}_seed{seed if row is None else f'row{row}'}"
         Path(out).mkdir(parents=True, exist_ok=True)
         return write_edit(np.stack(images)[:, None], list(np.linspace(0.0, 1.0, frames)), Path(out), tag, scale)
+
+
+def _trainer_on(device: torch.device):
+    """One process on ``device`` (the explorer's ``--device``) for the start-up projection."""
+    from latentnav.measuring import make_trainer
+
+    if device.type == "cuda":
+        return make_trainer("gpu", [device.index or 0], inference_mode=False)
+    return make_trainer(device.type, 1, inference_mode=False)
 
 
 def _slug(text: str) -> str:
@@ -253,7 +284,7 @@ def main_function(directions: list[str], generator: Optional[str] = None, annota
         annotator: the classifier that steers guided edits and whose attributes can be kept.
         judge: the classifier whose probabilities are shown under each face (a held-out one by default).
         latents: a latents file (a projection's ``latents.pt``) whose rows can be picked.
-        images: your own images, projected once at start (into the first file's space).
+        images: your own images, projected once at start (into the files' one latent space, with StyleGAN2's noise maps).
         names: a ``latentnav compare`` comparison.json naming the directions.
         host, port: where to listen (127.0.0.1: this machine only).
         device: where the generator renders (cpu, cuda, ...).
@@ -263,18 +294,22 @@ def main_function(directions: list[str], generator: Optional[str] = None, annota
     if port < 1 or port > 65535:
         raise ConfigError(f"--port: expected 1..65535, got {port}")
     check_port(host, port)
-    found = None
-    if latents:
+    explorer = Explorer(list(directions), generator, annotator, judge, None, device, names)
+    if latents or images:
         from latentnav.directions_file import read_latents
 
-        found = read_latents(latents)["latents"]
-    explorer = Explorer(list(directions), generator, annotator, judge, found, device, names)
-    if images:
+        space = explorer.row_space()
+    if latents:  # its generator and space must be the directions'
+        found = read_latents(latents, explorer.G.identity, space)
+        explorer.add_rows(found["latents"], found["noise"])
+    if images:  # appended after --latents' rows
         from latentnav.project import project_images
 
-        projected = project_images(images, space=explorer.methods[0]["latent_space"], G=explorer.G,
-                                   out=str(Path(out) / "projection"))
-        explorer.latents = projected["latents"]
+        folder = Path(out) / "projection"
+        project_images(images, space=space, G=explorer.G, out=str(folder), trainer=_trainer_on(explorer.device))
+        explorer.G.to(explorer.device)  # the Trainer's teardown moved its module, and the shared G in it, to the CPU
+        found = read_latents(folder / "latents.pt", explorer.G.identity, space)
+        explorer.add_rows(found["latents"], found["noise"])
     app = build_app(explorer, out)
     app.queue()
     app.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,

@@ -18,6 +18,11 @@ def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: st
     from latentnav.callbacks.process_group_exit import ProcessGroupExit
     from latentnav.callbacks.thread_budget import ThreadBudget
 
+    if isinstance(strategy, str) and any(word in strategy for word in ("spawn", "fork", "notebook")):
+        # These launch workers from this process and hand back only the model: the passes' writers and
+        # metrics, which rank 0 reads after the loop, would come back empty.
+        raise ConfigError(f"strategy {strategy!r}: these passes need one process per device launched as a script; "
+                          "use --strategy ddp")
     try:
         return pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
                           precision=precision, inference_mode=inference_mode, logger=False, enable_checkpointing=False, enable_model_summary=False,
@@ -32,7 +37,7 @@ def add_trainer_flags(parser: argparse.ArgumentParser) -> None:
     """``--accelerator --devices --strategy --num-nodes --precision`` (the Trainer's own names and defaults)."""
     parser.add_argument("--accelerator", default="auto", help="auto (cuda when available), cpu, gpu, ...")
     parser.add_argument("--devices", default="1", help="devices per node: N, a list, or auto")
-    parser.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, ...")
+    parser.add_argument("--strategy", default="auto", help="auto, ddp, ... (not ddp_spawn: these passes need ddp)")
     parser.add_argument("--num-nodes", type=int, default=1)
     parser.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed")
 

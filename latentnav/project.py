@@ -39,6 +39,7 @@ def project_images(images: list[str], generator: str = "demo", space: Optional[s
     from latentnav.datamodules.image_files import ImageFilesDataModule
     from latentnav.generators import load_generator
     from latentnav.lightning_modules.projection import Projection
+    from latentnav.safe_load import sha256_of
 
     G = G if G is not None else load_generator(generator)
     trained = None
@@ -49,7 +50,8 @@ def project_images(images: list[str], generator: str = "demo", space: Optional[s
         trained.requires_grad_(False)
     space = space or (trained.space if trained is not None else default_space(G))
     G.latent_shape(space)  # an unknown space is one line
-    data = ImageFilesDataModule(images, G.resolution, crop_size, batch_size)
+    # The writer (made below) knows after its setup which images a resumed run has already done.
+    data = ImageFilesDataModule(images, G.resolution, crop_size, batch_size, done=lambda: writer.done)
     feature_net = None
     if perceptual:
         from latentnav.lightning_modules.identity_embedding import load_identity_embedding
@@ -58,7 +60,8 @@ def project_images(images: list[str], generator: str = "demo", space: Optional[s
     module = Projection(G, space, steps=steps, lr=lr, perceptual=feature_net, perceptual_weight=perceptual_weight,
                         encoder=trained)
     trainer = trainer or make_trainer(inference_mode=False)
-    writer = ProjectionWriter(out, data.files, space, G.identity, crop_size)
+    settings = dict(module.settings(), encoder=sha256_of(encoder) if encoder else None)
+    writer = ProjectionWriter(out, data.files, space, G.identity, crop_size, settings)
     trainer.callbacks.append(writer)
     t0 = time.perf_counter()
     try:
@@ -66,7 +69,6 @@ def project_images(images: list[str], generator: str = "demo", space: Optional[s
     finally:
         trainer.callbacks.remove(writer)
     seconds = time.perf_counter() - t0
-    trainer.strategy.barrier("projection_written")  # every rank may now read what rank 0 wrote
     from latentnav.directions_file import read_latents
 
     r = writer.result

@@ -104,7 +104,7 @@ class EditRendering(pl.LightningModule):
                             for annotator, column in zip(self.scorers, self.score_columns)]).cpu()
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        rows = batch["indices"]
+        rows = batch["indices"].cpu()  # the Trainer moved the batch to its device; the latents stay on the CPU
         z = self.latents[rows].to(self.device)
         if self.judge is not None:
             frames = render_guided_edits(self.generator, self.judge, z, self.direction, self.alphas, self.space,

@@ -129,17 +129,21 @@ def load_encoder(path: str, generator=None, map_location: str | torch.device = "
 
     accepted = set(inspect.signature(LatentEncoder.__init__).parameters) - {"self"}
     options = {k: v for k, v in hparams.items() if k in accepted}
+    def check(current: dict) -> None:
+        if saved.get("sha256") != current.get("sha256"):
+            raise ConfigError(f"{path}: encoder trained for generator {saved.get('source')} (sha256 "
+                              f"{str(saved.get('sha256'))[:12]}), not {current.get('source')} "
+                              f"(sha256 {str(current.get('sha256'))[:12]})")
+
     if generator is not None:
+        check(generator.identity)  # before building: a wrong generator's sizes would fail less clearly
         options["generator"] = generator  # used as it is, not loaded again
     encoder = LatentEncoder(**options)
-    current = encoder.generator.identity
-    if saved.get("sha256") != current.get("sha256"):
-        raise ConfigError(f"{path}: encoder trained for generator {saved.get('source')} (sha256 "
-                          f"{str(saved.get('sha256'))[:12]}), not {current.get('source')} "
-                          f"(sha256 {str(current.get('sha256'))[:12]})")
+    check(encoder.generator.identity)
     weights = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(LatentEncoder.PREFIX)}
     missing, unexpected = encoder.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not k.startswith(LatentEncoder.PREFIX)]
     if missing or unexpected:
         raise ConfigError(f"{path}: encoder weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return encoder.eval().to(map_location)
+    # A given generator is shared with the caller: the encoder joins it on its device rather than moving it.
+    return encoder.eval().to(generator.device if generator is not None else map_location)

@@ -37,6 +37,8 @@ class IdentityEmbedding(Frozen, nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         try:
             out = self.net(images)
+        except torch.cuda.OutOfMemoryError:  # the device's limit, not the user's file: let it say so itself
+            raise
         except Exception as e:  # a scripted module's own error (wrong size, channels): one line naming the file
             first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             raise ConfigError(f"{self.role}: {self.source} failed on images of shape {tuple(images.shape)} "

@@ -106,6 +106,7 @@ class Projection(pl.LightningModule):
         self.generator, self.space, self.perceptual = generator, space, perceptual
         self.steps, self.lr, self.lr_rampup, self.lr_rampdown = int(steps), float(lr), lr_rampup, lr_rampdown
         self.noise_start, self.noise_ramp, self.perceptual_weight = noise_start, noise_ramp, perceptual_weight
+        self.stats_samples = int(stats_samples)
         with torch.no_grad():
             z = generator.sample(stats_samples, seed=123, space="z")
             latents = generator.to_space(z, space).float().cpu()
@@ -114,6 +115,15 @@ class Projection(pl.LightningModule):
         # The spread of one latent vector (for w+, of one layer's w, as the StyleGAN2 projector's noise uses).
         vectors = latents.reshape(-1, latents.shape[-1])
         self.spread = float((vectors - vectors.mean(0)).square().sum(1).mean().sqrt())
+
+    def settings(self) -> dict:
+        """What decides an image's result (with the generator and the image): a resumed projection
+        reuses finished images only under the same settings."""
+        return {"space": self.space, "steps": self.steps, "lr": self.lr, "lr_rampup": float(self.lr_rampup),
+                "lr_rampdown": float(self.lr_rampdown), "noise_start": float(self.noise_start),
+                "noise_ramp": float(self.noise_ramp), "perceptual": getattr(self.perceptual, "sha256", None),
+                "perceptual_weight": float(self.perceptual_weight), "noise_regularize": self.noise_regularize,
+                "stats_samples": self.stats_samples}
 
     def loss(self, images: torch.Tensor, targets: torch.Tensor, target_features: Optional[torch.Tensor]) -> torch.Tensor:
         """Per-image loss (B,): pixel MSE + perceptual_weight * feature MSE."""
@@ -126,7 +136,8 @@ class Projection(pl.LightningModule):
                 rows: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(latents (B, *shape), noise maps) whose images match ``targets`` (B, 3, R, R) in [-1, 1]. ``rows``
         (B,): the images' indices, which seed each one's random draws (default 0 .. B - 1), so that an image
-        gets the same result in any batch and on any rank. The noise maps ((B, 1, r, r) per layer) are
+        gets the same draws in any batch and on any rank (its result then differs only by the convolutions'
+        rounding in another batch composition, which Adam can enlarge on near-flat components). The noise maps ((B, 1, r, r) per layer) are
         optimised with the latents for a generator that has noise inputs and ``noise_regularize`` > 0
         (StyleGAN2), else the list is empty."""
         targets = targets.to(self.device, torch.float32)

@@ -194,7 +194,7 @@ def test_judge_scores_every_frame_of_the_edit(tmp_path, demo_directions, capsys)
         frames = render_edits(G, latents, directions[0], alphas, "z").flatten(0, 1)  # (A * B, 3, R, R)
         expected = [c(frames)[:, c.attributes.index("Smiling")].view(len(alphas), len(seeds)).T.reshape(-1)
                     for c in (own, judge)]
-    np.testing.assert_allclose(values, torch.stack(expected, 1).numpy(), atol=2e-6)
+    np.testing.assert_allclose(values, torch.stack(expected, 1).numpy(), atol=1e-5)  # 6 decimals, batch rounding
     by_alpha = values.reshape(len(seeds), len(alphas), 2).mean(0)  # (alpha, scorer)
     assert by_alpha[-1, 1] > by_alpha[0, 1] + 0.5  # the held-out judge agrees: the edit raises Smiling
     assert by_alpha[-1, 0] > by_alpha[0, 0] + 0.5
@@ -225,11 +225,11 @@ def test_guided_edits_are_scored_too(tmp_path, demo_directions, capsys):
     assert main([*common, "--judge", "demo_judge"]) == 0
     header, _, both = read_scores(out / "Smiling_keep_Male_guided_scores.tsv")
     assert header[2:] == [f"own:{own.source}", f"judge:{load_annotator('demo_judge').source}"]
-    np.testing.assert_allclose(both[:, 0], labels_only[:, 0], atol=2e-6)
+    np.testing.assert_allclose(both[:, 0], labels_only[:, 0], atol=1e-5)
     latents = torch.cat([G.sample(1, seed=s) for s in (0, 1)])
     with torch.no_grad():
         p0 = own(G.synthesize(latents))[:, own.attributes.index("Smiling")]
-    np.testing.assert_allclose(both.reshape(2, 3, 2)[:, 1, 0], p0.numpy(), atol=2e-6)
+    np.testing.assert_allclose(both.reshape(2, 3, 2)[:, 1, 0], p0.numpy(), atol=1e-5)
     assert "Smiling_keep_Male_guided: mean p(Smiling) at alpha -1 -> +1: own " in capsys.readouterr().out
 
 
@@ -270,7 +270,7 @@ def test_a_classifier_without_the_attributes_column_is_one_line(tmp_path, capsys
     with torch.no_grad():
         frames = render_edits(G, G.sample(1, seed=0), torch.eye(8)[0], [-6.0, 0.0, 6.0], "z")[:, 0]
         expected = load_annotator(red)(frames)[:, 1]
-    np.testing.assert_allclose(values[:, 0], expected.numpy(), atol=2e-6)
+    np.testing.assert_allclose(values[:, 0], expected.numpy(), atol=1e-5)
 
 
 def test_frame_labels():

@@ -39,7 +39,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_explorer_maths_and_errors(tmp_path):
+def test_explorer_maths_and_errors(tmp_path, capsys):
     from latentnav.explore import Explorer, check_port
 
     a, b = _directions(tmp_path)
@@ -66,6 +66,13 @@ def test_explorer_maths_and_errors(tmp_path):
     assert ex.add_photo(str(tmp_path / "me.png"), steps=30) == 0 and ex.latents.shape == (1, 64)
     picture, _ = ex.render(0, [0.0, 0.0], row=0)
     assert picture.shape == (32, 32, 3)
+    # rows are checked against the columns' space and latent shape
+    with pytest.raises(ConfigError, match=r"latents: rows of shape \(1, 32\)"):
+        ex.add_rows(torch.zeros(2, 1, 32))
+    ex.methods[1]["latent_space"] = "w"
+    with pytest.raises(ConfigError, match="need every directions file in one latent space; these are in w, z"):
+        ex.add_photo(str(tmp_path / "me.png"), steps=1)
+    ex.methods[1]["latent_space"] = "z"
     # a comparison's names and signs
     import json
 
@@ -82,13 +89,18 @@ def test_explorer_maths_and_errors(tmp_path):
              generator=np.array('{"sha256": "0000000000000000", "source": "elsewhere.pt"}'))
     with pytest.raises(ConfigError, match="made on different generators"):
         Explorer([str(a), str(tmp_path / "other.npz")])
+    from latentnav.explore import main
+
+    torch.save({"format": "latentnav-latents/1", "latents": torch.zeros(2, 64), "space": "z",
+                "generator": {"sha256": "0000000000000000", "source": "elsewhere.pt"}}, tmp_path / "theirs.pt")
+    assert main(["--directions", json.dumps([str(a)]), "--latents", str(tmp_path / "theirs.pt"),
+                 "--port", str(_free_port())]) == 2
+    assert "theirs.pt: latents projected with generator elsewhere.pt" in capsys.readouterr().err
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         with pytest.raises(ConfigError, match=f"--port {busy.getsockname()[1]}: cannot listen"):
             check_port("127.0.0.1", busy.getsockname()[1])
-        from latentnav.explore import main
-
         assert main(["--directions", json.dumps([str(a)]), "--port", str(busy.getsockname()[1])]) == 2
 
 

@@ -108,6 +108,13 @@ def test_bad_images_are_one_line(photos, tmp_path, capsys):
     assert "crop_size 400 exceeds the image size 48x48" in capsys.readouterr().err
 
 
+def test_spawned_workers_are_refused_in_one_line(photos, tmp_path, capsys):
+    """ddp_spawn hands only the model back to the launching process: the writer's results would be lost."""
+    assert main(["--images", json.dumps([str(photos)]), "--out", str(tmp_path / "p"), "--accelerator", "cpu",
+                 "--devices", "2", "--strategy", "ddp_spawn"]) == 2
+    assert "strategy 'ddp_spawn'" in capsys.readouterr().err and not (tmp_path / "p").exists()
+
+
 def test_fewer_images_than_processes_is_one_line(photos):
     from types import SimpleNamespace
 
@@ -122,17 +129,81 @@ def test_fewer_images_than_processes_is_one_line(photos):
         ImageFilesDataModule([str(photos)], 32, crop_size=0)
 
 
+class _Killed(Exception):
+    pass
+
+
+def _killed_after(batches: int):
+    """A callback that stops the projection as the batch after ``batches`` finished ones ends (before the
+    writer saves it: the writer is added after the Trainer's own callbacks)."""
+    import pytorch_lightning as pl
+
+    class Kill(pl.Callback):
+        def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+            if batch_idx == batches:
+                raise _Killed
+
+    return Kill()
+
+
+def _project_killed(photos, out, batches: int, steps: int = 20) -> None:
+    from latentnav.measuring import make_trainer
+    from latentnav.project import project_images
+
+    trainer = make_trainer("cpu", inference_mode=False)
+    trainer.callbacks.append(_killed_after(batches))
+    with pytest.raises(_Killed):
+        project_images([str(photos)], steps=steps, batch_size=1, out=str(out), trainer=trainer)
+
+
+def test_a_killed_projection_resumes_where_it_stopped(photos, tmp_path, monkeypatch, capsys):
+    from latentnav.lightning_modules.projection import Projection
+    from latentnav.measuring import make_trainer
+    from latentnav.project import project_images
+
+    projected = []
+    original = Projection.project
+    monkeypatch.setattr(Projection, "project", lambda self, targets, start=None, rows=None: (
+        projected.extend(torch.as_tensor(rows).tolist()), original(self, targets, start, rows))[1])
+    _project_killed(photos, tmp_path / "p", batches=1)  # face0 done and saved, face1 lost with the kill
+    assert projected == [0, 1] and len(list((tmp_path / "p" / ".parts").glob("b*.pt"))) == 1
+    assert not (tmp_path / "p" / "latents.pt").exists()
+    projected.clear()
+    resumed = project_images([str(photos)], steps=20, batch_size=1, out=str(tmp_path / "p"),
+                             trainer=make_trainer("cpu", inference_mode=False))
+    assert projected == [1, 2] and "resuming a projection: 1 of 3 image(s) already done" in capsys.readouterr().out
+    assert not (tmp_path / "p" / ".parts").exists() and len(list((tmp_path / "p" / "reconstructions").glob("*.png"))) == 3
+    projected.clear()
+    clean = project_images([str(photos)], steps=20, batch_size=1, out=str(tmp_path / "clean"),
+                           trainer=make_trainer("cpu", inference_mode=False))
+    assert projected == [0, 1, 2]
+    assert torch.allclose(resumed["latents"], clean["latents"], atol=1e-5)
+    assert torch.allclose(torch.load(tmp_path / "p" / "latents.pt", weights_only=True)["latents"], clean["latents"],
+                          atol=1e-5)
+    # Parts made with other settings are not reused: the next run starts afresh.
+    _project_killed(photos, tmp_path / "q", batches=2)
+    projected.clear()
+    project_images([str(photos)], steps=21, batch_size=1, out=str(tmp_path / "q"),
+                   trainer=make_trainer("cpu", inference_mode=False))
+    assert projected == [0, 1, 2]
+
+
 def test_two_processes_project_as_one(photos, tmp_path):
     """A real 2-process DDP projection (Trainer defaults): each rank projects its share, rank 0 writes
-    the latents in file order, equal to one process's."""
+    the latents in file order, equal to one process's. The 2-process run resumes a killed one-process run
+    with one image left, so one rank has nothing to do and must still finish with the other. Batches of
+    one image throughout: Adam turns the last-bit differences of another batch composition into visible
+    ones on near-flat latent components."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     results = {}
+    _project_killed(photos, tmp_path / "p2", batches=2)
     for n in (1, 2):
         out = tmp_path / f"p{n}"
         cmd = [sys.executable, "-m", "latentnav.project", "--images", json.dumps([str(photos)]), "--steps", "20",
-               "--out", str(out), "--accelerator", "cpu", "--devices", str(n)] + (["--strategy", "ddp"] if n > 1 else [])
+               "--batch_size", "1", "--out", str(out), "--accelerator", "cpu", "--devices", str(n)] + (["--strategy", "ddp"] if n > 1 else [])
         done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
+        assert ("resuming a projection: 2 of 3 image(s) already done" in done.stdout) == (n == 2)
         results[n] = torch.load(out / "latents.pt", weights_only=True)
         assert not (out / ".parts").exists()
     assert torch.allclose(results[1]["latents"], results[2]["latents"], atol=1e-4)
@@ -171,3 +242,11 @@ def test_stylegan2_projection_keeps_its_noise_maps_for_the_edit(tmp_path):
     middle = strip[top:top + 32, margin + 32:margin + 64]  # sample 0, alpha 0
     reconstruction = np.asarray(Image.open(out / "reconstructions" / "0000_s0.png").convert("RGB"))[:, 32:]
     assert np.abs(middle.astype(int) - reconstruction.astype(int)).max() <= 1
+    # The explorer renders such a row with its own noise maps too (and without them, another face).
+    from latentnav.explore import Explorer
+
+    ex = Explorer([str(npz)], generator=str(ckpt))
+    assert ex.add_rows(found["latents"], found["noise"]) == 0 and ex.add_rows(found["latents"][:1]) == 2
+    face, _ = ex.render(0, [0.0], row=0)
+    assert np.abs(face.astype(int) - reconstruction.astype(int)).max() <= 1
+    assert np.abs(ex.render(0, [0.0], row=2)[0].astype(int) - reconstruction.astype(int)).max() > 8

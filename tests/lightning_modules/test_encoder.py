@@ -70,7 +70,7 @@ def test_two_process_fit_resume_and_use_as_the_projection_start(tmp_path):
     from latentnav.generators import load_generator
     from tests.generators.tiny import save_tiny
 
-    save_tiny(tmp_path / "tiny.pt", z_dim=64)
+    save_tiny(tmp_path / "tiny.pt", z_dim=16)  # checked before the encoder is built for its other latent size
     with pytest.raises(ConfigError, match="encoder trained for generator .*demo_generator.pt"):
         load_encoder(str(last), generator=load_generator(str(tmp_path / "tiny.pt")))
     with pytest.raises(DataFormatError, match="not a Lightning training checkpoint"):
