@@ -136,15 +136,13 @@ def claim_log_version(trainer: pl.Trainer) -> None:
     folder, two event files, each overwriting the other's config, report and directions)."""
     from pytorch_lightning.loggers import TensorBoardLogger
 
+    from latentnav.preflight import make_folder
+
     for logger in trainer.loggers:
         if not isinstance(logger, TensorBoardLogger) or logger._version is not None:
             continue
         root = Path(logger.root_dir)
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"trainer.logger: cannot create log folder {root} ({e.strerror or type(e).__name__}"
-                              f"{'; a file is in the way' if isinstance(e, (FileExistsError, NotADirectoryError)) else ''})") from None
+        make_folder("trainer.logger", root, "log folder")
         version = logger._get_next_version()
         while True:
             try:

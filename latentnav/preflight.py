@@ -33,15 +33,22 @@ def output_folders(trainer: pl.Trainer) -> list[tuple[str, Path]]:
     return folders
 
 
+def make_folder(field: str, folder: Path, what: str = "folder") -> None:
+    """``mkdir -p folder``; a file standing in the way, a read-only mount or a missing permission is one
+    line naming the setting ``field``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        in_the_way = "; a file is in the way" if isinstance(e, (FileExistsError, NotADirectoryError)) else ""
+        raise ConfigError(f"{field}: cannot create {what} {folder} ({e.strerror or type(e).__name__}{in_the_way})") \
+            from None
+
+
 def check_writable(folders: Iterable[tuple[str, Path]]) -> None:
     """Each folder can be created and written (a file standing where a folder should be, a
     read-only mount or a missing permission is one line naming the field)."""
     for field, folder in folders:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"{field}: cannot create folder {folder} ({e.strerror or type(e).__name__}"
-                              f"{'; a file is in the way' if isinstance(e, (FileExistsError, NotADirectoryError)) else ''})") from None
+        make_folder(field, folder)
         probe = folder / f".latentnav-write-probe-{os.getpid()}"
         try:
             atomic_write_bytes(probe, b"")

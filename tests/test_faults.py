@@ -228,6 +228,11 @@ def test_version_folders_are_claimed_exclusively(tmp_path, monkeypatch):
         claim_log_version(run)
     assert [run.loggers[0].version for run in runs] == [0, 1, 2]
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["version_0", "version_1", "version_2"]
+    (tmp_path / "file").write_text("")  # a log folder that cannot be made is one line naming the setting
+    from latentnav.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trainer.logger: cannot create log folder .*file/y.*a file is in the way"):
+        claim_log_version(SimpleNamespace(loggers=[TensorBoardLogger(str(tmp_path / "file"), name="y")]))
 
     # The command line claims its folder as soon as the Trainer exists, before any data is prepared.
     from latentnav.cli import LatentNavCLI
