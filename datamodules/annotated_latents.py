@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from latentnav.annotation_shards import LOCK, ShardedLatents, check_manifest, make_key, store_finished
 from latentnav.assets import resolve_source
 from latentnav.atomic import file_lock, remove_orphans
+from latentnav.datamodules.loaders import rank_seed
 from latentnav.errors import ConfigError
 from latentnav.safe_load import sha256_of
 
@@ -195,7 +196,7 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
                                           self.batch_size, self.stream_batches_per_epoch, self.seed, rank)
             return DataLoader(stream, batch_size=None)
         return DataLoader(self.data["train"], batch_size=self.batch_size, shuffle=True,
-                          generator=torch.Generator().manual_seed(self.seed * 1_000_003 + rank))
+                          generator=torch.Generator().manual_seed(rank_seed(self.seed, rank)))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.data["val"], batch_size=self.batch_size)

@@ -29,6 +29,7 @@ from latentnav.datamodules.celeba_files import (
     read_partition_file,
     split_indices,
 )
+from latentnav.datamodules.loaders import rank_seed, split_loader
 from latentnav.errors import ConfigError, DataFormatError
 
 
@@ -202,31 +203,13 @@ class CelebADataModule(pl.LightningDataModule):
         dataset = self.splits[split]
         if len(dataset) == 0:
             raise DataFormatError(f"{self.root / 'list_eval_partition.txt'}: the {split} split is empty")
-        # One stream per (seed, rank): shuffling (without DDP) and the main-process flips.
-        rank_seed = self.seed * 1_000_003 + self._rank()
-        dataset.reseed(rank_seed)
-        sampler = None
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if not shuffle and world > 1:
-            if len(dataset) < world:
-                raise DataFormatError(f"{self.root / 'list_eval_partition.txt'}: the {split} split has {len(dataset)} "
-                                      f"image(s), fewer than the {world} processes; every process needs one")
-            # Lightning's default DistributedSampler pads with repeated images so every rank
-            # gets as many; evaluation would count those twice. This one does not pad.
-            from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-
-            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=self._rank(), shuffle=False)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            worker_init_fn=_reseed_worker if self.num_workers > 0 else None,
-            generator=torch.Generator().manual_seed(rank_seed),
-            pin_memory=torch.cuda.is_available(),
-        )
+        rank, world = self._rank(), (self.trainer.world_size if self.trainer is not None else 1)
+        dataset.reseed(rank_seed(self.seed, rank))  # the main-process flips: one stream per (seed, rank)
+        return split_loader(dataset, self.batch_size, shuffle, rank, world, self.num_workers, self.seed,
+                            lambda n: DataFormatError(f"{self.root / 'list_eval_partition.txt'}: the {split} split has "
+                                                      f"{n} image(s), fewer than the {world} processes; every process "
+                                                      "needs one"),
+                            worker_init_fn=_reseed_worker)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

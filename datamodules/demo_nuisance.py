@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from latentnav.datamodules.demo_faces import NUISANCE_FACTORS, render_with_nuisance
+from latentnav.datamodules.loaders import split_loader
 from latentnav.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -118,26 +119,10 @@ class DemoNuisanceDataModule(pl.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self.render(split)
         rank, world = self._rank_world()
-        sampler = None
-        if not shuffle and world > 1:
-            if len(dataset) < world:
-                raise ConfigError(f"data.num_{split}: {len(dataset)} face(s) for {world} processes; every process needs one")
-            # Lightning's default DistributedSampler pads with repeated faces; evaluation would count those twice.
-            from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-
-            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + rank),
-            pin_memory=torch.cuda.is_available(),
-        )
+        return split_loader(self.render(split), self.batch_size, shuffle, rank, world, self.num_workers, self.seed,
+                            lambda n: ConfigError(f"data.num_{split}: {n} face(s) for {world} processes; every "
+                                                  "process needs one"))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
