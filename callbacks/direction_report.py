@@ -114,9 +114,20 @@ class DirectionReport(pl.Callback):
         self.side: dict = {}  # per run label: evaluation_protocol.side_effects(...)
         self.factors: Optional[list[str]] = None
         self._t0: Optional[float] = None
+        self._seconds_before = 0.0  # training time of the runs this one resumed
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t0 = time.perf_counter()
+
+    def training_seconds(self) -> Optional[float]:
+        """Wall time spent training, over every resume (what ``directions.npz`` records)."""
+        return None if self._t0 is None else self._seconds_before + time.perf_counter() - self._t0
+
+    def state_dict(self) -> dict:
+        return {"training_seconds": self.training_seconds() or self._seconds_before}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._seconds_before = float(state_dict.get("training_seconds", 0.0))
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Fail before training, not after it: the run to compare with, and agreement with the data.
@@ -137,6 +148,32 @@ class DirectionReport(pl.Callback):
             elif theirs is not None and str(theirs) != str(mine):
                 raise ConfigError(f"DirectionReport.{field} is {mine!r} but data.{field} is {theirs!r}; "
                                   "leave it out to use the data's")
+        self.check_sources()
+
+    def check_sources(self) -> None:
+        """The judge, nuisance reader and identity network load, and the judge scores every attribute of the
+        annotator: found before training (and before any annotation), not after it."""
+        from latentnav.lightning_modules.annotator import load_annotator
+
+        if self.judge_source:
+            self.judge_columns(load_annotator(self.annotator_source), load_annotator(self.judge_source))
+        if self.nuisance_source:
+            from latentnav.lightning_modules.nuisance_regressor import load_nuisance_reader
+
+            load_nuisance_reader(self.nuisance_source)
+        if self.identity_source:
+            from latentnav.lightning_modules.identity_embedding import load_identity_embedding
+
+            load_identity_embedding(self.identity_source)
+
+    @staticmethod
+    def judge_columns(annotator, judge) -> list[int]:
+        """The judge's column of each of the annotator's attributes (a missing one is one line)."""
+        missing = [a for a in annotator.attributes if a not in judge.attributes]
+        if missing:
+            raise ConfigError(f"DirectionReport.judge: {judge.source} has no column for {', '.join(missing)}; "
+                              "a held-out judge must score every attribute of the annotator")
+        return [list(judge.attributes).index(a) for a in annotator.attributes]
 
     def _evaluate(self, trainer, G, annotator, directions, names, judge=None, judge_columns=None, nuisance=None,
                   identity=None) -> tuple[dict, Optional[dict], dict]:
@@ -161,7 +198,7 @@ class DirectionReport(pl.Callback):
         from latentnav.lightning_modules.annotator import load_annotator
 
         log_dir = Path(trainer.log_dir or ".")
-        seconds = time.perf_counter() - self._t0 if self._t0 is not None else None  # training, not this report
+        seconds = self.training_seconds()  # training, not this report
         device = trainer.strategy.root_device  # the metric's all-gather runs on the process's device
         # The datamodule's load options (class_path, init_args, ...) apply to the same generator source.
         options = dict(getattr(trainer.datamodule, "generator_options", None) or {})
@@ -177,15 +214,23 @@ class DirectionReport(pl.Callback):
             # out (InterFaceGAN's conditional edit, conditioned on everything else).
             for label, (d, n) in list(runs.items()):
                 runs[f"{label}, conditional on all others"] = (conditional_directions(d), n)
+        # The fit's result first: an evaluation that fails later does not lose it.
+        method = getattr(pl_module, "method_name", self.method)
+        if trainer.is_global_zero:
+            write_directions(log_dir / "directions.npz", runs["this run"][0], names, method, self.space, G.identity,
+                             seconds=seconds)
+        if self.export_to:
+            # A stable export only from a sane run (the old one stays). Checked on every rank alike (the
+            # validation metrics are synced), so that no rank goes on alone to the evaluation's collectives.
+            check_final_validation(trainer)
+            if trainer.is_global_zero:
+                write_directions(Path(self.export_to), runs["this run"][0], names, method, self.space, G.identity,
+                                 seconds=seconds)
         held_out, columns = None, None
         if self.judge_source:
             held_out = load_annotator(self.judge_source, map_location=device).to(device)
             self.judge_name = held_out.source
-            missing = [a for a in judge.attributes if a not in held_out.attributes]
-            if missing:
-                raise ConfigError(f"DirectionReport.judge: {held_out.source} has no column for {', '.join(missing)}; "
-                                  "a held-out judge must score every attribute of the annotator")
-            columns = [list(held_out.attributes).index(a) for a in judge.attributes]
+            columns = self.judge_columns(judge, held_out)
         nuisance = identity = None
         if self.nuisance_source:
             from latentnav.lightning_modules.nuisance_regressor import load_nuisance_reader
@@ -223,12 +268,7 @@ class DirectionReport(pl.Callback):
                                                                          targets=targets)
         if not trainer.is_global_zero:
             return
-        path = write_directions(log_dir / "directions.npz", runs["this run"][0], names,
-                                getattr(pl_module, "method_name", self.method), self.space, G.identity, seconds=seconds)
-        if self.export_to:
-            check_final_validation(trainer)  # a stable export only from a sane run: the old one stays
-            write_directions(Path(self.export_to), runs["this run"][0], names,
-                             getattr(pl_module, "method_name", self.method), self.space, G.identity, seconds=seconds)
+        path = log_dir / "directions.npz"
         report = self.report(judge.attributes)
         atomic_write_text(log_dir / "report.md", report)
         from PIL import Image

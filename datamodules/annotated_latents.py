@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from latentnav.annotation_shards import LOCK, ShardedLatents, check_manifest, make_key, store_finished
 from latentnav.assets import resolve_source
 from latentnav.atomic import file_lock, remove_orphans
-from latentnav.datamodules.loaders import rank_seed
+from latentnav.datamodules.loaders import rank_seed, split_loader
 from latentnav.errors import ConfigError
 from latentnav.safe_load import sha256_of
 
@@ -193,13 +193,19 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
 
             stream = LabelledLatentStream(load_generator(self.generator, **self.generator_options),
                                           load_annotator(self.annotator), self.names, self.space, self.target,
-                                          self.batch_size, self.stream_batches_per_epoch, self.seed, rank)
+                                          self.batch_size, self.stream_batches_per_epoch, self.seed, rank,
+                                          start_epoch=self.trainer.current_epoch if self.trainer is not None else 0)
             return DataLoader(stream, batch_size=None)
         return DataLoader(self.data["train"], batch_size=self.batch_size, shuffle=True,
                           generator=torch.Generator().manual_seed(rank_seed(self.seed, rank)))
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.data["val"], batch_size=self.batch_size)
+        # Sliced across ranks unpadded: Lightning's default sampler would repeat latents when num_val is not a
+        # multiple of the processes, and the validation figures the exports are checked against count them twice.
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        return split_loader(self.data["val"], self.batch_size, False, rank, world, 0, self.seed,
+                            lambda n: ConfigError(f"data.num_val: {n} latent(s) for {world} processes; every process "
+                                                  "needs one"))
 
 
 class LabelledLatentStream(torch.utils.data.IterableDataset):
@@ -211,12 +217,12 @@ class LabelledLatentStream(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, generator, annotator, names: list[str], space: str, target: str, batch_size: int,
-                 batches: int, seed: int, rank: int) -> None:
+                 batches: int, seed: int, rank: int, start_epoch: int = 0) -> None:
         self.generator, self.annotator = generator, annotator
         self.columns = [annotator.attributes.index(n) for n in names]
         self.space, self.target = space, target
         self.batch_size, self.batches, self.seed, self.rank = batch_size, batches, seed, rank
-        self.epoch = 0
+        self.epoch = start_epoch  # a resumed fit goes on with its next epoch's latents, not epoch 0's again
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()

@@ -16,7 +16,7 @@ import torch
 from lightning_fabric.utilities.distributed import _InfiniteBarrier
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from latentnav.annotation_shards import (LOCK, complete_shards, make_key, num_shards, shard_range, write_manifest,
+from latentnav.annotation_shards import (LOCK, complete_shards, make_key, shard_range, write_manifest,
                                          write_shard)
 from latentnav.atomic import file_lock, remove_orphans
 from latentnav.errors import ConfigError
@@ -76,10 +76,8 @@ class AnnotationWriter(BasePredictionWriter):
         self.skipped = complete_shards(self.out_dir, self.key)
         dm.skip = set(self.skipped)
         self.written, self._buffers = [], {}
-        if len(self.skipped) == num_shards(self.key["num"], self.key["shard_size"]):
-            # Nothing to predict (e.g. only the manifest was lost): Lightning then skips the loop and its
-            # on_predict_end, so the manifest is written (and the lock released) here, on every rank alike.
-            self.on_predict_end(trainer, pl_module)
+        if trainer.world_size > 1:  # no rank writes a shard before every rank has listed the finished ones
+            trainer.strategy.barrier("annotation_shards_listed")
 
     def write_on_batch_end(self, trainer, pl_module, prediction: dict, batch_indices, batch, batch_idx: int,
                            dataloader_idx: int = 0) -> None:

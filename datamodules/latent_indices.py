@@ -30,7 +30,10 @@ class ShardBatches(IterableDataset):
                        "seed": self.seed}
 
     def __len__(self) -> int:  # batches, for the progress bar
-        return sum(-(-len(shard_range(s, self.num, self.shard_size)) // self.batch_size) for s in self.shards)
+        # At least 1: Lightning refuses a zero-length loader on one rank of several and skips a loop of
+        # length 0 whole, end hooks included; a rank with no shard left (a resumed job) must still reach
+        # the writer's barriers and the manifest with the others. It then yields nothing.
+        return max(1, sum(-(-len(shard_range(s, self.num, self.shard_size)) // self.batch_size) for s in self.shards))
 
 
 class RankSlice(IterableDataset):
@@ -93,4 +96,6 @@ class LatentIndicesDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if self.num < world:  # a rank without samples would leave the others waiting in the metrics' sync
+            raise ConfigError(f"data.num: {self.num} sample(s) on {world} processes; use at most {self.num} device(s)")
         return DataLoader(RankSlice(self.num, self.batch_size, self.seed, rank, world), batch_size=None)

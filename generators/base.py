@@ -108,7 +108,12 @@ class FrozenGenerator(Frozen, nn.Module):
         rows = [latent_rng(seed, int(i)).standard_normal(self.z_dim, dtype=np.float32)
                 for i in (indices.tolist() if isinstance(indices, torch.Tensor) else indices)]
         z = (torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, self.z_dim)).to(self.device)
-        return z if space == "z" else self.to_space(z, space)
+        if space == "z":
+            return z
+        # float32 under a mixed-precision loop too: the latents are data (stored, edited, averaged), and
+        # autocast would round a mapped w to half precision.
+        with torch.autocast(z.device.type, enabled=False):
+            return self.to_space(z, space).float()
 
     def to_space(self, z: torch.Tensor, space: str) -> torch.Tensor:
         """Map z latents (B, z_dim) to ``space`` (identity for ``z``)."""

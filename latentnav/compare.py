@@ -178,9 +178,10 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
     for f in found:
         space = f["latent_space"]
         d = torch.nn.functional.normalize(f["directions"].float(), dim=1)
-        if d.shape[1] != G.latent_shape(space)[-1]:
-            raise ConfigError(f"{f['file']}: directions have size {d.shape[1]}, the generator's {space} has "
-                              f"{G.latent_shape(space)[-1]}")
+        size = math.prod(G.latent_shape(space))  # w+ directions are flattened (K, layers x 512)
+        if d.shape[1] != size:
+            raise ConfigError(f"{f['file']}: directions have size {d.shape[1]}, the generator's {space} latents "
+                              f"have {size}")
         t0 = time.perf_counter()
         naming = DirectionEvaluation(G, own, d, space, mode="naming", naming_alpha=naming_alpha)
         trainer.test(naming, datamodule=indices, verbose=False)

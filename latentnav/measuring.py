@@ -8,6 +8,9 @@ import argparse
 from latentnav.errors import ConfigError
 
 
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed")
+
+
 def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
                  precision: str = "32-true", inference_mode: bool = True):
     """A ``pl.Trainer`` for ``test``/``predict`` loops over latent indices; a flag Lightning refuses is one
@@ -23,6 +26,10 @@ def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: st
         # metrics, which rank 0 reads after the loop, would come back empty.
         raise ConfigError(f"strategy {strategy!r}: these passes need one process per device launched as a script; "
                           "use --strategy ddp")
+    if str(precision) not in PRECISIONS:
+        # "-true" half precisions cast the whole module, the metrics' float64 sums and counts included.
+        raise ConfigError(f"precision {precision!r}: these passes take {', '.join(PRECISIONS)} (mixed precision "
+                          "runs the networks in half precision and keeps the sums in float64)")
     try:
         return pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
                           precision=precision, inference_mode=inference_mode, logger=False, enable_checkpointing=False, enable_model_summary=False,

@@ -42,7 +42,8 @@ class QualityEvaluation(pl.LightningModule):
         indices = batch["indices"]
         z = self.generator.latents_at(indices, int(batch["seed"])).to(self.device)
         self.fake.update(self.annotator(self.generator.synthesize(z)).float())
-        real = self.real_images[indices[indices < len(self.real_images)]]
+        rows = indices.cpu()  # the Trainer moved the batch to its device; the real images stay on the CPU
+        real = self.real_images[rows[rows < len(self.real_images)]]
         if len(real):
             self.real.update(self.annotator(real.to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1).float())
 

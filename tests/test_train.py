@@ -214,3 +214,16 @@ def test_values_are_written_once_and_a_mismatch_stops_before_annotation(tmp_path
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "latentnav: error: DirectionReport.space is 'w' but data.space is 'z'; leave it out to use the data's")
     assert not (tmp_path / "cache").exists()  # nothing annotated
+    # A judge that cannot be read, or that lacks an attribute, also stops the run before anything is annotated.
+    (tmp_path / "judge.pt").write_bytes(b"not a checkpoint")
+    assert _latentnav(["fit", "--config", config, "--data.init_args.cache_dir", str(tmp_path / "cache"),
+                       "--trainer.callbacks.init_args.judge", str(tmp_path / "judge.pt")]) == 2
+    assert "judge.pt" in capsys.readouterr().err.strip().splitlines()[-1] and not (tmp_path / "cache").exists()
+    from latentnav.callbacks.direction_report import DirectionReport
+    from latentnav.errors import ConfigError
+    from latentnav.lightning_modules.annotator import load_annotator
+
+    judge = load_annotator("demo_judge")
+    judge.attributes = judge.attributes[1:]
+    with pytest.raises(ConfigError, match=f"judge: .* has no column for {load_annotator('demo').attributes[0]}"):
+        DirectionReport.judge_columns(load_annotator("demo"), judge)

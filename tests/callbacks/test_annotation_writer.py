@@ -53,6 +53,13 @@ def test_one_and_two_processes_write_the_same_store(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(y1[250:260], judge.logits(G.synthesize(z1[250:260])), atol=1e-4, rtol=1e-4)
     assert m1["attributes"] == judge.attributes and m1["generator"]["sha256"] == G.identity["sha256"]
+    # Resumed on 2 processes with one shard left: rank 1 has nothing to do and still finishes with rank 0.
+    (tmp_path / "two" / "shard_00002.pt").unlink()
+    (tmp_path / "two" / "manifest.json").unlink()
+    ddp_spawn.run(lambda: annotate(tmp_path / "two", devices=2))
+    m3, z3, y3 = store(tmp_path / "two")
+    assert m3["key"] == m1["key"] and [s["count"] for s in m3["shards"]] == [100, 100, 100]
+    torch.testing.assert_close(z3, z1, atol=1e-5, rtol=0)
 
 
 def test_a_killed_run_resumes_with_only_the_missing_shards(tmp_path, monkeypatch):
@@ -122,12 +129,12 @@ def test_the_writer_locks_the_store_for_the_job_and_clears_orphans(tmp_path):
     assert probe.held and not orphan.exists()
     assert not locked_by_another(out / ".lock")  # released at the end
 
-    # Only the manifest lost: no batch to predict (Lightning skips the loop), yet the manifest is written again.
+    # Only the manifest lost: no batch to predict (the loop runs empty, under the lock), the manifest is written again.
     before = (out / "manifest.json").read_text()
     (out / "manifest.json").write_bytes(b"")
     probe = LockProbe(out / ".lock")
     assert annotate(out, num=100, shard_size=50, batch_size=50, callbacks=[probe]).written == []
-    assert (out / "manifest.json").read_text() == before and probe.held is None and not locked_by_another(out / ".lock")
+    assert (out / "manifest.json").read_text() == before and probe.held and not locked_by_another(out / ".lock")
 
     # lock=False (the caller holds it, as prepare_data does): the job does not wait on it.
     (out / "shard_00001.pt").unlink()

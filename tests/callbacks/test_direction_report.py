@@ -34,3 +34,23 @@ def test_guided_edits_get_their_own_common_set():
     assert GUIDED not in main and "| linear map, lambda=0 | 0.080 | +0.030 |" in main
     guided = text.split("guided version flip (A)")[1].split("\n\n")[1]
     assert f"| {GUIDED} | 0.010 | -0.040 |" in guided and "| this run | 0.050 |" in guided
+
+
+def test_training_seconds_add_up_over_a_resume(monkeypatch):
+    """directions.npz records the training time of every run a resumed fit continues, not only the last."""
+    import time as clock
+
+    now = [100.0]
+    monkeypatch.setattr(clock, "perf_counter", lambda: now[0])
+    first = DirectionReport(generator="g", annotator="a", space="z", reference="A")
+    assert first.training_seconds() is None
+    first.on_fit_start(None, None)
+    now[0] += 30.0
+    state = first.state_dict()  # saved in the checkpoint
+    assert state == {"training_seconds": 30.0}
+    resumed = DirectionReport(generator="g", annotator="a", space="z", reference="A")
+    resumed.load_state_dict(state)
+    now[0] += 500.0  # time between the runs does not count
+    resumed.on_fit_start(None, None)
+    now[0] += 12.0
+    assert resumed.training_seconds() == 42.0

@@ -67,6 +67,17 @@ def test_sharded_store_gives_the_same_batches_and_fit_as_in_memory_tensors(tmp_p
 
     torch.testing.assert_close(fit(dm.data["train"]), fit(memory), atol=0, rtol=0)
 
+    # Validation on 3 processes: 100 latents sliced unpadded, each seen exactly once (not 102 with repeats).
+    from types import SimpleNamespace
+
+    seen = []
+    for rank in range(3):
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=3)
+        seen += [z for z, _ in dm.val_dataloader()]
+    seen = torch.cat(seen)
+    val, _ = dm.data["val"].tensors()
+    assert len(seen) == 100 and torch.equal(seen[seen[:, 0].argsort()], val[val[:, 0].argsort()])
+
 
 def test_stream_mode_labels_fresh_latents_per_rank(tmp_path):
     from types import SimpleNamespace
@@ -78,8 +89,15 @@ def test_stream_mode_labels_fresh_latents_per_rank(tmp_path):
     dm.setup("fit")
     batches = {}
     for rank in (0, 1):
-        dm.trainer = SimpleNamespace(global_rank=rank)
+        dm.trainer = SimpleNamespace(global_rank=rank, current_epoch=0)
         batches[rank] = list(dm.train_dataloader())
+    # Epochs draw new latents; a fit resumed at epoch 1 draws epoch 1's, not epoch 0's again.
+    dm.trainer = SimpleNamespace(global_rank=0, current_epoch=0)
+    loader = dm.train_dataloader()
+    first, second = list(loader), list(loader)
+    assert torch.equal(first[0][0], batches[0][0][0]) and not torch.equal(second[0][0], first[0][0])
+    dm.trainer = SimpleNamespace(global_rank=0, current_epoch=1)
+    assert torch.equal(list(dm.train_dataloader())[0][0], second[0][0])
     assert len(batches[0]) == 3 and batches[0][0][0].shape == (16, 64) and batches[0][0][1].shape == (16, 1)
     assert not torch.equal(batches[0][0][0], batches[1][0][0])  # disjoint streams per rank
     G, judge = load_generator("demo"), load_annotator("demo")

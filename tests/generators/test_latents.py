@@ -35,3 +35,17 @@ def test_streams_differ_for_every_seed_and_index():
         G.latents_at([-1])
     with pytest.raises(ConfigError, match="seed: expected a non-negative integer, got -3"):
         G.latents_at([0], seed=-3)
+
+
+def test_mapped_latents_stay_float32_under_mixed_precision(tmp_path):
+    """A bf16-mixed loop (annotation, GANSpace's w pass) gets the same w as a float32 one, not w rounded
+    by autocast to bfloat16."""
+    from latentnav.generators import load_generator
+    from tests.generators.test_stylegan2 import small_port_checkpoint
+
+    G = load_generator(str(small_port_checkpoint(tmp_path)[0]))
+    plain = G.latents_at(range(6), seed=3, space="w")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = G.latents_at(range(6), seed=3, space="w")
+        assert G.to_space(G.latents_at(range(6), seed=3), "w").dtype == torch.bfloat16  # what autocast would do
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, plain)

@@ -42,7 +42,8 @@ def test_quality_with_generator_options(tmp_path, capsys):
     assert "(64 samples, " in capsys.readouterr().out
     for flags, message in ((["--accelerator", "cuda"], "trainer (accelerator 'cuda', devices 1, strategy 'auto', "
                                                        "precision '32-true'): `CUDAAccelerator` can not run"),
-                           (["--precision", "17"], "precision '17'): Precision '17' is invalid"),
+                           (["--precision", "17"], "precision '17': these passes take 32-true, 32, bf16-mixed"),
+                           (["--precision", "bf16-true"], "precision 'bf16-true': these passes take"),
                            (["--num", "0"], "--num: expected a positive number of samples, got 0")):
         if flags[0] == "--accelerator" and torch.cuda.is_available():
             continue

@@ -189,3 +189,25 @@ def test_two_processes_give_the_same_comparison_as_one(tmp_path):
                             for d in ("one", "two"))
     for x, y in zip(one_judge, two_judge):
         assert x["purity"] == pytest.approx(y["purity"], abs=1e-6)
+
+
+def test_w_plus_directions_are_compared_flattened(tmp_path):
+    """A supervised w+ run writes (K, layers x 512)-style flattened rows; the comparison takes them (and a row
+    of another size is one line)."""
+    import math
+
+    from latentnav.compare import compare
+    from latentnav.measuring import make_trainer
+    from tests.generators.test_stylegan2 import small_port_checkpoint
+
+    ckpt = small_port_checkpoint(tmp_path)[0]
+    G = load_generator(str(ckpt))
+    size = math.prod(G.latent_shape("w+"))
+    d = torch.randn(2, size, generator=torch.Generator().manual_seed(0))
+    f = write_directions(tmp_path / "wplus.npz", d, ["a", "b"], "random", "w+", G.identity)
+    out = compare([str(f)], generator=str(ckpt), num_samples=8, batch_size=8, replicates=0,
+                  trainer=make_trainer("cpu"))
+    assert out["results"][0]["space"] == "w+" and len(out["results"][0]["target"]) == 2
+    bad = write_directions(tmp_path / "bad.npz", d[:, :-1], ["a", "b"], "random", "w+", G.identity)
+    with pytest.raises(ConfigError, match=f"directions have size {size - 1}, the generator's w\\+ latents have {size}"):
+        compare([str(bad)], generator=str(ckpt), num_samples=8, trainer=make_trainer("cpu"))
