@@ -15,7 +15,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from latentnav.atomic import atomic_write, atomic_write_text
 from latentnav.callbacks.divergence_guard import check_final_validation
 from latentnav.directions_file import read_directions, write_directions  # noqa: F401 (their home before)
-from latentnav.errors import ConfigError
+from latentnav.errors import ConfigError, check_count
 from latentnav.images import heatmap
 from latentnav.lightning_modules.bootstrap import interval_of
 from latentnav.lightning_modules.edit_metrics import EditEffect, cosine_matrix, measure_edits
@@ -101,6 +101,9 @@ class DirectionReport(pl.Callback):
                  export_to: Optional[str] = None, method: str = "linear_map", conditional: bool = True,
                  guided_samples: int = 0, judge: Optional[str] = None, replicates: int = 200,
                  nuisance: Optional[str] = None, identity: Optional[str] = None) -> None:
+        check_count("DirectionReport.num_samples", num_samples, 1)
+        check_count("DirectionReport.replicates", replicates)
+        check_count("DirectionReport.guided_samples", guided_samples)
         self.generator_source, self.annotator_source = generator, annotator
         self.space, self.reference = space, reference
         self.num_samples, self.seed = num_samples, seed

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from latentnav.atomic import atomic_write, atomic_write_text
-from latentnav.errors import ConfigError, run_command
+from latentnav.errors import ConfigError, check_count, run_command
 from latentnav.lightning_modules.bootstrap import interval_of
 from latentnav.lightning_modules.evaluation_protocol import (AD_LEVEL, side_effect_cells, side_effect_header,
                                                              side_effects_explained)
@@ -152,6 +152,9 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
 
     if not files:
         raise ConfigError("directions: give at least one directions.npz")
+    check_count("num_samples", num_samples, 1)
+    check_count("batch_size", batch_size, 1)
+    check_count("replicates", replicates)
     found = [dict(read_directions(f), file=str(f)) for f in files]
     shas = {f["generator"].get("sha256") for f in found}
     if len(shas) > 1:

@@ -28,6 +28,12 @@ class TrainingDivergedError(LatentNavError, FloatingPointError):
     """A loss became NaN or infinite, or ran away (see ``callbacks/divergence_guard.py``)."""
 
 
+def check_count(field: str, value, minimum: int = 0) -> None:
+    """``value`` must be a whole number >= ``minimum``; one line naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{field}: expected a whole number >= {minimum}, got {value!r}")
+
+
 def check_positive(field: str, value, allow_none: bool = False) -> None:
     """``value`` must be a positive number (an int where an int is meant); one line naming ``field``."""
     if value is None and allow_none:

@@ -54,3 +54,13 @@ def test_training_seconds_add_up_over_a_resume(monkeypatch):
     resumed.on_fit_start(None, None)
     now[0] += 12.0
     assert resumed.training_seconds() == 42.0
+
+
+def test_counts_out_of_range_are_one_line():
+    import pytest
+
+    from latentnav.errors import ConfigError
+
+    for field, value in (("replicates", -1), ("num_samples", 0), ("guided_samples", -2), ("replicates", 1.5)):
+        with pytest.raises(ConfigError, match=f"DirectionReport.{field}: expected a whole number"):
+            DirectionReport(**{field: value})

@@ -158,6 +158,8 @@ def test_files_from_different_generators_are_refused(tmp_path, capsys):
     with pytest.raises(ConfigError, match="give at least one directions.npz"):
         from latentnav.compare import compare
         compare([])
+    with pytest.raises(ConfigError, match="replicates: expected a whole number >= 0, got -3"):
+        compare([str(a)], replicates=-3)
 
 
 def test_two_processes_give_the_same_comparison_as_one(tmp_path):
