@@ -7,7 +7,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from latentnav.lightning_modules.edit_rendering import edit_grid

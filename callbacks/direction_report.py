@@ -18,7 +18,7 @@ from latentnav.directions_file import read_directions, write_directions  # noqa:
 from latentnav.errors import ConfigError, check_count
 from latentnav.images import heatmap
 from latentnav.lightning_modules.bootstrap import interval_of
-from latentnav.lightning_modules.edit_metrics import EditEffect, cosine_matrix, measure_edits
+from latentnav.lightning_modules.edit_metrics import EditEffect, cosine_matrix
 
 GUIDED = "this run, classifier-guided"  # the label of the guided edits' results
 DEFAULT_ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import torch
 
 from latentnav.lightning_modules.annotator import load_annotator
 from latentnav.lightning_modules.frozen_generator import FrozenGeneratorModule

@@ -4,7 +4,6 @@ change the expected way, save a strip; and its one-line errors."""
 import re
 import shutil
 import socket
-import time
 
 import pytest
 import torch

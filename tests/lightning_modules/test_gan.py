@@ -1,7 +1,5 @@
 """The demo GAN module: both networks learn, the EMA follows, R1 and NaN handling; DDP via train.py."""
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
