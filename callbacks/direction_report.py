@@ -18,7 +18,7 @@ from latentnav.directions_file import read_directions, write_directions  # noqa:
 from latentnav.errors import ConfigError, check_count
 from latentnav.images import heatmap
 from latentnav.lightning_modules.bootstrap import interval_of
-from latentnav.lightning_modules.edit_metrics import EditEffect, cosine_matrix
+from latentnav.lightning_modules.edit_metrics import EditEffect, cosine_matrix, off_target_change
 
 GUIDED = "this run, classifier-guided"  # the label of the guided edits' results
 DEFAULT_ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)
@@ -49,10 +49,7 @@ def _difference(value: float, reps: Optional[torch.Tensor], mine: Optional[torch
 
 def _off_target_rows(result: dict) -> torch.Tensor:
     """Per direction: mean |change| of the other attributes at its 50 % flip step (K,), NaN if it cannot flip."""
-    off = result["effect"].reshape(len(result["targets"]), -1).clone()
-    for i, t in enumerate(result["targets"]):
-        off[i, t] = math.nan
-    return torch.nanmean(off.abs(), dim=1)
+    return off_target_change(result["effect"], result["targets"])
 
 
 def common_flipped(results: dict) -> list[str]:

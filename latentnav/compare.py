@@ -96,10 +96,9 @@ def equal_success_scores(effect: dict, targets: list[int], named: dict, purity_t
     # torchmetrics squeezes one-element results: restore the (K,) and (K, A) shapes for K = 1.
     effect = {key: effect[key].reshape(k, -1) if key.startswith("effect") else effect[key].reshape(k)
               for key in ("effect", "effect_where_off", "step", "cannot_flip")}
-    off = effect["effect"].clone()
-    for i, t in enumerate(targets):
-        off[i, t] = math.nan
-    off_mean = torch.nanmean(off.abs(), dim=1)  # NaN where the direction cannot flip its attribute
+    from latentnav.lightning_modules.edit_metrics import off_target_change
+
+    off_mean = off_target_change(effect["effect"], targets)  # NaN where the direction cannot flip its attribute
     # Purity at equal target success (the 50 % flip step), on the samples the edit is for (its
     # attribute was off): over all samples, an attribute that is on for most faces barely moves
     # on average however clean the edit. A direction that cannot flip keeps the naming purity.

@@ -29,6 +29,16 @@ def cosine_matrix(directions: torch.Tensor) -> torch.Tensor:
     return unit @ unit.T
 
 
+def off_target_change(effect: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
+    """Per direction, the mean absolute change of every attribute but its own target: ``effect`` (K, A)
+    (an :class:`EditEffect` row per direction, at its equal-success step) -> (K,); NaN where the direction
+    cannot flip its attribute (its row is NaN)."""
+    off = effect.reshape(len(targets), -1).clone()
+    for i, t in enumerate(targets):
+        off[i, t] = math.nan
+    return torch.nanmean(off.abs(), dim=1)
+
+
 def _interp(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
     """Piecewise-linear ys(x) on increasing grid xs; ys may have trailing dims."""
     if x <= xs[0]:

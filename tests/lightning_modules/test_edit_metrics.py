@@ -106,3 +106,15 @@ def test_guided_edits_rescored_by_a_judge_on_the_same_images():
                                 judge_columns=reverse, judge_metric=judge_metric)
     theirs = judge_metric.compute()
     assert torch.allclose(torch.nan_to_num(mine["effect"]), torch.nan_to_num(theirs["effect"]), atol=1e-6)
+
+
+def test_off_target_change_leaves_out_each_directions_own_target():
+    import math
+
+    from latentnav.lightning_modules.edit_metrics import off_target_change
+
+    effect = torch.tensor([[0.5, -0.1, 0.3], [0.2, 0.9, -0.2], [math.nan] * 3], dtype=torch.float64)
+    got = off_target_change(effect, [0, 1, 2])
+    assert torch.allclose(got[:2], torch.tensor([0.2, 0.2], dtype=torch.float64)) and torch.isnan(got[2])
+    # targets are columns, not row positions: direction 0 aimed at attribute 2
+    assert off_target_change(effect[:1], [2]).item() == pytest.approx(0.3)
