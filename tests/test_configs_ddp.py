@@ -45,7 +45,8 @@ def test_classifier_configs(demo_root, tmp_path):
 
 def test_supervised_and_interfacegan_configs(tmp_path):
     small = ["--data.init_args.num_train", "512", "--data.init_args.num_val", "128", "--data.init_args.cache_dir",
-             str(tmp_path / "cache"), "--trainer.max_epochs", "2", "--trainer.callbacks.num_samples", "16"]
+             str(tmp_path / "cache"), "--trainer.max_epochs", "2", "--trainer.callbacks.num_samples", "16",
+             "--trainer.callbacks.replicates", "20"]  # the intervals' code path, at a tenth of the replicates
     for name, run in (("supervised/demo_no_ortho.yaml", "supervised_demo_no_ortho"),
                       ("supervised/demo.yaml", "supervised_demo"), ("interfacegan/demo.yaml", "interfacegan_demo")):
         out = run_train([*config(name), *ddp(), *small], tmp_path)

@@ -45,7 +45,7 @@ def runs(tmp_path_factory):
     edit command and the cosines; the off-target claim needs the main job's scale (slow tier below)."""
     return both_runs(tmp_path_factory, "--data.init_args.num_train", "4000", "--trainer.max_epochs", "8",
                      "--data.init_args.num_val", "256", "--trainer.callbacks.num_samples", "40",
-                     "--trainer.callbacks.judge", "demo_judge")
+                     "--trainer.callbacks.judge", "demo_judge", "--trainer.callbacks.replicates", "50")
 
 
 def test_regulariser_disentangles(runs):
