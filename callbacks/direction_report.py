@@ -115,6 +115,7 @@ class DirectionReport(pl.Callback):
         self.factors: Optional[list[str]] = None
         self._t0: Optional[float] = None
         self._seconds_before = 0.0  # training time of the runs this one resumed
+        self._sources_checked = False
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t0 = time.perf_counter()
@@ -148,7 +149,8 @@ class DirectionReport(pl.Callback):
             elif theirs is not None and str(theirs) != str(mine):
                 raise ConfigError(f"DirectionReport.{field} is {mine!r} but data.{field} is {theirs!r}; "
                                   "leave it out to use the data's")
-        self.check_sources()
+        if not self._sources_checked:  # the CLI's call before fit, then setup's: load a user's networks once
+            self.check_sources()
 
     def check_sources(self) -> None:
         """The judge, nuisance reader and identity network load, and the judge scores every attribute of the
@@ -165,6 +167,7 @@ class DirectionReport(pl.Callback):
             from latentnav.lightning_modules.identity_embedding import load_identity_embedding
 
             load_identity_embedding(self.identity_source)
+        self._sources_checked = True
 
     @staticmethod
     def judge_columns(annotator, judge) -> list[int]:
