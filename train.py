@@ -6,7 +6,7 @@
     python train.py --help
 """
 
-from latentnav.cli import main
+from latentnav.commands.cli import main
 
 if __name__ == "__main__":
     main()

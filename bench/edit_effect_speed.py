@@ -1,12 +1,13 @@
-"""Edit-effect measurement: ``measure_edits`` (with the ``EditEffect`` metric) vs a bare loop of the same calls.
+"""Edit-effect measurement: ``DirectionEvaluation`` (its ``EditEffect`` metric) vs a bare loop of the same calls.
 
     .venv/bin/python bench/edit_effect_speed.py [--num-samples 200] [--directions 12] [--quick]
 
 On the bundled demo generator and classifier, ``--directions`` seeded random unit directions
 (direction i targets attribute i mod 12) over ``latentnav.callbacks.direction_report.DEFAULT_ALPHAS``:
 
-- **metric**: ``measure_edits`` exactly as ``DirectionReport`` calls it (a fresh
-  ``EditEffect`` on the generator's device, ``update`` per direction and step, ``compute`` at the end);
+- **metric**: ``DirectionEvaluation`` in its ``effect`` mode, run in this process as the report runs it
+  (``evaluation_protocol.run_in_this_process``: ``test_step`` per batch, ``EditEffect.update`` per
+  direction and step, ``compute`` at the end);
 - **bare**: the same latents, batches and generator + classifier calls (p0 once per batch, p1
   per direction and non-zero step; alpha 0 reuses p0), the probabilities thrown away: no
   metric update, no compute.
@@ -35,7 +36,7 @@ def main() -> None:
     add_common_args(parser, precision=True, repeats=5, warmup=1)
     parser.add_argument("--num-samples", type=int, default=200)
     parser.add_argument("--directions", type=int, default=12)
-    parser.add_argument("--batch-size", type=int, default=100, help="measure_edits' batch (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=100, help="the evaluation's batch (default: %(default)s)")
     args = parser.parse_args()
     if args.quick:
         args.num_samples, args.directions, args.batch_size, args.repeats = 8, 2, 8, 2
@@ -44,7 +45,8 @@ def main() -> None:
     from latentnav.callbacks.direction_report import DEFAULT_ALPHAS
     from latentnav.generators import load_generator
     from latentnav.lightning_modules.annotator import load_annotator
-    from latentnav.lightning_modules.edit_metrics import EditEffect, measure_edits
+    from latentnav.lightning_modules.direction_evaluation import DirectionEvaluation
+    from latentnav.lightning_modules.evaluation_protocol import run_in_this_process
 
     G = load_generator("demo").to(device)
     annotator = load_annotator("demo").to(device)
@@ -55,14 +57,14 @@ def main() -> None:
 
     def with_metric():
         with autocast(device, args.precision):
-            metric = EditEffect(alphas, targets, n_attr).to(G.device)
-            return measure_edits(G, annotator, directions, targets, alphas, args.num_samples, args.seed, "z",
-                                 args.batch_size, metric=metric)
+            module = DirectionEvaluation(G, annotator, directions, "z", mode="effect", alphas=alphas, targets=targets)
+            run_in_this_process(args.num_samples, args.seed, args.batch_size, device=G.device)(module)
+            return module.result
 
     @torch.no_grad()
     def bare():
         with autocast(device, args.precision):
-            latents = G.sample(args.num_samples, seed=args.seed)
+            latents = G.latents_at(torch.arange(args.num_samples), args.seed, "z")
             unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latents.device)
             for chunk in latents.split(args.batch_size):
                 annotator(G.synthesize(chunk))  # p0
@@ -83,7 +85,7 @@ def main() -> None:
         rows = [[label, args.precision, f"{edits / median(times['metric']):.0f}",
                  f"{edits / median(times['bare']):.0f}",
                  f"{paired_ratio(times['bare'], times['metric']):.3f} ({spread(ratios)})"]]
-    report(f"Edit effect: measure_edits vs bare generator + classifier loop, {args.device}", device, args,
+    report(f"Edit effect: DirectionEvaluation vs bare generator + classifier loop, {args.device}", device, args,
            ["setting", "precision", "metric (sample, direction, alpha)/s", "bare /s",
             "throughput metric ÷ bare = t(bare) / t(metric) (median, min-max)"], rows,
            notes=[f"{args.repeats} repeats, alternating; generator+classifier calls per run: "

@@ -34,12 +34,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from gradio_client import Client
 
-    from latentnav.explore import Explorer, build_app
+    from latentnav.commands.explore import Explorer, build_app
 
     files = [f for f in ("runs/directions/linear_map_lambda1.npz", "runs/directions/sefa.npz") if Path(f).is_file()]
     if not files:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.latentnav.test_explore import _directions
+        from tests.commands.test_explore import _directions
 
         files = [str(p) for p in _directions(Path(tempfile.mkdtemp()))]
     ex = Explorer(files, judge="demo_judge")

@@ -75,8 +75,8 @@ def main() -> None:
     from latentnav.generators import load_generator
     from latentnav.images import load_square_image
     from latentnav.lightning_modules.annotator import load_annotator
-    from latentnav.measuring import make_trainer
-    from latentnav.project import project_images
+    from latentnav.commands.measuring import make_trainer
+    from latentnav.commands.project import project_images
 
     G, annotator = load_generator("demo"), load_annotator("demo")
     images, labels = generate(args.num, seed=args.render_seed, image_size=G.resolution)

@@ -8,8 +8,8 @@ Passes (bundled demo generator and classifier):
 - ``direction_step``: one :class:`UnsupervisedDirections` training step on a batch of B
   (forward + backward + Adam step, as ``bench/direction_step.py``'s "module" variant: one
   batched generator call, configs/unsupervised/demo.yaml's settings);
-- ``edit_effect``: ``measure_edits`` for 12 directions over ``DEFAULT_ALPHAS`` on B samples,
-  in one batch of B (as ``DirectionReport`` calls it, with its ``EditEffect`` metric).
+- ``edit_effect``: ``DirectionEvaluation`` (``effect`` mode) for 12 directions over ``DEFAULT_ALPHAS`` on
+  B samples, in one batch of B (as ``DirectionReport`` runs it, with its ``EditEffect`` metric).
 
 Every (pass, B) is measured in a fresh subprocess, so each starts clean: the models are built,
 the pass runs once at batch 1 (lazy kernel initialisation, the optimiser's state), then the
@@ -105,7 +105,8 @@ def child(args: argparse.Namespace) -> dict:
 
     else:
         from latentnav.callbacks.direction_report import DEFAULT_ALPHAS
-        from latentnav.lightning_modules.edit_metrics import EditEffect, measure_edits
+        from latentnav.lightning_modules.direction_evaluation import DirectionEvaluation
+        from latentnav.lightning_modules.evaluation_protocol import run_in_this_process
 
         G = load_generator("demo").to(device)
         annotator = load_annotator("demo").to(device)
@@ -115,8 +116,9 @@ def child(args: argparse.Namespace) -> dict:
 
         def run(b: int) -> None:
             with autocast(device, args.precision):
-                metric = EditEffect(DEFAULT_ALPHAS, targets, n_attr).to(G.device)
-                measure_edits(G, annotator, directions, targets, DEFAULT_ALPHAS, b, args.seed, "z", b, metric=metric)
+                module = DirectionEvaluation(G, annotator, directions, "z", mode="effect", alphas=DEFAULT_ALPHAS,
+                                             targets=targets)
+                run_in_this_process(b, args.seed, b, device=G.device)(module)
 
     try:
         run(1)  # warm-up at batch 1

@@ -21,8 +21,8 @@ import torch  # noqa: E402
 
 from latentnav.generators.adapters import StyleGAN2Adapter  # noqa: E402
 from latentnav.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator  # noqa: E402
-from latentnav.ganspace import run_ganspace  # noqa: E402
-from latentnav.sefa import run_sefa  # noqa: E402
+from latentnav.commands.ganspace import run_ganspace  # noqa: E402
+from latentnav.commands.sefa import run_sefa  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> float:

@@ -237,6 +237,6 @@ class LabelledLatentStream(torch.utils.data.IterableDataset):
 
 
 if __name__ == "__main__":  # python -m ... (an entry point: it may reach the commands layer)
-    from latentnav.tools import annotate_main
+    from latentnav.commands.tools import annotate_main
 
     raise SystemExit(annotate_main())

@@ -324,6 +324,6 @@ def read_metadata(root: str | os.PathLike) -> dict | None:
 
 
 if __name__ == "__main__":  # python -m ... (an entry point: it may reach the commands layer)
-    from latentnav.tools import render_demo_main
+    from latentnav.commands.tools import render_demo_main
 
     raise SystemExit(render_demo_main())

@@ -4,6 +4,6 @@ An entry point only (nothing imports it), so it may reach the commands layer."""
 
 import sys
 
-from latentnav.generator_tools import main
+from latentnav.commands.generator_tools import main
 
 sys.exit(main())

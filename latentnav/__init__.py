@@ -1,15 +1,14 @@
 """latentnav: interpretable, controllable directions in the latent space of a frozen GAN.
 
-Layers, each importing only from the ones before it (``tests/test_layers.py`` walks the imports):
+Layers, each importing only from the ones before it; the folder is the layer (``tests/test_layers.py``
+walks the imports):
 
-1. foundation: ``latentnav.errors``, ``safe_load``, ``assets`` (bundled names -> files),
-   ``directions_file`` (the ``directions.npz`` format), ``annotation_shards`` (the annotation
-   store's format), ``images`` (tensor -> uint8 image helpers), ``frozen`` (the frozen mixin);
+1. foundation: the modules directly in ``latentnav/`` (errors, safe loading, bundled assets, atomic
+   files, the directions / latents / annotation-store file formats, image helpers, the frozen mixin);
 2. ``latentnav.generators``: the frozen-generator contract and its adapters;
 3. ``latentnav.lightning_modules``: nn.Modules, metrics and LightningModules;
 4. ``latentnav.datamodules``; 5. ``latentnav.callbacks``;
-6. commands: ``latentnav.cli`` (the ``latentnav`` entry point), ``compare``, ``edit``, ``sefa``,
-   ``ganspace``, ``measuring``, and ``train.py`` at the repository root.
+6. ``latentnav.commands``: what a user runs (``latentnav`` / ``python -m latentnav``, ``train.py``).
 
 The repository keeps the layout its user asked for (``generators/``, ``lightning_modules/``,
 ``datamodules/``, ``callbacks/`` at the root), while the installed wheel puts them under

@@ -150,6 +150,6 @@ def export_annotator(checkpoint: str | os.PathLike, out: str | os.PathLike) -> P
 
 
 if __name__ == "__main__":  # python -m ... (an entry point: it may reach the commands layer)
-    from latentnav.tools import classifier_main
+    from latentnav.commands.tools import classifier_main
 
     raise SystemExit(classifier_main())

@@ -220,24 +220,3 @@ def measure_guided_edits(generator, annotator, directions: torch.Tensor, targets
             if judge_metric is not None:
                 judge_metric.update(i, a, q0, q0 if alpha == 0 else judged(images), ids)
     return metric.compute()
-
-
-@torch.no_grad()
-def measure_edits(generator, annotator, directions: torch.Tensor, targets: Sequence[int], alphas: Sequence[float],
-                  num_samples: int = 500, seed: int = 0, space: str = "z", batch_size: int = 100,
-                  metric: Optional[EditEffect] = None, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
-    """Run :class:`EditEffect` for unit ``directions`` (K, d) on ``num_samples`` latents of ``space``.
-
-    Under DDP every rank draws the same ``num_samples`` latents and edits its slice
-    ``rank::world_size``; the metric sums the slices, so 1 and N processes agree."""
-    metric = metric or EditEffect(alphas, targets, len(annotator.attributes))
-    latents = generator.sample(num_samples, seed=seed, space=space)[rank::world_size]
-    indices = torch.arange(num_samples)[rank::world_size]  # the samples' global ids (bootstrap weights)
-    unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latents.device)
-    for chunk, ids in zip(latents.split(batch_size), indices.split(batch_size)):
-        p0 = annotator(generator.synthesize(chunk, space))
-        for i, d in enumerate(unit):
-            for a, alpha in enumerate(alphas):
-                p1 = p0 if alpha == 0 else annotator(generator.synthesize(chunk + alpha * d.view_as(chunk[0]), space))
-                metric.update(i, a, p0, p1, ids)
-    return metric.compute()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentnav.cli import main
+from latentnav.commands.cli import main
 from latentnav.safe_load import read_training_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def test_version_folders_are_claimed_exclusively(tmp_path, monkeypatch):
 
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    from latentnav.cli import claim_log_version
+    from latentnav.commands.cli import claim_log_version
 
     # Two runs that listed the log folder at the same moment both computed "next is version_0".
     monkeypatch.setattr(TensorBoardLogger, "_get_next_version", lambda self: 0)
@@ -234,7 +234,7 @@ def test_version_folders_are_claimed_exclusively(tmp_path, monkeypatch):
         claim_log_version(SimpleNamespace(loggers=[TensorBoardLogger(str(tmp_path / "file"), name="y")]))
 
     # The command line claims its folder as soon as the Trainer exists, before any data is prepared.
-    from latentnav.cli import LatentNavCLI
+    from latentnav.commands.cli import LatentNavCLI
 
     monkeypatch.chdir(tmp_path)
     cli = LatentNavCLI(args=supervised(tmp_path)[1:], run=False)
@@ -284,11 +284,11 @@ def test_unwritable_checkpoint_folder_is_one_line_before_annotation(tmp_path, ca
 def test_full_disk_is_one_line_before_annotation(tmp_path, capsys, monkeypatch):
     import shutil
 
-    import latentnav.preflight
+    import latentnav.commands.preflight
 
     monkeypatch.chdir(tmp_path)
     real = shutil.disk_usage
-    monkeypatch.setattr(latentnav.preflight.shutil, "disk_usage", lambda p: real(p)._replace(free=10_000))
+    monkeypatch.setattr(latentnav.commands.preflight.shutil, "disk_usage", lambda p: real(p)._replace(free=10_000))
     code, err = run_cli(supervised(tmp_path), capsys)
     assert code == 2
     one_line_error(err, "MB free", "two checkpoints")

@@ -11,23 +11,23 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOUNDATION = {"errors", "safe_load", "assets", "directions_file", "annotation_shards", "images", "frozen", "atomic"}
-PACKAGES = {"generators": 1, "lightning_modules": 2, "datamodules": 3, "callbacks": 4}
+# The sub-packages of latentnav and their layers; all but ``commands`` (latentnav/commands/) are root folders.
+PACKAGES = {"generators": 1, "lightning_modules": 2, "datamodules": 3, "callbacks": 4, "commands": 5}
+ROOT_FOLDERS = [p for p in PACKAGES if p != "commands"]
 NAMES = ["foundation", "generators", "lightning_modules", "datamodules", "callbacks", "commands"]
 
 
 def layer_of(module: str) -> int | None:
-    """Layer of a dotted latentnav module name (None: not latentnav's)."""
+    """Layer of a dotted latentnav module name (None: not latentnav's), read from its folder: a
+    module directly in ``latentnav/`` is foundation, one in a sub-package has that package's layer."""
     parts = module.split(".")
     if parts[0] != "latentnav" or len(parts) == 1:
         return None
-    if parts[1] in PACKAGES:
-        return PACKAGES[parts[1]]
-    return 0 if parts[1] in FOUNDATION else 5
+    return PACKAGES.get(parts[1], 0)
 
 
 def modules():
-    for folder, dotted in [(ROOT / "latentnav", "latentnav")] + [(ROOT / p, f"latentnav.{p}") for p in PACKAGES]:
+    for folder, dotted in [(ROOT / "latentnav", "latentnav")] + [(ROOT / p, f"latentnav.{p}") for p in ROOT_FOLDERS]:
         for path in sorted(folder.rglob("*.py")):
             rel = path.relative_to(folder).with_suffix("")
             name = ".".join([dotted, *rel.parts]).removesuffix(".__init__")
@@ -82,7 +82,7 @@ def test_no_top_level_imports_of_the_root_folders():
     """The root folders are sub-packages of latentnav (installed: under latentnav/); a bare
     ``import generators`` would load a second copy in a checkout and fail in the wheel."""
     bare = []
-    for folder in [ROOT / "latentnav", ROOT / "tests", ROOT / "bench", *(ROOT / p for p in PACKAGES)]:
+    for folder in [ROOT / "latentnav", ROOT / "tests", ROOT / "bench", *(ROOT / p for p in ROOT_FOLDERS)]:
         for path in folder.rglob("*.py"):
             for line, target in imports(path, "x.y"):
                 if target.split(".")[0] in PACKAGES:
@@ -93,9 +93,11 @@ def test_no_top_level_imports_of_the_root_folders():
 def test_the_walker_sees_an_upward_edge(tmp_path):
     """The check itself: a lazy import of a command from a generator module is an upward edge."""
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from latentnav.compare import compare\n"
-                     "if __name__ == '__main__':\n    from latentnav.edit import main\n")
-    assert [t for _, t in imports(probe, "latentnav.generators.probe")] == ["latentnav.compare",
-                                                                              "latentnav.compare.compare"]
-    assert layer_of("latentnav.compare") == 5 and layer_of("latentnav.generators.base") == 1
+    probe.write_text("def f():\n    from latentnav.commands.compare import compare\n"
+                     "if __name__ == '__main__':\n    from latentnav.commands.edit import main\n")
+    assert [t for _, t in imports(probe, "latentnav.generators.probe")] == ["latentnav.commands.compare",
+                                                                              "latentnav.commands.compare.compare"]
+    assert layer_of("latentnav.commands.compare") == 5 and layer_of("latentnav.generators.base") == 1
     assert layer_of("latentnav.errors") == 0
+    # The layer is the folder: a new module needs no list entry to be placed.
+    assert layer_of("latentnav.commands.any_new_command") == 5 and layer_of("latentnav.any_new_format") == 0

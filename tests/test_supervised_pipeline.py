@@ -10,8 +10,8 @@ import torch
 
 from latentnav.callbacks.direction_report import DirectionReport
 from latentnav.directions_file import read_directions
-from latentnav import edit
-from latentnav.cli import LatentNavCLI
+from latentnav.commands import edit
+from latentnav.commands.cli import LatentNavCLI
 from latentnav.lightning_modules.edit_metrics import cosine_matrix
 
 REPO = Path(__file__).resolve().parents[1]

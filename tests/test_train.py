@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentnav.cli import LatentNavCLI, main
+from latentnav.commands.cli import LatentNavCLI, main
 from tests.conftest import fake_celeba
 from tests.distributed import run_train
 
@@ -147,7 +147,7 @@ def test_celeba_config_trains_on_the_real_layout(tmp_path, monkeypatch):
 
 def _latentnav(argv) -> int:
     """``latentnav ARGV`` in this process: the exit status."""
-    from latentnav.cli import main
+    from latentnav.commands.cli import main
 
     try:
         main(argv)
@@ -172,7 +172,7 @@ def test_every_command_reports_user_errors_as_one_line(tmp_path, capsys):
 
 
 def test_one_entry_point_lists_and_reaches_every_subcommand(tmp_path, capsys):
-    from latentnav.cli import SUBCOMMANDS
+    from latentnav.commands.cli import SUBCOMMANDS
 
     assert _latentnav(["--help"]) == 0
     listing = capsys.readouterr().out
@@ -200,7 +200,7 @@ def test_values_are_written_once_and_a_mismatch_stops_before_annotation(tmp_path
     one line before the annotation job writes anything."""
     import yaml
 
-    from latentnav.cli import LatentNavCLI
+    from latentnav.commands.cli import LatentNavCLI
 
     monkeypatch.chdir(tmp_path)
     config = str(REPO / "configs/supervised/demo_no_ortho.yaml")

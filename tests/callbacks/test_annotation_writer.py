@@ -15,7 +15,7 @@ from latentnav.callbacks.process_group_exit import ProcessGroupExit
 from latentnav.datamodules.latent_indices import LatentIndicesDataModule
 from latentnav.generators import load_generator
 from latentnav.annotation_shards import load_shard
-from latentnav.cli import LatentNavCLI
+from latentnav.commands.cli import LatentNavCLI
 from latentnav.lightning_modules.annotator import load_annotator
 from latentnav.lightning_modules.latent_annotation import LatentAnnotation
 from tests import ddp_spawn

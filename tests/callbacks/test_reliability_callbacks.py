@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from latentnav.callbacks.divergence_guard import DivergenceGuard, check_final_validation
 from latentnav.callbacks.run_identity import KEY, RunIdentity, check_run_identity, run_identity
 from latentnav.errors import ConfigError, TrainingDivergedError
-from latentnav.preflight import check_free_space, check_writable, checkpoint_bytes
+from latentnav.commands.preflight import check_free_space, check_writable, checkpoint_bytes
 
 
 class Regression(pl.LightningModule):

@@ -65,9 +65,9 @@ def test_bundled_demo_generator():
 
 def test_demo_generator_quality_as_reported():
     """The classifier is confident on the bundled generator's samples (2,000, seed 2024)."""
-    from latentnav.generator_tools import quality_summary_for
+    from latentnav.commands.generator_tools import quality_summary_for
 
-    from latentnav.measuring import make_trainer
+    from latentnav.commands.measuring import make_trainer
 
     summary = quality_summary_for("demo", 2000, "demo", 2024, trainer=make_trainer(accelerator="cpu"))
     assert summary["confident_mean"] >= REPORTED_CONFIDENT_MEAN - 0.02

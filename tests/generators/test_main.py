@@ -7,8 +7,8 @@ import torch
 
 from latentnav.errors import ConfigError
 
-from latentnav.generator_tools import main, quality_summary_for
-from tests.latentnav.test_edit import CLASS_PATH, INIT_ARGS, save_planted_tiny
+from latentnav.commands.generator_tools import main, quality_summary_for
+from tests.commands.test_edit import CLASS_PATH, INIT_ARGS, save_planted_tiny
 
 OPTIONS = {"class_path": CLASS_PATH, "init_args": INIT_ARGS}
 
@@ -32,7 +32,7 @@ def test_info_with_generator_options(tmp_path, capsys):
 
 
 def test_quality_with_generator_options(tmp_path, capsys):
-    from latentnav.measuring import make_trainer
+    from latentnav.commands.measuring import make_trainer
 
     save_planted_tiny(tmp_path / "tiny.pt")
     summary = quality_summary_for(str(tmp_path / "tiny.pt"), 64, "demo", 0, OPTIONS, make_trainer(accelerator="cpu"))
@@ -80,7 +80,7 @@ def test_a_state_dict_nested_in_a_training_checkpoint_with_a_prefix(tmp_path, ca
     """One generator spec: class_path + init_args + the nested key + the DDP prefix, recorded in the identity,
     and a directions file made on it edits with no option on the command line."""
     from latentnav.directions_file import write_directions
-    from latentnav.edit import main as edit_main
+    from latentnav.commands.edit import main as edit_main
     from latentnav.generators import load_generator
 
     save_planted_tiny(tmp_path / "tiny.pt")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from latentnav.directions_file import read_directions, write_directions
-from latentnav.edit import main as edit_main
+from latentnav.commands.edit import main as edit_main
 from latentnav.errors import DataFormatError
 from latentnav.generators import load_generator
 

@@ -65,19 +65,24 @@ def test_flip_beyond_the_grid_is_unknown():
 
 
 def test_rank_slices_add_up_to_one_process():
-    """What DDP does: every rank edits its slice of the same latents; summed states = one process."""
+    """What DDP does: every rank edits its slice of the same latents (``DirectionEvaluation`` in its
+    ``effect`` mode, run as a rank would); the summed states equal one process's."""
     from latentnav.generators import load_generator
     from latentnav.lightning_modules.annotator import load_annotator
-    from latentnav.lightning_modules.edit_metrics import measure_edits
+    from latentnav.lightning_modules.direction_evaluation import DirectionEvaluation
+    from latentnav.lightning_modules.evaluation_protocol import run_in_this_process
 
     G, judge = load_generator("demo"), load_annotator("demo")
     directions = torch.randn(2, 64, generator=torch.Generator().manual_seed(0))
     alphas, targets = [0.0, 2.0, 4.0], [6, 11]
-    one = EditEffect(alphas, targets, 12)
-    measure_edits(G, judge, directions, targets, alphas, num_samples=12, seed=3, metric=one)
-    ranks = [EditEffect(alphas, targets, 12) for _ in range(2)]
-    for r, metric in enumerate(ranks):
-        measure_edits(G, judge, directions, targets, alphas, num_samples=12, seed=3, metric=metric, rank=r, world_size=2)
+
+    def measured(rank: int, world_size: int) -> EditEffect:
+        module = DirectionEvaluation(G, judge, directions, "z", mode="effect", alphas=alphas, targets=targets)
+        run_in_this_process(12, 3, batch_size=5, rank=rank, world_size=world_size)(module)
+        return module.effect
+
+    one, ranks = measured(0, 1), [measured(r, 2) for r in range(2)]
+    assert one.count.sum() > 0
     for key in ("delta_sum", "count", "flipped", "was_off"):
         torch.testing.assert_close(getattr(ranks[0], key) + getattr(ranks[1], key), getattr(one, key), atol=1e-5, rtol=1e-6)
 

@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from latentnav.cli import LatentNavCLI, main
+from latentnav.commands.cli import LatentNavCLI, main
 from latentnav.lightning_modules.frozen_generator import FrozenGeneratorModule
 from tests.generators.tiny import save_tiny
 

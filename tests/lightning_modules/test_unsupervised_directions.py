@@ -10,7 +10,7 @@ import torch
 
 from latentnav.callbacks.process_group_exit import ProcessGroupExit
 from latentnav.datamodules.latent_shifts import LatentShiftsDataModule
-from latentnav.cli import LatentNavCLI
+from latentnav.commands.cli import LatentNavCLI
 from latentnav.errors import ConfigError, TrainingDivergedError
 from latentnav.lightning_modules.unsupervised_directions import UnsupervisedDirections
 from tests import ddp_spawn
@@ -65,7 +65,7 @@ def test_learns_on_the_demo_generator_with_the_config(tmp_path, monkeypatch):
     """The shipped config (K = 16), shortened to 300 steps: the reconstructor already tells the 16
     directions apart (0.95 measured at this point, 0.996 after 1,000 steps; chance is 1/16); the
     generator stays frozen and out of the checkpoint; the exported directions load in the edit command."""
-    from latentnav.edit import main as edit_main
+    from latentnav.commands.edit import main as edit_main
     from latentnav.generators import load_generator
 
     monkeypatch.chdir(tmp_path)

@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 
 def test_explorer_maths_and_errors(tmp_path, capsys):
-    from latentnav.explore import Explorer, check_port
+    from latentnav.commands.explore import Explorer, check_port
 
     a, b = _directions(tmp_path)
     ex = Explorer([str(a), str(b)], judge="demo_judge")
@@ -88,7 +88,7 @@ def test_explorer_maths_and_errors(tmp_path, capsys):
              generator=np.array('{"sha256": "0000000000000000", "source": "elsewhere.pt"}'))
     with pytest.raises(ConfigError, match="made on different generators"):
         Explorer([str(a), str(tmp_path / "other.npz")])
-    from latentnav.explore import main
+    from latentnav.commands.explore import main
 
     torch.save({"format": "latentnav-latents/1", "latents": torch.zeros(2, 64), "space": "z",
                 "generator": {"sha256": "0000000000000000", "source": "elsewhere.pt"}}, tmp_path / "theirs.pt")
@@ -113,7 +113,7 @@ def test_the_app_in_a_headless_browser(tmp_path):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from latentnav.explore import Explorer, build_app
+    from latentnav.commands.explore import Explorer, build_app
 
     a, b = _directions(tmp_path)
     ex = Explorer([str(a), str(b)], judge="demo_judge")

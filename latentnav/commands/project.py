@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from latentnav.errors import ConfigError, run_command
-from latentnav.measuring import make_trainer
+from latentnav.commands.grammar import Command
+from latentnav.errors import ConfigError
+from latentnav.commands.measuring import make_trainer
 
 
 def default_space(G) -> str:
@@ -114,10 +115,8 @@ def main_function(images: list[str], generator: str = "demo", space: Optional[st
           f"  reconstructions: {Path(out) / 'reconstructions'}   scores: {Path(out) / 'projection.tsv'}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from jsonargparse import CLI
-
-    return run_command(lambda: CLI(main_function, args=argv, as_positional=False))
+COMMAND = Command(main_function, prog="latentnav project")
+main = COMMAND.main
 
 
 if __name__ == "__main__":

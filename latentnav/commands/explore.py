@@ -18,6 +18,7 @@ Rendering runs on the generator's device (``--device``).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import time
@@ -27,7 +28,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from latentnav.errors import ConfigError, run_command
+from latentnav.commands.grammar import Command
+from latentnav.errors import ConfigError
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves this machine (read when gradio loads)
 
 SLIDER_RANGE = 8.0  # each slider moves its unit direction by -8 .. 8
 
@@ -167,7 +171,7 @@ class Explorer:
 
 def _trainer_on(device: torch.device):
     """One process on ``device`` (the explorer's ``--device``) for the start-up projection."""
-    from latentnav.measuring import make_trainer
+    from latentnav.commands.measuring import make_trainer
 
     if device.type == "cuda":
         return make_trainer("gpu", [device.index or 0], inference_mode=False)
@@ -303,7 +307,7 @@ def main_function(directions: list[str], generator: Optional[str] = None, annota
         found = read_latents(latents, explorer.G.identity, space)
         explorer.add_rows(found["latents"], found["noise"])
     if images:  # appended after --latents' rows
-        from latentnav.project import project_images
+        from latentnav.commands.project import project_images
 
         folder = Path(out) / "projection"
         project_images(images, space=space, G=explorer.G, out=str(folder), trainer=_trainer_on(explorer.device))
@@ -325,13 +329,10 @@ def main_function(directions: list[str], generator: Optional[str] = None, annota
         app.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    import os
+COMMAND = Command(main_function, prog="latentnav explore")
 
-    from jsonargparse import CLI
 
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves this machine
-    return run_command(lambda: CLI(main_function, args=argv, as_positional=False))
+main = COMMAND.main
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from latentnav.callbacks.edit_writer import frame_label, short_probability
 from latentnav.directions_file import write_directions
 from latentnav.generators import load_generator
 from latentnav.generators.loading import resolve_device
-from latentnav.edit import main
+from latentnav.commands.edit import main
 from latentnav.images import to_uint8
 from latentnav.lightning_modules.annotator import FORMAT, load_annotator
 from latentnav.lightning_modules.backbones import build_backbone
@@ -129,7 +129,7 @@ def test_two_processes_render_the_same_edit_as_one(tmp_path):
     common = [str(npz), "--attributes", "Smiling", "--seeds", "0", "1", "2", "--steps", "3", "--batch-size", "1",
               "--accelerator", "cpu", "--judge", "demo_judge"]
     assert main([*common, "--out", str(tmp_path / "one")]) == 0
-    done = subprocess.run([sys.executable, "-m", "latentnav.edit", *common, "--out", str(tmp_path / "two"),
+    done = subprocess.run([sys.executable, "-m", "latentnav.commands.edit", *common, "--out", str(tmp_path / "two"),
                            "--devices", "2", "--strategy", "ddp"], cwd=tmp_path, text=True, capture_output=True,
                           env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

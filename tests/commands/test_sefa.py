@@ -5,7 +5,7 @@ import torch
 from latentnav.directions_file import read_directions
 from latentnav.generators import load_generator
 from latentnav.errors import ConfigError
-from latentnav.sefa import layer_resolution, main, run_sefa, select_layers, sefa
+from latentnav.commands.sefa import layer_resolution, main, run_sefa, select_layers, sefa
 from tests.generators.test_stylegan2 import small_port_checkpoint
 
 
@@ -78,7 +78,7 @@ def test_command_on_the_demo_generator(tmp_path, capsys):
     assert found["method"] == "SeFa (z, layers all)" and float(found["seconds"]) > 0
     assert np.all(np.diff(found["eigenvalues"]) <= 0)
     torch.testing.assert_close(found["directions"] @ found["directions"].T, torch.eye(6), atol=1e-5, rtol=0)
-    from latentnav.edit import main as edit_main
+    from latentnav.commands.edit import main as edit_main
 
     assert edit_main([str(out), "--attributes", "sefa00", "--seeds", "0", "--steps", "3",
                       "--out", str(tmp_path / "edits")]) == 0
@@ -95,8 +95,8 @@ def test_command_on_a_class_path_generator(tmp_path, capsys):
     command needs none. The planted Linear layer's top right singular vectors are SeFa's answer."""
     import json
 
-    from latentnav.edit import main as edit_main
-    from tests.latentnav.test_edit import CLASS_PATH, INIT_ARGS, save_planted_tiny
+    from latentnav.commands.edit import main as edit_main
+    from tests.commands.test_edit import CLASS_PATH, INIT_ARGS, save_planted_tiny
 
     v = save_planted_tiny(tmp_path / "tiny.pt")
     out = tmp_path / "sefa.npz"

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from latentnav import edit
+from latentnav.commands import edit
 from latentnav.datamodules.demo_faces import generate
-from latentnav.project import main
+from latentnav.commands.project import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -147,8 +147,8 @@ def _killed_after(batches: int):
 
 
 def _project_killed(photos, out, batches: int, steps: int = 20) -> None:
-    from latentnav.measuring import make_trainer
-    from latentnav.project import project_images
+    from latentnav.commands.measuring import make_trainer
+    from latentnav.commands.project import project_images
 
     trainer = make_trainer("cpu", inference_mode=False)
     trainer.callbacks.append(_killed_after(batches))
@@ -158,8 +158,8 @@ def _project_killed(photos, out, batches: int, steps: int = 20) -> None:
 
 def test_a_killed_projection_resumes_where_it_stopped(photos, tmp_path, monkeypatch, capsys):
     from latentnav.lightning_modules.projection import Projection
-    from latentnav.measuring import make_trainer
-    from latentnav.project import project_images
+    from latentnav.commands.measuring import make_trainer
+    from latentnav.commands.project import project_images
 
     projected = []
     original = Projection.project
@@ -188,26 +188,41 @@ def test_a_killed_projection_resumes_where_it_stopped(photos, tmp_path, monkeypa
     assert projected == [0, 1, 2]
 
 
-def test_two_processes_project_as_one(photos, tmp_path):
-    """A real 2-process DDP projection (Trainer defaults): each rank projects its share, rank 0 writes
-    the latents in file order, equal to one process's. The 2-process run resumes a killed one-process run
-    with one image left, so one rank has nothing to do and must still finish with the other. Batches of
-    one image throughout: Adam turns the last-bit differences of another batch composition into visible
-    ones on near-flat latent components."""
+def _psnr(out: Path) -> dict[str, float]:
+    rows = (out / "projection.tsv").read_text().splitlines()[1:]
+    return {Path(r.split("\t")[0]).name: float(r.split("\t")[1]) for r in rows}
+
+
+def test_two_processes_resume_a_killed_projection(photos, tmp_path):
+    """A real 2-process DDP projection (Trainer defaults) resumes a one-process run killed with one image
+    left, so one rank has nothing to do and must still finish with the other. What must hold on any
+    processor: the done images are not projected again (their latents come back bit for bit from the
+    parts), the files come back in order, no parts are left, and the image projected now is as good a
+    projection as a clean one-process run's (PSNR within 1 dB). The latents themselves are not compared
+    across process layouts: Adam turns last-bit differences of another kernel or thread split into
+    visible ones on near-flat latent components (0.01 apart on one processor, 6e-7 on another)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    results = {}
     _project_killed(photos, tmp_path / "p2", batches=2)
+    parts = [torch.load(p, weights_only=True) for p in sorted((tmp_path / "p2" / ".parts").glob("b*.pt"))]
+    done = {int(r): z for part in parts for r, z in zip(part["rows"], part["latents"])}
+    assert sorted(done) == [0, 1]
+    results = {}
     for n in (1, 2):
         out = tmp_path / f"p{n}"
-        cmd = [sys.executable, "-m", "latentnav.project", "--images", json.dumps([str(photos)]), "--steps", "20",
+        cmd = [sys.executable, "-m", "latentnav", "project", "--images", str(photos), "--steps", "20",
                "--batch_size", "1", "--out", str(out), "--accelerator", "cpu", "--devices", str(n)] + (["--strategy", "ddp"] if n > 1 else [])
-        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert ("resuming a projection: 2 of 3 image(s) already done" in done.stdout) == (n == 2)
+        finished = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert finished.returncode == 0, finished.stderr[-3000:]
+        assert ("resuming a projection: 2 of 3 image(s) already done" in finished.stdout) == (n == 2)
         results[n] = torch.load(out / "latents.pt", weights_only=True)
         assert not (out / ".parts").exists()
-    assert torch.allclose(results[1]["latents"], results[2]["latents"], atol=1e-4)
-    assert results[1]["files"] == results[2]["files"]
+        assert len(list((out / "reconstructions").glob("*.png"))) == 3
+    names = [Path(f).name for f in results[2]["files"]]
+    assert names == ["face0.png", "face1.png", "face2.png"] and results[1]["files"] == results[2]["files"]
+    for row, z in done.items():  # kept, not projected again
+        assert torch.equal(results[2]["latents"][row], z)
+    one, two = _psnr(tmp_path / "p1"), _psnr(tmp_path / "p2")
+    assert list(two) == names and abs(two["face2.png"] - one["face2.png"]) < 1.0 and min(two.values()) > 16
 
 
 def test_stylegan2_projection_keeps_its_noise_maps_for_the_edit(tmp_path):
@@ -243,7 +258,7 @@ def test_stylegan2_projection_keeps_its_noise_maps_for_the_edit(tmp_path):
     reconstruction = np.asarray(Image.open(out / "reconstructions" / "0000_s0.png").convert("RGB"))[:, 32:]
     assert np.abs(middle.astype(int) - reconstruction.astype(int)).max() <= 1
     # The explorer renders such a row with its own noise maps too (and without them, another face).
-    from latentnav.explore import Explorer
+    from latentnav.commands.explore import Explorer
 
     ex = Explorer([str(npz)], generator=str(ckpt))
     assert ex.add_rows(found["latents"], found["noise"]) == 0 and ex.add_rows(found["latents"][:1]) == 2

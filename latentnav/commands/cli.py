@@ -96,7 +96,7 @@ class LatentNavCLI(LightningCLI):
             check_run_identity(self.resume_checkpoint.get(RUN_KEY), run_identity(self.model, self.datamodule),
                                self.config[self.subcommand].get("ckpt_path"))
         if _launching_process():
-            from latentnav.preflight import check_fit_outputs
+            from latentnav.commands.preflight import check_fit_outputs
 
             check_fit_outputs(self.trainer, self.model)
 
@@ -136,7 +136,7 @@ def claim_log_version(trainer: pl.Trainer) -> None:
     folder, two event files, each overwriting the other's config, report and directions)."""
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    from latentnav.preflight import make_folder
+    from latentnav.commands.preflight import make_folder
 
     for logger in trainer.loggers:
         if not isinstance(logger, TensorBoardLogger) or logger._version is not None:
@@ -167,18 +167,20 @@ def _model_args(config) -> dict:
     return dict(vars(args)) if hasattr(args, "__dict__") else dict(args)
 
 
-# latentnav SUBCOMMAND ...: the commands besides LightningCLI's fit / validate / test / predict.
+# latentnav SUBCOMMAND ...: the commands besides LightningCLI's fit / validate / test / predict, each a
+# ``latentnav.commands.grammar.Command`` (or a function making one): (module, attribute, what it does).
 SUBCOMMANDS = {
-    "edit": ("latentnav.edit", "main", "edit images along directions (PNG strip + GIF per attribute)"),
-    "project": ("latentnav.project", "main", "project image files into the generator's latent space"),
-    "explore": ("latentnav.explore", "main", "an edit explorer in the browser (pip install 'latentnav[explore]')"),
-    "sefa": ("latentnav.sefa", "main", "closed-form directions from the generator's weights (SeFa)"),
-    "ganspace": ("latentnav.ganspace", "main", "principal directions of sampled features (GANSpace)"),
-    "compare": ("latentnav.compare", "main", "name every direction and compare methods on one yardstick"),
-    "annotate": ("latentnav.tools", "annotate_main", "fill the supervised datamodule's annotation store"),
-    "generator": ("latentnav.generator_tools", "main", "info | quality | export | convert"),
-    "classifier": ("latentnav.tools", "classifier_main", "export a trained classifier as an annotator file"),
-    "render-demo": ("latentnav.tools", "render_demo_main", "render demo faces in CelebA's layout"),
+    "edit": ("latentnav.commands.edit", "COMMAND", "edit images along directions (PNG strip + GIF per attribute)"),
+    "project": ("latentnav.commands.project", "COMMAND", "project image files into the generator's latent space"),
+    "explore": ("latentnav.commands.explore", "COMMAND",
+                "an edit explorer in the browser (pip install 'latentnav[explore]')"),
+    "sefa": ("latentnav.commands.sefa", "COMMAND", "closed-form directions from the generator's weights (SeFa)"),
+    "ganspace": ("latentnav.commands.ganspace", "COMMAND", "principal directions of sampled features (GANSpace)"),
+    "compare": ("latentnav.commands.compare", "COMMAND", "name every direction and compare methods on one yardstick"),
+    "annotate": ("latentnav.commands.tools", "annotate_command", "fill the supervised datamodule's annotation store"),
+    "generator": ("latentnav.commands.generator_tools", "COMMAND", "info | quality | export | convert"),
+    "classifier": ("latentnav.commands.tools", "CLASSIFIER", "export a trained classifier as an annotator file"),
+    "render-demo": ("latentnav.commands.tools", "RENDER_DEMO", "render demo faces in CelebA's layout"),
 }
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -190,15 +192,21 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def command(name: str):
+    """The ``latentnav.commands.grammar.Command`` of subcommand ``name`` (imported on demand)."""
+    import importlib
+
+    module, attribute, _ = SUBCOMMANDS[name]
+    found = getattr(importlib.import_module(module), attribute)
+    return found if hasattr(found, "main") else found()
+
+
 def main(args: Optional[list[str]] = None) -> None:
     """The ``latentnav`` entry point (also ``train.py``): LightningCLI's subcommands, or one of
     :data:`SUBCOMMANDS`; user errors print as one line."""
     argv = sys.argv[1:] if args is None else list(args)
     if argv and argv[0] in SUBCOMMANDS:
-        import importlib
-
-        module, function, _ = SUBCOMMANDS[argv[0]]
-        code = getattr(importlib.import_module(module), function)(argv[1:])
+        code = command(argv[0]).main(argv[1:])
     elif not argv or argv[0] in ("-h", "--help") and len(argv) == 1:
         print(usage())
         code = 0 if argv else 2

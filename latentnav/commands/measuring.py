@@ -1,9 +1,7 @@
 """The Trainer of a measuring pass (comparison, generator quality, GANSpace): the user's devices,
-ranks and precision, no logger, no checkpoints; and the command-line flags that choose it."""
+ranks and precision, no logger, no checkpoints."""
 
 from __future__ import annotations
-
-import argparse
 
 from latentnav.errors import ConfigError
 
@@ -38,18 +36,3 @@ def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: st
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"trainer (accelerator {accelerator!r}, devices {devices!r}, strategy {strategy!r}, "
                           f"precision {precision!r}): {first}") from None
-
-
-def add_trainer_flags(parser: argparse.ArgumentParser) -> None:
-    """``--accelerator --devices --strategy --num-nodes --precision`` (the Trainer's own names and defaults)."""
-    parser.add_argument("--accelerator", default="auto", help="auto (cuda when available), cpu, gpu, ...")
-    parser.add_argument("--devices", default="1", help="devices per node: N, a list, or auto")
-    parser.add_argument("--strategy", default="auto", help="auto, ddp, ... (not ddp_spawn: these passes need ddp)")
-    parser.add_argument("--num-nodes", type=int, default=1)
-    parser.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed")
-
-
-def trainer_from(args: argparse.Namespace, inference_mode: bool = True):
-    """The Trainer that :func:`add_trainer_flags`' flags ask for."""
-    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
-    return make_trainer(args.accelerator, devices, args.strategy, args.num_nodes, args.precision, inference_mode)

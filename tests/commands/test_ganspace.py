@@ -7,8 +7,8 @@ import torch
 from latentnav.directions_file import read_directions
 from latentnav.generators import load_generator
 from latentnav.errors import ConfigError
-from latentnav.ganspace import StreamingPCA, main, principal_axes, run_ganspace, top_eigh
-from latentnav.sefa import sefa
+from latentnav.commands.ganspace import StreamingPCA, main, principal_axes, run_ganspace, top_eigh
+from latentnav.commands.sefa import sefa
 from tests.generators.test_stylegan2 import small_port_checkpoint
 
 
@@ -58,7 +58,7 @@ def test_w_space_pca_and_bad_input(tmp_path, capsys):
     assert main(["--num_directions", "5", "--num_samples", "2000", "--out", str(out)]) == 0
     found = read_directions(out)
     assert found["directions"].shape == (5, 64) and found["method"] == "GANSpace (z, net.fc)"
-    from latentnav.edit import main as edit_main
+    from latentnav.commands.edit import main as edit_main
 
     assert edit_main([str(out), "--attributes", "pc01", "--seeds", "0", "--steps", "3",
                       "--out", str(tmp_path / "edits")]) == 0
@@ -114,7 +114,7 @@ def test_class_path_generator_and_torchscript(tmp_path, capsys):
     """generator_options load a state dict through class_path: GANSpace of its planted Linear layer
     recovers the right singular vectors. A TorchScript generator's layers cannot be hooked: one line."""
     from tests.generators.tiny import save_tiny
-    from tests.latentnav.test_edit import CLASS_PATH, INIT_ARGS, save_planted_tiny
+    from tests.commands.test_edit import CLASS_PATH, INIT_ARGS, save_planted_tiny
 
     v = save_planted_tiny(tmp_path / "tiny.pt")
     out = tmp_path / "gs.npz"
@@ -145,7 +145,7 @@ def test_two_processes_give_the_same_directions_as_one(tmp_path):
 
     common = ["--num_directions", "4", "--num_samples", "203", "--batch_size", "50", "--accelerator", "cpu"]
     assert main([*common, "--out", str(tmp_path / "one.npz")]) == 0
-    done = subprocess.run([sys.executable, "-m", "latentnav.ganspace", *common, "--out", str(tmp_path / "two.npz"),
+    done = subprocess.run([sys.executable, "-m", "latentnav.commands.ganspace", *common, "--out", str(tmp_path / "two.npz"),
                            "--devices", "2", "--strategy", "ddp"], cwd=tmp_path, text=True, capture_output=True,
                           env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,7 +1,7 @@
 """Name directions by what they do, and compare methods on one yardstick.
 
-    python -m latentnav.compare --config configs/compare/demo.yaml
-    python -m latentnav.compare --directions [a.npz, b.npz] --out runs/comparison
+    latentnav compare --config configs/compare/demo.yaml
+    latentnav compare --directions [a.npz, b.npz] --out runs/comparison
 
 For every ``directions.npz`` (all made on one generator), with the attribute classifier:
 
@@ -36,12 +36,13 @@ from typing import Optional
 import numpy as np
 import torch
 
+from latentnav.commands.grammar import Command
 from latentnav.atomic import atomic_write, atomic_write_text
-from latentnav.errors import ConfigError, check_count, run_command
+from latentnav.errors import ConfigError, check_count
 from latentnav.lightning_modules.bootstrap import interval_of
 from latentnav.lightning_modules.evaluation_protocol import (AD_LEVEL, side_effect_cells, side_effect_header,
                                                              side_effects_explained)
-from latentnav.measuring import make_trainer
+from latentnav.commands.measuring import make_trainer
 
 
 def name_directions(plus: torch.Tensor, minus: torch.Tensor) -> dict:
@@ -549,10 +550,8 @@ def main_function(directions: list[str], annotator: str = "demo", judge: Optiona
         print("  " + line)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from jsonargparse import CLI
-
-    return run_command(lambda: CLI(main_function, args=argv, as_positional=False))
+COMMAND = Command(main_function, prog="latentnav compare")
+main = COMMAND.main
 
 
 if __name__ == "__main__":

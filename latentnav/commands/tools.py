@@ -1,34 +1,42 @@
 """Small commands: ``latentnav annotate``, ``latentnav classifier export``, ``latentnav render-demo``.
 
-Each parses its arguments with jsonargparse from the signature of what it runs, so a default is
-written once (``annotate`` takes exactly ``AnnotatedLatentsDataModule``'s arguments).
+Each parses its arguments through ``latentnav.commands.grammar`` from the signature of what it runs,
+so a default is written once (``annotate`` takes exactly ``AnnotatedLatentsDataModule``'s arguments).
 """
 
 from __future__ import annotations
 
+import inspect
 import time
+import typing
 from typing import Optional
 
-from latentnav.errors import run_command
+from latentnav.commands.grammar import Command
+
+
+def annotate(**data) -> None:
+    """Fill the supervised datamodule's annotation store once (its ``prepare_data``), with its own arguments."""
+    from latentnav.datamodules.annotated_latents import AnnotatedLatentsDataModule
+
+    dm = AnnotatedLatentsDataModule(**data)
+    dm.prepare_data()
+    print(f"annotated latents in {dm.cache_dir}: train/ ({dm.sizes['train']}), val/ ({dm.sizes['val']})")
+
+
+def annotate_command() -> Command:
+    """``annotate`` takes exactly ``AnnotatedLatentsDataModule``'s arguments: its signature, written once."""
+    from latentnav.datamodules.annotated_latents import AnnotatedLatentsDataModule
+
+    init = AnnotatedLatentsDataModule.__init__
+    parameters = list(inspect.signature(init).parameters.values())[1:]
+    annotate.__signature__ = inspect.Signature(parameters)
+    annotate.__annotations__ = {k: v for k, v in typing.get_type_hints(init).items() if k != "return"}
+    annotate.__doc__ = annotate.__doc__.split("\n")[0] + "\n\n" + (inspect.getdoc(AnnotatedLatentsDataModule) or "")
+    return Command(annotate, prog="latentnav annotate")
 
 
 def annotate_main(argv: Optional[list[str]] = None) -> int:
-    """Fill the supervised datamodule's annotation store once (its ``prepare_data``), with its own arguments."""
-    from jsonargparse import ArgumentParser
-
-    from latentnav.datamodules.annotated_latents import AnnotatedLatentsDataModule
-
-    parser = ArgumentParser(prog="latentnav annotate", description=annotate_main.__doc__)
-    parser.add_class_arguments(AnnotatedLatentsDataModule, None)
-
-    def body() -> None:
-        cfg = parser.parse_args(argv).as_dict()
-        cfg.pop("config", None)
-        dm = AnnotatedLatentsDataModule(**cfg)
-        dm.prepare_data()
-        print(f"annotated latents in {dm.cache_dir}: train/ ({dm.sizes['train']}), val/ ({dm.sizes['val']})")
-
-    return run_command(body)
+    return annotate_command().main(argv)
 
 
 def render_demo(root: str, num: int = 20000, seed: int = 0, image_size: int = 32) -> None:
@@ -63,13 +71,6 @@ def classifier_export(checkpoint: str, out: str) -> None:
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, sha256 {sha256_of(path)[:12]})")
 
 
-def render_demo_main(argv: Optional[list[str]] = None) -> int:
-    from jsonargparse import CLI
-
-    return run_command(lambda: CLI(render_demo, args=argv))
-
-
-def classifier_main(argv: Optional[list[str]] = None) -> int:
-    from jsonargparse import CLI
-
-    return run_command(lambda: CLI({"export": classifier_export}, args=argv))
+RENDER_DEMO = Command(render_demo, prog="latentnav render-demo", positional=True)
+CLASSIFIER = Command({"export": classifier_export}, prog="latentnav classifier", positional=True)
+render_demo_main, classifier_main = RENDER_DEMO.main, CLASSIFIER.main

@@ -1,6 +1,6 @@
 """GANSpace (Härkönen et al., NeurIPS 2020): principal directions of sampled latents or activations.
 
-    python -m latentnav.ganspace --config configs/ganspace/demo.yaml
+    latentnav ganspace --config configs/ganspace/demo.yaml
 
 - ``w`` space (StyleGAN2): PCA of w = mapping(z) over many samples; the components are directions.
 - ``z`` space (any generator): PCA of an early layer's activations y(z); each component is mapped
@@ -23,7 +23,8 @@ from typing import Optional
 
 import torch
 
-from latentnav.errors import ConfigError, run_command
+from latentnav.commands.grammar import Command
+from latentnav.errors import ConfigError
 from latentnav.lightning_modules.principal_components import StreamingPCA, principal_axes, top_eigh  # noqa: F401 (re-exported)
 
 
@@ -48,7 +49,7 @@ def run_ganspace(G, space: str = "z", num_directions: int = 16, num_samples: int
     whether this process is rank 0. Sample i is ``G.latents_at([i], seed)``; each pass is a
     ``trainer.test`` loop (``make_trainer()`` by default: its devices, ranks and precision)."""
     from latentnav.datamodules.latent_indices import LatentIndicesDataModule
-    from latentnav.measuring import make_trainer
+    from latentnav.commands.measuring import make_trainer
     from latentnav.lightning_modules.principal_components import Features, PrincipalComponentPass
 
     t0 = time.perf_counter()
@@ -110,7 +111,7 @@ def main_function(generator: str = "demo", generator_options: Optional[dict] = N
     """
     from latentnav.directions_file import write_directions
     from latentnav.generators.loading import load_generator_on
-    from latentnav.measuring import make_trainer
+    from latentnav.commands.measuring import make_trainer
 
     trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision)
     # Loaded on the CPU; the Trainer moves it to its device.
@@ -125,10 +126,8 @@ def main_function(generator: str = "demo", generator_options: Optional[dict] = N
           f"written to {path}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from jsonargparse import CLI
-
-    return run_command(lambda: CLI(main_function, args=argv, as_positional=False))
+COMMAND = Command(main_function, prog="latentnav ganspace")
+main = COMMAND.main
 
 
 if __name__ == "__main__":

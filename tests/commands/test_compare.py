@@ -11,7 +11,7 @@ import torch
 
 from latentnav.directions_file import write_directions
 from latentnav.generators import load_generator
-from latentnav.compare import main, name_directions
+from latentnav.commands.compare import main, name_directions
 from latentnav.errors import ConfigError
 
 
@@ -124,12 +124,12 @@ def test_a_held_out_judge_scores_the_same_images_in_its_own_column_order(tmp_pat
     blob["settings"]["attributes"][0] = "Not_An_Attribute"
     torch.save(blob, tmp_path / "odd.pt")
     with pytest.raises(ConfigError, match="judge: .*no column for Young"):
-        from latentnav.compare import compare
+        from latentnav.commands.compare import compare
         compare([str(a)], held_out_judge=str(tmp_path / "odd.pt"), num_samples=4)
 
 
 def test_method_averages_are_over_the_attributes_every_method_flips():
-    from latentnav.compare import like_with_like
+    from latentnav.commands.compare import like_with_like
 
     nan = float("nan")
 
@@ -156,7 +156,7 @@ def test_files_from_different_generators_are_refused(tmp_path, capsys):
     assert main(["--directions", json.dumps([str(tmp_path / "missing.npz")]), "--out", str(tmp_path / "o")]) == 2
     assert "missing.npz: directions file not found" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="give at least one directions.npz"):
-        from latentnav.compare import compare
+        from latentnav.commands.compare import compare
         compare([])
     with pytest.raises(ConfigError, match="replicates: expected a whole number >= 0, got -3"):
         compare([str(a)], replicates=-3)
@@ -175,7 +175,7 @@ def test_two_processes_give_the_same_comparison_as_one(tmp_path):
     common = ["--directions", json.dumps([str(a)]), "--num_samples", "41", "--batch_size", "8",  # 41: uneven slices
               "--judge", str(permuted_classifier(tmp_path / "judge.pt"))]
     assert main([*common, "--out", str(tmp_path / "one")]) == 0
-    done = subprocess.run([sys.executable, "-m", "latentnav.compare", *common, "--out", str(tmp_path / "two"),
+    done = subprocess.run([sys.executable, "-m", "latentnav.commands.compare", *common, "--out", str(tmp_path / "two"),
                            "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"], cwd=tmp_path, text=True,
                           capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -198,8 +198,8 @@ def test_w_plus_directions_are_compared_flattened(tmp_path):
     of another size is one line)."""
     import math
 
-    from latentnav.compare import compare
-    from latentnav.measuring import make_trainer
+    from latentnav.commands.compare import compare
+    from latentnav.commands.measuring import make_trainer
     from tests.generators.test_stylegan2 import small_port_checkpoint
 
     ckpt = small_port_checkpoint(tmp_path)[0]

@@ -1,15 +1,15 @@
 """Edit images along learned directions: a PNG strip and a GIF per attribute.
 
-    python -m latentnav.edit runs/directions/linear_map_lambda0.npz --attributes Young Smiling \\
+    latentnav edit runs/directions/linear_map_lambda0.npz --attributes Young Smiling \\
         --seeds 0 1 2 3 --alpha -6 6 --steps 9 --out edits/
-    python -m latentnav.edit DIRECTIONS --latents my_latents.pt --attributes Male --keep Wearing_Lipstick
-    python -m latentnav.edit DIRECTIONS --attributes Smiling --judge demo_judge   # frames labelled, scores.tsv
+    latentnav edit DIRECTIONS --latents my_latents.pt --attributes Male --keep Wearing_Lipstick
+    latentnav edit DIRECTIONS --attributes Smiling --judge demo_judge   # frames labelled, scores.tsv
 
 ``--keep A B``: conditional edit (InterFaceGAN): the span of the kept attributes' directions is
 projected out of the edit direction. The generator is loaded as the directions file recorded it
 (source and load options such as ``class_path``); ``--generator`` points at a moved copy, whose
 sha256 must match. Rendering is a Trainer predict loop (``lightning_modules/edit_rendering.py``):
-``--accelerator --devices --strategy --num-nodes --precision`` choose where, and with several
+``--accelerator --devices --strategy --num_nodes --precision`` choose where, and with several
 processes each renders its share of the latents (``callbacks/edit_writer.py`` assembles the files).
 
 Labels: ``--annotator`` (default ``demo``) is the own judge: it steers ``--guided`` paths and, with
@@ -24,14 +24,17 @@ a column for every edited attribute.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Optional
+
 import numpy as np
 import torch
 
-from latentnav.errors import ConfigError, run_command
-from latentnav.measuring import add_trainer_flags
+from latentnav.errors import ConfigError
+from latentnav.commands.grammar import Command
+from latentnav.commands.measuring import make_trainer
 
 
 def edit_direction(directions: torch.Tensor, names: list[str], attribute: str, keep: list[str]) -> torch.Tensor:
@@ -62,53 +65,62 @@ def _load_classifier(load, source: str, flag: str):
         raise ConfigError(f"{flag}: {e}") from e
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m latentnav.edit", description=__doc__.split("\n\n")[0])
-    parser.add_argument("directions", help="a directions.npz written by a directions run")
-    parser.add_argument("--generator", default=None,
-                        help="generator file (default: the one recorded in the file; its recorded load options apply)")
-    parser.add_argument("--attributes", nargs="+", required=True)
-    parser.add_argument("--keep", nargs="*", default=[], help="attributes whose directions are projected out")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
-    source.add_argument("--latents", help="a projection's latents.pt (latentnav project), or a .pt file holding a "
-                                          "(B, ...) tensor of latents in the directions' space")
-    source.add_argument("--images", nargs="+", help="your own image files or folders: projected into the directions' "
-                                                   "space first (latentnav project), the photo shown in the first column")
-    parser.add_argument("--crop-size", type=int, default=None,
-                        help="with --images: side of the centred square cut before resizing (CelebA: 178)")
-    parser.add_argument("--project-steps", type=int, default=300, help="with --images: Adam steps per image")
-    parser.add_argument("--perceptual", default=None,
-                        help="with --images: a TorchScript feature network for the projection's perceptual loss")
-    parser.add_argument("--alpha", nargs=2, type=float, default=[-6.0, 6.0], metavar=("MIN", "MAX"))
-    parser.add_argument("--steps", type=int, default=9)
-    parser.add_argument("--scale", type=int, default=3, help="pixel upscaling of the outputs")
-    parser.add_argument("--guided", action="store_true",
-                        help="classifier-guided: follow the direction in small steps, keeping the --keep attributes "
-                             "fixed with the classifier's gradients through the generator (slower)")
-    parser.add_argument("--annotator", default="demo",
-                        help="the own judge: the classifier that steers --guided paths and, with --labels or "
-                             "--judge, scores each frame (a bundled name or a file)")
-    parser.add_argument("--labels", action="store_true",
-                        help="label each frame with the annotator's probability of the edited attribute and write "
-                             "<tag>_scores.tsv (implied by --judge)")
-    parser.add_argument("--judge", default=None, metavar="NAME_OR_PATH",
-                        help="a held-out classifier (e.g. demo_judge) that also scores each frame, next to the "
-                             "annotator: frames labelled 'own .12 judge .10' ('!' where they differ by more than "
-                             "0.25), one column each in <tag>_scores.tsv")
-    parser.add_argument("--out", default="edits")
-    parser.add_argument("--batch-size", type=int, default=16, help="latents per generator call")
-    add_trainer_flags(parser)
-    args = parser.parse_args(argv)
-    return run_command(lambda: _run(args))
+def main_function(directions: str, attributes: Optional[list[str]] = None, generator: Optional[str] = None,
+                  keep: Optional[list[str]] = None, seeds: Optional[list[int]] = None, latents: Optional[str] = None,
+                  images: Optional[list[str]] = None, crop_size: Optional[int] = None, project_steps: int = 300,
+                  perceptual: Optional[str] = None, alpha: tuple[float, float] = (-6.0, 6.0), steps: int = 9,
+                  scale: int = 3, guided: bool = False, annotator: str = "demo", labels: bool = False,
+                  judge: Optional[str] = None, out: str = "edits", batch_size: int = 16, accelerator: str = "auto",
+                  devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
+                  precision: str = "32-true") -> None:
+    """Edit images along directions: a PNG strip and a GIF per attribute.
+
+    Args:
+        directions: a directions.npz written by a directions run (or sefa, ganspace, compare's inputs).
+        attributes: the directions to edit along (names in the file); required.
+        generator: generator file (default: the one recorded in the directions file; its sha256 must match).
+        keep: attributes whose directions are projected out of the edit (conditional edit).
+        seeds: latents from these sampling seeds (default 0 1 2 3); or give ``latents`` or ``images``.
+        latents: a projection's latents.pt (``latentnav project``), or a .pt file holding a (B, ...) tensor
+            of latents in the directions' space.
+        images: your own image files or folders: projected into the directions' space first (``latentnav
+            project``), the photo shown in the first column.
+        crop_size: with ``images``: side of the centred square cut before resizing (CelebA: 178).
+        project_steps: with ``images``: Adam steps per image.
+        perceptual: with ``images``: a TorchScript feature network for the projection's perceptual loss.
+        alpha: the first and the last step along each direction.
+        steps: number of frames from the first to the last alpha.
+        scale: pixel upscaling of the outputs.
+        guided: classifier-guided: follow the direction in small steps, keeping the ``keep`` attributes
+            fixed with the classifier's gradients through the generator (slower).
+        annotator: the own judge: steers guided paths and, with ``labels`` or ``judge``, scores each frame
+            (a bundled name or a file).
+        labels: label each frame with the annotator's probability of the edited attribute and write
+            ``<tag>_scores.tsv`` (implied by ``judge``).
+        judge: a held-out classifier (e.g. ``demo_judge``) that also scores each frame, next to the annotator.
+        out: output folder.
+        batch_size: latents per generator call.
+        accelerator, devices, strategy, num_nodes, precision: the Trainer's.
+    """
+    if attributes is None:
+        raise ConfigError("--attributes: required (the directions to edit along)")
+    if sum(x is not None for x in (seeds, latents, images)) > 1:
+        raise ConfigError("--seeds, --latents and --images: give one of them")
+    args = SimpleNamespace(**{k: v for k, v in locals().items()})
+    args.keep = list(keep or [])
+    args.seeds = list(seeds) if seeds is not None else [0, 1, 2, 3]
+    _run(args)
 
 
-def _run(args: argparse.Namespace) -> None:
+COMMAND = Command(main_function, prog="latentnav edit", positional=True)
+main = COMMAND.main
+
+
+def _run(args: SimpleNamespace) -> None:
     from latentnav.directions_file import read_directions
     from latentnav.callbacks.edit_writer import EditWriter
     from latentnav.datamodules.latent_indices import LatentIndicesDataModule
     from latentnav.generators.loading import load_generator_like
-    from latentnav.measuring import trainer_from
     from latentnav.directions_file import read_latents
     from latentnav.lightning_modules.edit_rendering import EditRendering
 
@@ -133,13 +145,13 @@ def _run(args: argparse.Namespace) -> None:
         G.check_latent(latents, space)
     elif args.images:
         from latentnav.images import load_square_image, to_uint8
-        from latentnav.project import project_images
+        from latentnav.commands.project import project_images
 
         if args.project_steps < 1:
-            raise ConfigError(f"--project-steps: expected a positive integer, got {args.project_steps}")
+            raise ConfigError(f"--project_steps: expected a positive integer, got {args.project_steps}")
         projected = project_images(args.images, space=space, steps=args.project_steps, perceptual=args.perceptual,
                                    crop_size=args.crop_size, batch_size=args.batch_size,
-                                   out=str(Path(args.out) / "projection"), trainer=trainer_from(args, inference_mode=False),
+                                   out=str(Path(args.out) / "projection"), trainer=trainer_from(args, False),
                                    G=G)
         latents = projected["latents"]
         noise = read_latents(Path(args.out) / "projection" / "latents.pt", G.identity, space)["noise"]
@@ -173,7 +185,7 @@ def _run(args: argparse.Namespace) -> None:
         tag = attribute + (f"_keep_{'_'.join(args.keep)}" if args.keep else "") + ("_guided" if args.guided else "")
         directions.append((tag, attribute, d, keep, scorers))
     # Guided paths follow the classifier's gradients: no inference mode for them.
-    trainer = trainer_from(args, inference_mode=not args.guided)
+    trainer = trainer_from(args, not args.guided)
     rows = LatentIndicesDataModule(num=len(latents), batch_size=args.batch_size, sliced_predict=True)
     for tag, attribute, d, keep, scorers in directions:
         writer = EditWriter(args.out, tag, alphas, args.scale,
@@ -189,6 +201,10 @@ def _run(args: argparse.Namespace) -> None:
             print(f"wrote {' and '.join(str(p) for p in writer.written)}")
             if scorers:
                 print(score_summary(tag, attribute, alphas, [label for label, _, _ in scorers], writer.scores))
+
+
+def trainer_from(args: SimpleNamespace, inference_mode: bool):
+    return make_trainer(args.accelerator, args.devices, args.strategy, args.num_nodes, args.precision, inference_mode)
 
 
 def score_summary(tag: str, attribute: str, alphas, labels: list[str], scores: np.ndarray) -> str:

@@ -1,8 +1,8 @@
 """SeFa (Shen & Zhou, CVPR 2021): closed-form directions from the weights that act first on the latent.
 
-    python -m latentnav.sefa --config configs/sefa/demo.yaml
-    python -m latentnav.sefa --generator ffhq.pt --space w --layers coarse --out sefa_coarse.npz
-    python -m latentnav.sefa --generator g.pt --generator_options '{"class_path": "mypkg.G", "init_args": {"z_dim": 128}}'
+    latentnav sefa --config configs/sefa/demo.yaml
+    latentnav sefa --generator ffhq.pt --space w --layers coarse --out sefa_coarse.npz
+    latentnav sefa --generator g.pt --generator_options '{"class_path": "mypkg.G", "init_args": {"z_dim": 128}}'
 
 For weights A_1..A_m (each (out_i, d), h_i = A_i latent) SeFa finds the unit directions n
 that change the first layers' outputs most: the top eigenvectors of AᵀA, A = [A_1; ...; A_m].
@@ -18,7 +18,8 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from latentnav.errors import ConfigError, run_command
+from latentnav.commands.grammar import Command
+from latentnav.errors import ConfigError
 
 GROUPS = ("all", "coarse", "middle", "fine")
 
@@ -142,10 +143,8 @@ def main_function(generator: str = "demo", generator_options: Optional[dict] = N
           f"top eigenvalues {top}; written to {path}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from jsonargparse import CLI
-
-    return run_command(lambda: CLI(main_function, args=argv, as_positional=False))
+COMMAND = Command(main_function, prog="latentnav sefa")
+main = COMMAND.main
 
 
 if __name__ == "__main__":

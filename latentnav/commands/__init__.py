@@ -1,0 +1,1 @@
+"""The commands: what a user runs (``latentnav SUBCOMMAND``, ``train.py``); the top layer."""
