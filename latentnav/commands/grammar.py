@@ -7,6 +7,7 @@ jsonargparse, :func:`normalise` makes the grammar the one a shell user expects:
 
 - options are spelt with underscores (``--batch_size``, ``--num_nodes``, ``--generator_options``);
   the hyphenated spellings of earlier docs (``--batch-size``) are aliases of the same option;
+- a bool option is also a switch (``--guided`` = ``--guided true``);
 - a list option takes plain words (``--images a.png b/ c/``, ``--alpha -6 6``) as well as its YAML
   form (``--images '[a.png, b/]'``) and jsonargparse's ``--images+ a.png``;
 - a command may name one optional positional (``latentnav generator quality demo``).
@@ -14,6 +15,7 @@ jsonargparse, :func:`normalise` makes the grammar the one a shell user expects:
 
 from __future__ import annotations
 
+import argparse
 import collections.abc
 import inspect
 import json
@@ -25,6 +27,7 @@ from typing import Callable, Optional, Union
 
 from latentnav.errors import run_command
 
+_BOOL_WORDS = {"true", "false", "yes", "no", "1", "0", "on", "off"}
 _NUMBER = re.compile(r"^-(\d|\.\d|inf$|nan$)")
 
 
@@ -45,6 +48,16 @@ def _list_element(hint) -> Optional[type]:
         element = args[0] if args else str
         return element if element in (int, float) else str
     return None
+
+
+def _is_bool(hint) -> bool:
+    return hint is bool or (typing.get_origin(hint) is Union and set(typing.get_args(hint)) == {bool, type(None)})
+
+
+def bool_options(function: Callable) -> set[str]:
+    """``function``'s bool parameters: a bare ``--guided`` means ``--guided true``."""
+    hints = typing.get_type_hints(function)
+    return {name for name in inspect.signature(function).parameters if _is_bool(hints.get(name))}
 
 
 def list_options(function: Callable) -> dict[str, type]:
@@ -70,7 +83,7 @@ def _word(text: str, element: type):
 def normalise(argv: list[str], function: Callable, optional_positional: Optional[str] = None) -> list[str]:
     """``argv`` in jsonargparse's grammar for ``function`` (see the module docstring)."""
     names = set(inspect.signature(function).parameters)
-    lists = list_options(function)
+    lists, flags = list_options(function), bool_options(function)
     out: list[str] = []
     i = 0
     if optional_positional and argv and not _is_flag(argv[0]):
@@ -106,7 +119,10 @@ def normalise(argv: list[str], function: Callable, optional_positional: Optional
                 out.append(f"--{key}")
             i = j
             continue
-        out.append(f"--{key}{'+' if plus else ''}" + (f"={value}" if eq else ""))
+        if key in flags and not eq and (i + 1 == len(argv) or argv[i + 1].lower() not in _BOOL_WORDS):
+            out.append(f"--{key}=true")  # a switch, as argparse's store_true
+        else:
+            out.append(f"--{key}{'+' if plus else ''}" + (f"={value}" if eq else ""))
         i += 1
     return out
 
@@ -138,7 +154,9 @@ class Command:
     def _cli(self, argv: list[str]):
         from jsonargparse import CLI
 
-        return CLI(self.function, args=self.normalise(argv), as_positional=self.positional, prog=self.prog)
+        # exit_on_error=False: a parse error is raised (argparse.ArgumentError), and main prints it as one line.
+        return CLI(self.function, args=self.normalise(argv), as_positional=self.positional, prog=self.prog,
+                   exit_on_error=False)
 
     def parser(self):
         """The jsonargparse parser (nothing is run): for tests and the docs check."""
@@ -151,6 +169,24 @@ class Command:
         return self.parser().parse_args(self.normalise(argv))
 
     def main(self, argv: Optional[list[str]] = None) -> int:
+        """Parse and run; a user error, the command line's included, is one line on stderr and exit 2."""
         argv = sys.argv[1:] if argv is None else list(argv)
-        return run_command(lambda: self._cli(argv))
+        try:
+            return run_command(lambda: self._cli(argv))
+        except argparse.ArgumentError as e:
+            print(f"latentnav: error: {parse_error_line(str(e), self.prog)}", file=sys.stderr)
+            return 2
+
+
+def parse_error_line(message: str, prog: str) -> str:
+    """jsonargparse's parse error (several lines for a value of the wrong type) as one line."""
+    key = re.match(r'Parser key "([^"]+)":', message)
+    if key:
+        types = [t for t in re.findall(r"Expected a <class '(\w+)'>", message) if t != "NoneType"]
+        given = re.search(r"(?:Given value|Got value): (.*)$", message, flags=re.M)
+        expected = " or ".join(dict.fromkeys(types)) or "another value"
+        got = given.group(1).strip() if given else "?"
+        return f"--{key.group(1)}: expected {expected}, got {got[:80]} ({prog} --help lists the options)"
+    first = next((line.strip() for line in message.splitlines() if line.strip()), "cannot parse the command line")
+    return f"{first} ({prog} --help lists the options)"
 

@@ -11,19 +11,8 @@ import torch
 
 from latentnav.directions_file import write_directions
 from latentnav.generators import load_generator
-from latentnav.commands.compare import main, name_directions
+from latentnav.commands.compare import main
 from latentnav.errors import ConfigError
-
-
-def test_naming_by_the_first_order_effect_and_orientation():
-    plus = torch.tensor([[0.4, -0.1, 0.0], [-0.3, 0.05, 0.0], [0.2, -0.15, -0.05]], dtype=torch.float64)
-    minus = torch.tensor([[-0.4, 0.1, 0.0], [0.35, -0.05, 0.1], [-0.1, 0.3, 0.05]], dtype=torch.float64)
-    named = name_directions(plus, minus)
-    assert named["sign"].tolist() == [1.0, -1.0, -1.0]
-    # third: going backwards raises attribute 1 most (0.3 > 0.2), but attribute 1 is also what
-    # the direction moves most to first order ((-0.15 - 0.3) / 2): named 1, oriented backwards
-    assert named["target"].tolist() == [0, 0, 1]
-    torch.testing.assert_close(named["purity"], torch.tensor([0.8, 0.35 / 0.5, 0.3 / 0.45], dtype=torch.float64))
 
 
 def smiling_direction(G, judge, n=3000):
@@ -129,7 +118,7 @@ def test_a_held_out_judge_scores_the_same_images_in_its_own_column_order(tmp_pat
 
 
 def test_method_averages_are_over_the_attributes_every_method_flips():
-    from latentnav.commands.compare import like_with_like
+    from latentnav.commands.comparison_report import like_with_like
 
     nan = float("nan")
 

@@ -105,6 +105,13 @@ def test_normalise_leaves_values_and_unknown_flags_alone():
     assert normalise(["--images", "a", "--", "--images"], f) == ['--images=["a"]', "--", "--images"]
 
 
+def test_a_bool_option_is_a_switch_too():
+    edit = command("edit")
+    assert edit.parse(["d.npz", "--guided", "--labels", "false", "--attributes", "A"]).guided is True
+    assert edit.parse(["d.npz", "--guided", "--labels", "false"]).labels is False
+    assert edit.parse(["d.npz", "--labels"]).labels is True and edit.parse(["d.npz"]).guided is False
+
+
 def test_a_misspelt_option_is_one_line(capsys):
     from latentnav.commands.cli import main
 

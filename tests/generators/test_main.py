@@ -15,13 +15,14 @@ OPTIONS = {"class_path": CLASS_PATH, "init_args": INIT_ARGS}
 
 def test_info_with_generator_options(tmp_path, capsys):
     save_planted_tiny(tmp_path / "tiny.pt")
-    assert main(["info", str(tmp_path / "tiny.pt"), "--generator-options", json.dumps(OPTIONS), "--device", "cpu"]) == 0
+    assert main(["info", str(tmp_path / "tiny.pt"), "--generator_options", json.dumps(OPTIONS), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("ModuleAdapter on cpu: resolution 16, spaces z (8,)")
     assert f"options: {OPTIONS}" in out
-    for options, message in (("{bad", "--generator-options: not JSON (Expecting property name enclosed in double "
-                                      "quotes at character 1): {bad"),
-                             ('["x"]', "--generator-options: expected a JSON object, got list"),
+    for options, message in (("{bad", "--generator_options: expected dict, got {bad (latentnav generator "
+                                      "--help lists the options)"),
+                             ('["x"]', "--generator_options: expected dict, got ['x'] (latentnav generator --help "
+                                       "lists the options)"),
                              ('{"classpath": "x"}', "generator options: unknown classpath; expected some of "
                                                     "class_path, init_args, resolution, state_dict_key, strip_prefix, trust_pickle, "
                                                     "w_avg_samples, z_dim")):
@@ -38,7 +39,7 @@ def test_quality_with_generator_options(tmp_path, capsys):
     summary = quality_summary_for(str(tmp_path / "tiny.pt"), 64, "demo", 0, OPTIONS, make_trainer(accelerator="cpu"))
     assert 0 <= summary["confident_mean"] <= 1 and 0 <= summary["freq_gap_max"] <= 1
     assert summary["processes"] == 1 and summary["is_global_zero"]
-    assert main(["quality", str(tmp_path / "tiny.pt"), "--num", "64", "--generator-options", json.dumps(OPTIONS)]) == 0
+    assert main(["quality", str(tmp_path / "tiny.pt"), "--num", "64", "--generator_options", json.dumps(OPTIONS)]) == 0
     assert "(64 samples, " in capsys.readouterr().out
     for flags, message in ((["--accelerator", "cuda"], "trainer (accelerator 'cuda', devices 1, strategy 'auto', "
                                                        "precision '32-true'): `CUDAAccelerator` can not run"),
@@ -60,7 +61,7 @@ def test_quality_on_two_processes_equals_one(tmp_path):
 
     from tests.distributed import REPO
 
-    common = ["quality", "--num", "41", "--batch-size", "8", "--accelerator", "cpu"]
+    common = ["quality", "--num", "41", "--batch_size", "8", "--accelerator", "cpu"]
     assert main([*common, "--json", str(tmp_path / "one.json")]) == 0
     done = subprocess.run([sys.executable, "-m", "latentnav.generators", *common, "--json", str(tmp_path / "two.json"),
                            "--devices", "2", "--strategy", "ddp"], cwd=tmp_path, text=True, capture_output=True,
