@@ -155,8 +155,9 @@ class Command:
         from jsonargparse import CLI
 
         # exit_on_error=False: a parse error is raised (argparse.ArgumentError), and main prints it as one line.
+        # allow_abbrev=False: an option is its full name (a renamed flag must not live on as a prefix).
         return CLI(self.function, args=self.normalise(argv), as_positional=self.positional, prog=self.prog,
-                   exit_on_error=False)
+                   exit_on_error=False, allow_abbrev=False)
 
     def parser(self):
         """The jsonargparse parser (nothing is run): for tests and the docs check."""

@@ -112,6 +112,14 @@ def test_a_bool_option_is_a_switch_too():
     assert edit.parse(["d.npz", "--labels"]).labels is True and edit.parse(["d.npz"]).guided is False
 
 
+def test_an_option_is_its_full_name():
+    """No prefix matching: ``--attr`` is not ``--attributes`` (a renamed flag must not live on as a prefix)."""
+    from argparse import ArgumentError
+
+    with pytest.raises(ArgumentError):
+        command("edit").parse(["d.npz", "--attr", "Smiling"])
+
+
 def test_a_misspelt_option_is_one_line(capsys):
     from latentnav.commands.cli import main
 
