@@ -26,7 +26,7 @@ def main() -> int:
     assert repo not in Path(G.identity["source"]).parents and Path(G.identity["source"]).is_file()
     probs = judge(G.synthesize(G.sample(4, seed=0)))
     assert probs.shape == (4, len(judge.attributes)) and 0 <= float(probs.min()) <= float(probs.max()) <= 1
-    for name in ("generators", "callbacks", "datamodules", "lightning_modules", "train"):
+    for name in ("generators", "callbacks", "datamodules", "lightning_modules", "commands", "train"):
         try:
             __import__(name)
         except ModuleNotFoundError:

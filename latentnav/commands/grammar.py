@@ -71,6 +71,11 @@ def list_options(function: Callable) -> dict[str, type]:
     return found
 
 
+def _takes_a_word(hint) -> bool:
+    """Whether ``hint`` also takes one plain string (``Union[str, Sequence[int]]``: ``--layers coarse``)."""
+    return hint is str or (typing.get_origin(hint) is Union and any(_takes_a_word(h) for h in typing.get_args(hint)))
+
+
 def _word(text: str, element: type):
     if element in (int, float):
         try:
@@ -84,6 +89,7 @@ def normalise(argv: list[str], function: Callable, optional_positional: Optional
     """``argv`` in jsonargparse's grammar for ``function`` (see the module docstring)."""
     names = set(inspect.signature(function).parameters)
     lists, flags = list_options(function), bool_options(function)
+    hints = typing.get_type_hints(function)
     out: list[str] = []
     i = 0
     if optional_positional and argv and not _is_flag(argv[0]):
@@ -111,8 +117,8 @@ def normalise(argv: list[str], function: Callable, optional_positional: Optional
             while j < len(argv) and not _is_flag(argv[j]):
                 words.append(argv[j])
                 j += 1
-            if len(words) == 1 and words[0].lstrip().startswith("["):
-                out += [f"--{key}", words[0]]  # the YAML form
+            if len(words) == 1 and (words[0].lstrip().startswith("[") or _takes_a_word(hints.get(key))):
+                out += [f"--{key}", words[0]]  # the YAML form, or the one word a str-or-list option takes
             elif words:
                 out.append(f"--{key}=" + json.dumps([_word(w, lists[key]) for w in words]))
             else:

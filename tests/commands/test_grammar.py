@@ -105,6 +105,13 @@ def test_normalise_leaves_values_and_unknown_flags_alone():
     assert normalise(["--images", "a", "--", "--images"], f) == ['--images=["a"]', "--", "--images"]
 
 
+def test_a_str_or_list_option_keeps_one_word_as_a_word():
+    sefa = command("sefa")
+    assert sefa.parse(["--layers", "coarse"]).layers == "coarse"
+    assert sefa.parse(["--layers", "0", "1", "conv3"]).layers == [0, 1, "conv3"]  # indices and names
+    assert sefa.parse(["--layers", "[0, 1]"]).layers == [0, 1]
+
+
 def test_a_bool_option_is_a_switch_too():
     edit = command("edit")
     assert edit.parse(["d.npz", "--guided", "--labels", "false", "--attributes", "A"]).guided is True
