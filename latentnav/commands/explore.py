@@ -13,12 +13,20 @@ attributes' directions out of each edit (InterFaceGAN's conditional edit); "guid
 summed edit in steps, holding the kept attributes with the annotator's gradients. "save strip / GIF"
 writes the current edit, from no edit to the sliders' values, as the edit command would.
 Rendering runs on the generator's device (``--device``).
+
+Only this machine can reach it by default. A ``--host`` other than a loopback address (127.0.0.0/8,
+::1, ``localhost``) is refused unless ``--allow_remote`` is given; then a random access token
+(``secrets.token_urlsafe``) is printed once and every request needs it (Gradio's login page: the token
+is the password, any user name). Saved files land only inside ``--out``, under sanitised names.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
+import secrets
 import socket
 import sys
 import time
@@ -158,13 +166,19 @@ class Explorer:
         return self.add_rows(latent, noise)
 
     def save(self, method: int, amounts: list[float], seed: int, row: Optional[int], keep: list[str], out: str,
-             frames: int = 9, scale: int = 3) -> list[Path]:
-        """A strip and a GIF of the current edit, from no edit to the sliders' values (``frames`` steps)."""
+             frames: int = 9, scale: int = 3, name: Optional[str] = None) -> list[Path]:
+        """A strip and a GIF of the current edit, from no edit to the sliders' values (``frames`` steps):
+        ``<out>/<name>.png`` and ``.gif``, the name sanitised (:func:`safe_stem`; default
+        ``explore_<file>_seed<s>``) and both paths checked to lie inside ``out`` (:func:`inside_folder`)."""
         from latentnav.callbacks.edit_writer import write_edit
 
+        if name is None:
+            name = f"explore_{_slug(Path(self.methods[method]['file']).stem)}_seed{seed if row is None else f'row{row}'}"
+        tag = safe_stem(name)
+        for suffix in (".png", ".gif"):  # before any work: nothing is rendered for a refused name
+            inside_folder(out, tag + suffix)
         images = [self.render(method, [a * t for a in amounts], seed, row, keep)[0]
                   for t in np.linspace(0.0, 1.0, frames)]
-        tag = f"explore_{_slug(Path(self.methods[method]['file']).stem)}_seed{seed if row is None else f'row{row}'}"
         Path(out).mkdir(parents=True, exist_ok=True)
         return write_edit(np.stack(images)[:, None], list(np.linspace(0.0, 1.0, frames)), Path(out), tag, scale)
 
@@ -184,6 +198,46 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:40] or "method"
 
 
+MAX_STEM = 100  # characters of a saved file's name before its suffix
+
+
+def safe_stem(name: str) -> str:
+    """A file name stem made from ``name``: only letters, digits, ``_ - .`` (anything else, path separators
+    included, becomes ``_``), no leading dot (no hidden files, no ``..``), at most :data:`MAX_STEM`
+    characters; ``explore`` where nothing is left."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).lstrip(".")[:MAX_STEM].rstrip(".")
+    return stem or "explore"
+
+
+def inside_folder(folder: str | os.PathLike, name: str) -> Path:
+    """``folder / name`` once checked to resolve (symbolic links followed) inside ``folder``; anything
+    else is one ``ConfigError`` line."""
+    root = Path(folder).resolve()
+    target = (root / name).resolve()
+    if target.parent != root and root not in target.parents:
+        raise ConfigError(f"save: {name!r} resolves to {target}, outside the output folder {root}; not written")
+    return root / name
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1, an IPv4-mapped 127.x) or ``localhost``."""
+    if host.strip().lower().rstrip(".") in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return False  # a host name: it may name any interface
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """A non-loopback ``--host`` without ``--allow_remote`` is one line."""
+    if not is_loopback(host) and not allow_remote:
+        raise ConfigError(f"--host {host!r}: not a loopback address (127.0.0.1, ::1, localhost), so other machines "
+                          "could use the explorer; pass --allow_remote to serve it there behind an access token")
+
+
 def _names_from_comparison(path: str) -> dict:
     """{(file, direction index): (name, sign)} from a ``latentnav compare`` comparison.json."""
     from latentnav.errors import DataFormatError
@@ -198,13 +252,25 @@ def _names_from_comparison(path: str) -> dict:
 
 def check_port(host: str, port: int) -> None:
     """A port already in use is one line (before Gradio would pick another one silently or fail)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as e:
             raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); choose another port") \
                 from None
+
+
+def launch(app, host: str, port: int, token: Optional[str] = None) -> None:
+    """Serve ``app`` (queued, in the background) on ``host:port``; with ``token``, Gradio's login is
+    required for every route (page, config, queue, uploads, files): any user name, ``token`` the password."""
+    def password_is_token(username: str, password: str) -> bool:
+        return secrets.compare_digest(str(password).encode(), token.encode())
+
+    app.queue()
+    app.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
+               show_error=True, quiet=True, ssr_mode=False, auth=password_is_token if token else None,
+               auth_message="latentnav explorer: the access token printed at start is the password")
 
 
 def build_app(explorer: Explorer, out: str = "runs/explore", display: int = 256):
@@ -279,7 +345,8 @@ def build_app(explorer: Explorer, out: str = "runs/explore", display: int = 256)
 def main_function(directions: list[str], generator: Optional[str] = None, annotator: str = "demo",
                   judge: Optional[str] = "demo_judge", latents: Optional[str] = None,
                   images: Optional[list[str]] = None, names: Optional[str] = None, host: str = "127.0.0.1",
-                  port: int = 7860, device: str = "cpu", out: str = "runs/explore", open_for: float = 0) -> None:
+                  port: int = 7860, device: str = "cpu", out: str = "runs/explore", open_for: float = 0,
+                  allow_remote: bool = False) -> None:
     """Start the explorer.
 
     Args:
@@ -294,7 +361,10 @@ def main_function(directions: list[str], generator: Optional[str] = None, annota
         device: where the generator renders (cpu, cuda, ...).
         out: folder for saved strips and GIFs.
         open_for: seconds to serve before exiting (0: until interrupted).
+        allow_remote: allow a ``host`` other than a loopback address (0.0.0.0, a LAN address); every
+            request then needs the access token printed at start (the login page's password).
     """
+    check_host(host, allow_remote)
     if port < 1 or port > 65535:
         raise ConfigError(f"--port: expected 1..65535, got {port}")
     check_port(host, port)
@@ -315,10 +385,12 @@ def main_function(directions: list[str], generator: Optional[str] = None, annota
         found = read_latents(folder / "latents.pt", explorer.G.identity, space)
         explorer.add_rows(found["latents"], found["noise"])
     app = build_app(explorer, out)
-    app.queue()
-    app.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
-               show_error=True, quiet=True)
+    token = None if is_loopback(host) else secrets.token_urlsafe(24)
+    launch(app, host, port, token)
     print(f"latentnav: explorer on http://{host}:{port} (Ctrl-C to stop)", flush=True)
+    if token:
+        print(f"latentnav: access token (the login page's password, any user name; shown only now): {token}",
+              flush=True)
     try:
         deadline = time.monotonic() + open_for if open_for > 0 else None
         while deadline is None or time.monotonic() < deadline:
