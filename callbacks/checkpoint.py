@@ -30,8 +30,11 @@ class Checkpoint(ModelCheckpoint):
 
     Recent Lightning releases refresh ``last.ckpt`` only in a step that also wrote a
     top-k checkpoint, so once the monitored metric stops improving a resume would go back
-    to the best step instead of where the run stopped. This refreshes ``last.ckpt``
-    after every validation and when training ends (``max_steps`` reached mid-epoch too).
+    to the best step instead of where the run stopped; and with ``every_n_train_steps`` a
+    mid-epoch save is deferred while the monitored metric (a validation metric) does not exist
+    yet, so no mid-epoch ``last.ckpt`` was written at all. This refreshes ``last.ckpt`` every
+    ``every_n_train_steps`` steps, after every validation and when training ends (``max_steps``
+    reached mid-epoch too).
 
     Every file is written by :class:`AtomicCheckpointIO` (installed on the Trainer's strategy
     when it uses Lightning's plain torch IO; a user's own IO plugin is left alone), and the
@@ -49,6 +52,24 @@ class Checkpoint(ModelCheckpoint):
     def _refresh_last(self, trainer: pl.Trainer) -> None:
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        every = self._every_n_train_steps
+        if every >= 1 and trainer.global_step % every == 0:
+            self._refresh_last(trainer)  # skipped where this step is already saved
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # Pre-emption (SIGTERM / SIGUSR1, see callbacks/preemption.py): every rank stops at the same step, so
+        # last.ckpt is written here as at any step, and the command's closing line names it.
+        super().on_exception(trainer, pl_module, exception)
+        if type(exception).__name__ != "SIGTERMException" or not self.save_last:
+            return
+        self._refresh_last(trainer)
+        if self.last_model_path:
+            exception.latentnav_resume = (f"stopped at global step {trainer.global_step}; resumable checkpoint "
+                                          f"{self.last_model_path} (resume: fit --ckpt_path {self.last_model_path})")
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)

@@ -94,6 +94,16 @@ class AnnotationWriter(BasePredictionWriter):
                     torch.cat([p["logits"] for p in parts]), pl_module.attributes)
         self.written.append(s)
 
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        # SIGTERM: Lightning's predict loop runs on; the finished shards are the safe point. On several
+        # processes callbacks/preemption.py stops every rank at the same batch instead (one rank alone
+        # stopping would leave the others waiting in a collective).
+        if trainer.world_size == 1 and trainer.received_sigterm:
+            from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+            raise SIGTERMException()
+
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._buffers:
             raise RuntimeError(f"shards {sorted(self._buffers)} were left incomplete")
@@ -107,6 +117,10 @@ class AnnotationWriter(BasePredictionWriter):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._held.close()  # a failed job (in a process that goes on, e.g. a notebook) must not keep the store locked
+        if type(exception).__name__ == "SIGTERMException" and self.key is not None:
+            done = len(complete_shards(self.out_dir, self.key))
+            exception.latentnav_resume = (f"the annotation store {self.out_dir} keeps its {done} complete shard(s); "
+                                          "run the same command again to annotate the rest")
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._held.close()

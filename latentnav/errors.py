@@ -97,10 +97,22 @@ def _lightning_refusal(exc: BaseException) -> Optional[str]:
     return None
 
 
+PREEMPTED = 143  # 128 + SIGTERM: what a shell reports for a process that SIGTERM ended
+
+
 def run_command(body: Callable[[], object]) -> int:
-    """Run a command's body; a user error (however wrapped) prints as one line and gives 2."""
+    """Run a command's body; a user error (however wrapped) prints as one line and gives 2. A run
+    stopped by SIGTERM / SIGUSR1 (Lightning's ``SIGTERMException``, a ``SystemExit`` whose code would
+    be 0; see ``callbacks/preemption.py``) prints one line with what to resume from and gives 143."""
     try:
         body()
+    except SystemExit as e:
+        if type(e).__name__ != "SIGTERMException":  # matched by name: this layer does not import Lightning
+            raise
+        if getattr(e, "latentnav_rank", 0) == 0:
+            resume = getattr(e, "latentnav_resume", None) or "stopped at a safe point"
+            print(f"latentnav: stopped by a termination signal (SIGTERM/SIGUSR1): {resume}", file=sys.stderr)
+        return PREEMPTED
     except Exception as e:
         error = user_error(e)
         refusal = _lightning_refusal(e) if error is None else None

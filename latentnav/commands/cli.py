@@ -24,6 +24,7 @@ from pytorch_lightning.cli import LightningCLI
 
 from latentnav.callbacks.checkpoint import Checkpoint
 from latentnav.callbacks.divergence_guard import DivergenceGuard
+from latentnav.callbacks.preemption import Preemption
 from latentnav.callbacks.process_group_exit import ProcessGroupExit
 from latentnav.callbacks.run_identity import KEY as RUN_KEY, RunIdentity, check_run_identity, run_identity
 from latentnav.callbacks.run_summary import RunSummary
@@ -31,6 +32,9 @@ from latentnav.callbacks.thread_budget import ThreadBudget
 from latentnav.errors import ConfigError, run_command
 
 _LIGHTNING_CKPT_ALIASES = {"best", "last", "hpc", "registry"}
+# Model arguments computed from the data when both are built ({model argument: data attribute}): a
+# checkpoint records their values, the config does not (its value is filled in at instantiation).
+LINKED_AT_INSTANTIATION = {"latent_dim": "data.latent_dim"}
 
 
 class LatentNavCLI(LightningCLI):
@@ -53,35 +57,40 @@ class LatentNavCLI(LightningCLI):
         )
 
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI replaces the model's arguments (and class!) with the checkpoint's
-        # hyper-parameters. The file is read weights-only here first (an unreadable one is one
-        # line); a different model class or generator is refused, other replaced values reported.
+        # LightningCLI would rebuild the model from the checkpoint's hyper-parameters: a value given on
+        # the line (a new lr) was silently dropped (config.yaml, hparams and optimizer all kept the old
+        # one), and a link target the class does not take (the data's latent_dim, recorded in the
+        # unsupervised model's hparams) was passed to it on resume. Here the config builds the model and
+        # must agree with the checkpoint: a different class, generator or model setting is one line.
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
         self.resume_checkpoint = None
-        if ckpt and ckpt not in _LIGHTNING_CKPT_ALIASES:
-            if not Path(ckpt).is_file():
-                raise ConfigError(f"--ckpt_path: checkpoint {ckpt} not found")
-            from latentnav.safe_load import read_training_checkpoint
+        if not ckpt or ckpt in _LIGHTNING_CKPT_ALIASES:
+            return
+        if not Path(ckpt).is_file():
+            raise ConfigError(f"--ckpt_path: checkpoint {ckpt} not found")
+        from latentnav.safe_load import read_training_checkpoint
 
-            self.resume_checkpoint = read_training_checkpoint(ckpt)
-        before_class, before = _model_class(self.config[sub]) if sub else None, _model_args(self.config[sub]) if sub else {}
-        super()._parse_ckpt_path()
-        after = _model_args(self.config[sub]) if sub else {}
-        after_class = _model_class(self.config[sub]) if sub else None
-        if before_class and after_class and before_class != after_class:
-            raise ConfigError(f"--ckpt_path {ckpt}: holds a {after_class} model, but the config's model is "
-                              f"{before_class}; resume with the config it was trained with")
-        changed = {k: (before[k], after.get(k)) for k in before if k in after and before[k] != after[k]}
-        if "generator" in changed:
-            mine, theirs = changed.pop("generator")
-            raise ConfigError(
-                f"checkpoint was made with generator {theirs}, but model.generator is {mine}; "
-                "pass the checkpoint's generator to resume"
-            )
-        if changed:
-            listed = ", ".join(f"{k}={v[1]!r} (not {v[0]!r})" for k, v in changed.items())
-            print(f"latentnav: --ckpt_path restores the checkpoint's model arguments: {listed}", file=sys.stderr)
+        self.resume_checkpoint = read_training_checkpoint(ckpt)  # weights-only; an unreadable file is one line
+        recorded = dict(self.resume_checkpoint.get("hyper_parameters") or {})
+        theirs_class = recorded.pop("_class_path", None)
+        recorded.pop("_instantiator", None)
+        mine_class = _model_class(self.config[sub])
+        if theirs_class and mine_class and theirs_class != mine_class:
+            raise ConfigError(f"--ckpt_path {ckpt}: holds a {theirs_class} model, but the config's model is "
+                              f"{mine_class}; resume with the config it was trained with")
+        mine = _plain(_model_args(self.config[sub]))
+        differ = [k for k in mine if k in recorded and k not in LINKED_AT_INSTANTIATION
+                  and _plain(recorded[k]) != mine[k]]
+        if "generator" in differ:
+            raise ConfigError(f"checkpoint was made with generator {recorded['generator']}, but model.generator is "
+                              f"{mine['generator']}; pass the checkpoint's generator to resume")
+        if differ:
+            listed = "; ".join(f"model.{k} is {mine[k]!r} here but {_plain(recorded[k])!r} in the checkpoint"
+                               for k in differ)
+            raise ConfigError(f"--ckpt_path {ckpt}: {listed}. A resume continues that run with its model settings "
+                              "and optimizer state: resume with the checkpoint's values, or start a new run "
+                              "(without --ckpt_path)")
 
     def before_fit(self) -> None:
         # Before the Trainer's prepare_data (the annotation job): what would fail late fails now, as
@@ -101,10 +110,10 @@ class LatentNavCLI(LightningCLI):
             check_fit_outputs(self.trainer, self.model)
 
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
-        # Not config keys: a clean exit of distributed ranks and the record of what a checkpoint was
-        # trained from are not choices (see the callbacks).
+        # Not config keys: a clean exit of distributed ranks, the record of what a checkpoint was trained
+        # from and stopping at a safe point on SIGTERM / SIGUSR1 are not choices (see the callbacks).
         trainer = super().instantiate_trainer(**kwargs)
-        trainer.callbacks += [RunIdentity(), ProcessGroupExit()]
+        trainer.callbacks += [RunIdentity(), ProcessGroupExit(), Preemption()]
         if _launching_process():
             claim_log_version(trainer)
         return trainer
@@ -115,7 +124,8 @@ class LatentNavCLI(LightningCLI):
         # a supervised model's latent size is the generator's, read by the data when it is built.
         parser.link_arguments("data.init_args.attributes", "model.init_args.attributes")
         parser.link_arguments("model.init_args.num_directions", "data.init_args.num_directions")
-        parser.link_arguments("data.latent_dim", "model.init_args.latent_dim", apply_on="instantiate")
+        for target, source in LINKED_AT_INSTANTIATION.items():
+            parser.link_arguments(source, f"model.init_args.{target}", apply_on="instantiate")
         parser.add_lightning_class_args(Checkpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "best-{epoch}-{step}"})
         parser.add_lightning_class_args(DivergenceGuard, "divergence")
@@ -159,6 +169,17 @@ def _model_class(config) -> Optional[str]:
     model = config.get("model") if config is not None else None
     return getattr(model, "class_path", None) if model is not None and not isinstance(model, dict) else (
         model.get("class_path") if isinstance(model, dict) else None)
+
+
+def _plain(value):
+    """Config values as plain data, comparable with a checkpoint's hparams (Namespaces -> dicts, tuples -> lists)."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _model_args(config) -> dict:
