@@ -3,11 +3,17 @@
 With scorers (``EditRendering(scorers=...)``: the own annotator, a held-out judge), each frame of the strip
 is labelled with their probabilities of the edited attribute (``own .12 judge .10``, a ``!`` where the two
 differ by more than :data:`DISAGREE`), and ``<tag>_scores.tsv`` lists them: one row per (sample, alpha).
+
+The tag passes through ``latentnav.names.safe_stem`` (the command builds it from names in a directions file:
+no path separators, ``..``, leading dots or over-long names reach the file system). Every file is written
+atomically; once they are written, the temporary files of those names that a killed run left in the folder
+and the per-rank parts of a killed multi-process run are deleted.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -16,7 +22,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from latentnav.atomic import atomic_torch_save, atomic_write, atomic_write_text
+from latentnav.atomic import atomic_torch_save, atomic_write, atomic_write_text, remove_stale_temporaries
+from latentnav.names import safe_stem
 from latentnav.images import labelled_rows, tile, upscale
 
 DISAGREE = 0.25  # probability gap between the first two scorers that marks a frame's label with "!"
@@ -32,7 +39,7 @@ class EditWriter(BasePredictionWriter):
 
     Args:
         out_dir: the output folder (shared by every node).
-        tag: the files' name.
+        tag: the files' name (made safe with :func:`latentnav.names.safe_stem`).
         alphas: the columns' labels.
         scale: pixel upscaling of the outputs.
         scorers: one ``(label, column name)`` per row of the predictions' ``"scores"`` (e.g.
@@ -47,7 +54,9 @@ class EditWriter(BasePredictionWriter):
     def __init__(self, out_dir: str, tag: str, alphas, scale: int = 3, scorers=(), originals=None) -> None:
         super().__init__(write_interval="batch")
         self.originals = originals
-        self.out_dir, self.tag, self.alphas, self.scale = Path(out_dir), tag, [float(a) for a in alphas], scale
+        self.out_dir, self.tag = Path(out_dir), safe_stem(tag, "EditWriter tag")
+        self.alphas, self.scale = [float(a) for a in alphas], scale
+        self.started = time.time()
         self.scorers = [(str(label), str(name)) for label, name in scorers]
         self.rows: list[torch.Tensor] = []
         self.frames: list[np.ndarray] = []
@@ -64,6 +73,7 @@ class EditWriter(BasePredictionWriter):
         warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
         trainer.predict_loop.return_predictions = False  # the frames are kept here, once
         self.rows, self.frames, self.score_parts, self.scores, self.written = [], [], [], None, []
+        self.started = time.time()
 
     def write_on_batch_end(self, trainer, pl_module, prediction: dict, batch_indices, batch, batch_idx: int,
                            dataloader_idx: int = 0) -> None:
@@ -92,7 +102,6 @@ class EditWriter(BasePredictionWriter):
             rows = [p["rows"] for p in parts if p["frames"] is not None]
             frames = [p["frames"].numpy() for p in parts if p["frames"] is not None]
             scores = [p["scores"].numpy() for p in parts if p["frames"] is not None and p["scores"] is not None]
-            shutil.rmtree(self.parts, ignore_errors=True)
         order = torch.cat(rows).argsort().numpy()
         self.scores = np.concatenate(scores, axis=2)[:, :, order] if self.scorers else None
         self.written = write_edit(np.concatenate(frames, axis=1)[:, order], self.alphas, self.out_dir, self.tag,
@@ -100,6 +109,10 @@ class EditWriter(BasePredictionWriter):
         if self.scorers:
             self.written.append(write_scores(self.scores, self.alphas, [name for _, name in self.scorers],
                                              self.out_dir / f"{self.tag}_scores.tsv"))
+        # Written: what a killed run of the same files left behind goes (its temporaries, its ranks' parts).
+        shutil.rmtree(self.parts, ignore_errors=True)
+        remove_stale_temporaries(self.out_dir, [f"{self.tag}{suffix}" for suffix in (".png", ".gif", "_scores.tsv")],
+                                 started=self.started)
 
 
 def write_edit(frames: np.ndarray, alphas: list[float], out_dir: Path, tag: str, scale: int = 3,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -140,19 +141,76 @@ def load_generator(
     )
 
 
+# Recorded options that choose no code and lift no safety flag: applied from the file without the user
+# repeating them (a bound keeps a hostile value from making the load itself the attack: w_avg_samples 1e12 would
+# sample for days). z_dim / resolution only tell a TorchScript or class_path generator its sizes (probed or
+# checked against its output); w_avg_samples is how many samples StyleGAN2's mean w is estimated from: leaving
+# it out would silently change the images. Everything else (class_path, init_args, trust_pickle, state_dict_key,
+# strip_prefix, and any key not known here) must be repeated by the user.
+DESCRIPTIVE_OPTIONS = {"z_dim": (1, 65536), "resolution": (1, 65536), "w_avg_samples": (1, 1_000_000)}
+
+
+#: The keyword arguments a user may give ``load_generator`` (``--generator_options``).
+LOAD_OPTIONS = frozenset(inspect.signature(load_generator).parameters) - {"source", "map_location"}
+
+
+def _check_option_names(options: dict, field: str) -> None:
+    unknown = sorted(set(options) - LOAD_OPTIONS)
+    if unknown:
+        raise ConfigError(f"{field}: unknown {', '.join(unknown)}; expected some of {', '.join(sorted(LOAD_OPTIONS))}")
+
+
+def _descriptive(key: str, value: Any) -> bool:
+    low, high = DESCRIPTIVE_OPTIONS.get(key, (None, None))
+    return low is not None and isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _recorded_path(recorded: dict) -> Path:
+    """The recorded source as a file here: the path itself, or (a file made on another machine) the bundled
+    generator whose sha256 is the recorded one; else one line."""
+    source = recorded.get("source", "demo")
+    path = BUNDLED.get(str(source), Path(str(source)))
+    if path.is_file():
+        return path
+    if recorded.get("sha256"):
+        for candidate in BUNDLED.values():
+            if candidate.is_file() and sha256_of(candidate) == recorded["sha256"]:
+                return candidate
+    return resolve_source(source, "generator", field="generator (recorded in the file; give --generator)")
+
+
 def load_generator_like(recorded: dict, source: Optional[str | os.PathLike] = None,
-                        map_location: str | torch.device = "cpu") -> FrozenGenerator:
+                        options: Optional[dict] = None, map_location: str | torch.device = "cpu",
+                        what: str = "the directions file", flag: str = "--generator_options") -> FrozenGenerator:
     """Load the generator a file was made with, from its recorded identity (source, sha256, options).
 
-    ``source`` overrides the recorded path (e.g. the checkpoint moved); the options
-    (``class_path``, ``init_args``, ...) are the recorded ones and the sha256 must match.
+    A file's identity is data that people share: it describes, it does not command. ``source`` (the user's)
+    overrides the recorded path (e.g. the checkpoint moved); either file's sha256 is compared with the
+    recorded one *before* anything is unpickled or built. The load options are the user's ``options``
+    (``--generator_options``) only: recorded options that choose code or lift a safety flag (``class_path``,
+    ``init_args``, ``trust_pickle``, ``state_dict_key``, ``strip_prefix``) are refused in one line saying what
+    to pass unless the user repeats them (a value of their own wins); small numeric sizes
+    (:data:`DESCRIPTIVE_OPTIONS`) are taken from the file. ``what`` names the file in the messages.
     """
-    G = load_generator(source or recorded.get("source", "demo"), map_location=map_location,
-                       **dict(recorded.get("options") or {}))
-    if recorded.get("sha256") and recorded["sha256"] != G.identity.get("sha256"):
-        raise ConfigError(f"generator {G.identity.get('source')} (sha256 {str(G.identity.get('sha256'))[:12]}) is not "
-                          f"the one the file was made with: {recorded.get('source')} "
-                          f"(sha256 {str(recorded['sha256'])[:12]})")
+    options = dict(options or {})
+    _check_option_names(options, flag)
+    path = resolve_source(source, "generator", field="--generator") if source else _recorded_path(recorded)
+    mine, theirs = sha256_of(path), recorded.get("sha256")
+    if theirs and theirs != mine:
+        raise ConfigError(f"{what} was made for generator {recorded.get('source')} (sha256 {str(theirs)[:12]}), "
+                          f"not {path} (sha256 {mine[:12]})")
+    wanted = dict(recorded.get("options") or {})
+    missing = {k: v for k, v in wanted.items() if k not in options and not _descriptive(k, v)}
+    if missing:
+        found = json.dumps(wanted, sort_keys=True)
+        suggested = json.dumps(dict(missing, **options), sort_keys=True)
+        raise ConfigError(f"{what} records generator options {found}; a directions file cannot choose code to run "
+                          f"or lift a safety flag: pass them yourself with {flag} '{suggested}' if you trust them")
+    applied = {k: v for k, v in wanted.items() if k not in options}  # only descriptive ones are left here
+    G = load_generator(path, map_location=map_location, **applied, **options)
+    if theirs and G.identity.get("sha256") != theirs:  # the file changed while it was read
+        raise ConfigError(f"generator {path} changed while it was loaded (sha256 {str(G.identity.get('sha256'))[:12]}, "
+                          f"expected {str(theirs)[:12]})")
     return G
 
 
@@ -173,10 +231,7 @@ def load_generator_on(source: str, options: Optional[dict], device: torch.device
     """``load_generator(source, **options)`` on ``device``; ``options`` are its keyword arguments
     (class_path, init_args, z_dim, resolution, trust_pickle, w_avg_samples), checked by name."""
     options = dict(options or {})
-    known = set(inspect.signature(load_generator).parameters) - {"source", "map_location"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(f"generator options: unknown {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
+    _check_option_names(options, "generator options")
     return load_generator(source, map_location=device, **options).to(device)
 
 

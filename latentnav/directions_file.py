@@ -4,6 +4,11 @@ Arrays: ``directions`` (K, d) float32 rows, ``names`` (K,) str, ``method`` str, 
 ``generator`` (the generator's identity as JSON: source, sha256, class, load options), optionally
 ``seconds`` (the method's compute time) and extra arrays (e.g. ``eigenvalues`` (K,)). Read with
 ``allow_pickle=False``.
+
+The names are data: a command that picks a row by name goes through :func:`row_of` (a name on two rows is
+one line naming the file and the rows, never a silent pick of the first), and a name only becomes a file
+name through ``latentnav.names`` (``safe_stem``). The recorded ``generator`` options are descriptive:
+``load_generator_like`` never runs what they name unless the user repeats them.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 import torch
 
 from latentnav.atomic import atomic_write
-from latentnav.errors import DataFormatError
+from latentnav.errors import ConfigError, DataFormatError
 
 
 def check_rows(directions: torch.Tensor, where: str) -> None:
@@ -65,6 +70,27 @@ def read_directions(path: str | Path) -> dict:
     return found
 
 
+def duplicated_names(names: list[str]) -> dict[str, list[int]]:
+    """{name: its rows} for every name on more than one row."""
+    rows: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        rows.setdefault(n, []).append(i)
+    return {n: r for n, r in rows.items() if len(r) > 1}
+
+
+def row_of(found: dict, name: str, where: str, field: str = "attribute") -> int:
+    """The row of the direction named ``name`` in a read directions file (``where``: its path, for the
+    message); a name that is missing, or on several rows (which one did the user mean?), is one line."""
+    names = list(found["names"])
+    rows = [i for i, n in enumerate(names) if n == name]
+    if not rows:
+        raise ConfigError(f"{field} {name!r} is not in the directions file; it has {' '.join(names)}")
+    if len(rows) > 1:
+        raise DataFormatError(f"{where}: direction name {name!r} is on rows {rows}; a name must pick one row "
+                              "(rename the duplicates)")
+    return rows[0]
+
+
 # The latents file of a projection (``latentnav project``), read by ``latentnav edit --latents``.
 LATENTS_FORMAT = "latentnav-latents/1"
 
@@ -74,7 +100,6 @@ def read_latents(path: str | Path, generator_identity: Optional[dict] = None, sp
     (N, 1, r, r) maps or None}`` (None where unknown) from
     a projection's ``latents.pt`` or a plain saved tensor (weights-only). With a ``generator_identity`` a
     file recorded for another generator (sha256) is one line; with ``space`` a file of another space is."""
-    from latentnav.errors import ConfigError
     from latentnav.safe_load import safe_torch_load
 
     found = safe_torch_load(path)

@@ -21,6 +21,11 @@ For every ``directions.npz`` (all made on one generator), with the attribute cla
    heat-maps (rows = directions, columns = attributes: the change at the 50 % flip step on the
    samples where the named attribute was off; red = up, blue = down), ``names_<method>.tsv``,
    and the same in TensorBoard under ``out/tensorboard``.
+
+The generator is the file the directions files recorded (or ``--generator``), its sha256 compared with
+the recorded one before anything is loaded; load options that choose code (``class_path``, ``init_args``,
+``trust_pickle``, ...) are taken from ``--generator_options`` only, never from the files. The outputs are
+published together, with one run id (``comparison_report``'s docstring).
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ def _judge_columns(source: str, attributes: list[str]):
 def compare(files: list[str], annotator: str = "demo", generator: Optional[str] = None, num_samples: int = 400,
             seed: int = 12345, naming_alpha: float = 2.0, purity_threshold: float = 0.5, batch_size: int = 100,
             trainer=None, held_out_judge: Optional[str] = None, replicates: int = 200,
-            nuisance: Optional[str] = None, identity: Optional[str] = None) -> dict:
+            nuisance: Optional[str] = None, identity: Optional[str] = None,
+            generator_options: Optional[dict] = None) -> dict:
     """The comparison's numbers (see the module docstring) for a list of directions files.
 
     Both passes run as ``trainer.test`` loops (``make_trainer()`` by default) over latent indices:
@@ -78,8 +84,10 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
     if len(shas) > 1:
         listed = ", ".join(f"{f['file']} ({str(f['generator'].get('sha256'))[:12]})" for f in found)
         raise ConfigError(f"directions: the files were made on different generators: {listed}")
-    # Loaded as the run that made the directions did (its recorded options, e.g. class_path); sha256 checked.
-    G = load_generator_like(found[0]["generator"], source=generator)
+    # The recorded generator (or the user's copy), sha256 checked before it is loaded; the recorded options only
+    # describe: code-choosing ones must come from the user (generator_options).
+    G = load_generator_like(found[0]["generator"], source=generator, options=generator_options,
+                            what=found[0]["file"])
     own = load_annotator(annotator)  # the classifier that labelled the directions' training data
     attributes = list(own.attributes)
     held_out, judge_columns = (None, None) if held_out_judge is None else _judge_columns(held_out_judge, attributes)
@@ -135,7 +143,7 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
 
 def main_function(directions: list[str], annotator: str = "demo", judge: Optional[str] = None,
                   nuisance: Optional[str] = None, identity: Optional[str] = None,
-                  generator: Optional[str] = None, num_samples: int = 400, seed: int = 12345, naming_alpha: float = 2.0,
+                  generator: Optional[str] = None, generator_options: Optional[dict] = None, num_samples: int = 400, seed: int = 12345, naming_alpha: float = 2.0,
                   purity_threshold: float = 0.5, batch_size: int = 100, replicates: int = 200,
                   out: str = "runs/comparison",
                   accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
@@ -154,6 +162,8 @@ def main_function(directions: list[str], annotator: str = "demo", judge: Optiona
             in [-1, 1] to embeddings (B, D) (nothing is downloaded); the identity distance 1 - cos of each
             edit is reported.
         generator: generator source (default: the one recorded in the files; its sha256 must match).
+        generator_options: load_generator keyword arguments (class_path, init_args, trust_pickle, ...): never
+            read from the directions files, which only record them; pass them here if you trust them.
         num_samples: latents each direction is measured on.
         seed: latent sampling seed.
         naming_alpha: step (along the unit direction) at which directions are named.
@@ -169,7 +179,7 @@ def main_function(directions: list[str], annotator: str = "demo", judge: Optiona
     trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision)
     summary = compare(list(directions), annotator, generator, num_samples, seed, naming_alpha, purity_threshold,
                       batch_size, trainer, held_out_judge=judge, replicates=replicates, nuisance=nuisance,
-                      identity=identity)
+                      identity=identity, generator_options=generator_options)
     if not summary["is_global_zero"]:
         return  # every rank holds the synced numbers; rank 0 writes them
     path = write(summary, Path(out))

@@ -1,18 +1,35 @@
 """The comparison's outputs: ``comparison.md`` (the report text), ``comparison.json``, the
-``effects_<method>.png`` heat-maps, ``names_<method>.tsv`` and TensorBoard, from ``compare()``'s summary."""
+``effects_<method>.png`` heat-maps, ``names_<method>.tsv`` and TensorBoard, from ``compare()``'s summary.
+
+Published together (:func:`latentnav.atomic.publish`): everything is written into a hidden staging folder
+inside ``out`` and renamed into place at the end, ``comparison.json`` (the completion marker) deleted first
+and renamed in last. A run killed before that leaves the previous comparison whole; a run killed during it
+leaves no ``comparison.json``. ``comparison.md`` and every entry of ``comparison.json`` carry the run's id
+(``run_id``), so a reader can check that they belong together; the ``tensorboard`` folder is replaced whole,
+and heat-maps and tables of methods the run does not compare are removed. A finished run deletes the
+staging folders of killed runs.
+
+Method names are data (a directions file's ``method``): their stems go through ``latentnav.names`` (safe
+characters, bounded length; two methods with one name get ``-2``, ``-3``), and names in the TSV tables are
+kept to one cell (tabs and line breaks become spaces).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+import secrets
+import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
-from latentnav.atomic import atomic_write, atomic_write_text
+from latentnav.atomic import (atomic_write, atomic_write_text, publish, remove_stale_staging,
+                              remove_stale_temporaries, staging_folder)
+from latentnav.names import unique_stems
 from latentnav.lightning_modules.bootstrap import interval_of
 from latentnav.lightning_modules.evaluation_protocol import (AD_LEVEL, side_effect_cells, side_effect_header,
                                                              side_effects_explained)
@@ -42,6 +59,26 @@ def _or_none(x: float) -> Optional[float]:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "method"
+
+
+def method_stems(methods: list[str]) -> list[str]:
+    """One file stem per method (``effects_<stem>.png``, ``names_<stem>.tsv``): readable (:func:`_slug`),
+    safe and unique (:func:`latentnav.names.unique_stems`: the same method twice, or two that slug alike,
+    get ``-2``, ``-3``)."""
+    return unique_stems([_slug(str(m)) for m in methods], "method", on_duplicate="number")
+
+
+def _cell(text: str) -> str:
+    """A name as one TSV cell: tabs, line breaks and other control characters become spaces."""
+    return re.sub(r"[\x00-\x1f\x7f]", " ", str(text))
+
+
+def new_run_id() -> str:
+    """``<UTC time>-<random>``: tells one comparison's files from another's."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
+OUTPUTS = ("comparison.md", "comparison.json")  # with effects_*.png, names_*.tsv and tensorboard/
 
 
 def _f(x: float, fmt: str = ".3f") -> str:
@@ -256,6 +293,8 @@ def report(summary: dict) -> str:
             lines.append(row)
     lines += ["", "Attribute abbreviations in the heat-maps: " +
               ", ".join(f"{b} = {a}" for a, b in zip(attrs, _labels(attrs))) + "."]
+    if summary.get("run_id"):
+        lines += ["", f"Run id: {summary['run_id']} (comparison.json's entries carry the same)."]
     return "\n".join(lines) + "\n"
 
 
@@ -278,14 +317,31 @@ def _side_json(side: dict, i: int, factors: Optional[list[str]]) -> dict:
 
 
 def write(summary: dict, out: Path) -> Path:
-    """comparison.md, comparison.json, effects_*.png, names_*.tsv and TensorBoard under ``out``."""
+    """comparison.md, comparison.json, effects_*.png, names_*.tsv and TensorBoard under ``out``, published
+    together (see the module docstring); ``summary["run_id"]`` is set (when missing) and recorded in both."""
+    started = time.time()
+    out = Path(out)
+    summary.setdefault("run_id", new_run_id())
+    staging = staging_folder(out)
+    try:
+        _write_into(summary, staging)
+        publish(staging, out, last="comparison.json", supersedes=("effects_*.png", "names_*.tsv"))
+    except BaseException:
+        remove_stale_staging(out)  # this process's staging folder: nothing half-written stays
+        raise
+    remove_stale_staging(out)  # those of killed runs
+    remove_stale_temporaries(out, OUTPUTS, started=started)  # of runs that wrote into out directly
+    return out / "comparison.md"
+
+
+def _write_into(summary: dict, out: Path) -> None:
     from PIL import Image
     from torch.utils.tensorboard import SummaryWriter
 
-    out.mkdir(parents=True, exist_ok=True)
     text = report(summary)
     atomic_write_text(out / "comparison.md", text)
     attrs = summary["attributes"]
+    stems = method_stems([r["method"] for r in summary["results"]])
     writer = SummaryWriter(str(out / "tensorboard"))
     writer.add_text("comparison", text, 0)
     table = []
@@ -295,7 +351,7 @@ def write(summary: dict, out: Path) -> Path:
     jcommon, judge_means = like_with_like(summary["results"], "judge") if judged else ([], [])
     judge_reps = common_mean_replicates(summary["results"], "judge") if judged else []
     for m, r in enumerate(summary["results"]):
-        slug = _slug(r["method"])
+        slug = stems[m]
         rows = [f"{n} -> {attrs[t]}{'' if c else ' (x)'}" for n, t, c in zip(r["names"], r["target"], r["controls"].tolist())]
         img = _heatmap(r["changes"].numpy(), rows, attrs)
         atomic_write(out / f"effects_{slug}.png", lambda f: Image.fromarray(img).save(f, format="PNG"))
@@ -305,11 +361,11 @@ def write(summary: dict, out: Path) -> Path:
         if own_means[m] == own_means[m]:
             writer.add_scalar(f"off_target_common/{slug}", own_means[m], 0)
         atomic_write_text(out / f"names_{slug}.tsv", "direction\tnamed\tsign\tpurity\toff_target\tcontrols\n" + "".join(
-            f"{n}\t{attrs[t]}\t{int(s)}\t{float(p):.4f}\t{float(o):.4f}\t{int(c)}\n"
+            f"{_cell(n)}\t{attrs[t]}\t{int(s)}\t{float(p):.4f}\t{float(o):.4f}\t{int(c)}\n"
             for n, t, s, p, o, c in zip(r["names"], r["target"], r["sign"].tolist(), r["purity"], r["off_target"],
                                         mask.tolist())))
         ad_value, ad_reps = common_ad(summary["results"], m, "judge" if judged else None)
-        entry = {"method": r["method"], "file": r["file"], "seconds": None if r["seconds"] != r["seconds"] else r["seconds"],
+        entry = {"run_id": summary["run_id"], "method": r["method"], "file": r["file"], "seconds": None if r["seconds"] != r["seconds"] else r["seconds"],
                  "mean_ad_common": _or_none(ad_value), "mean_ad_common_ci": [_or_none(v) for v in interval_of(ad_reps)],
                  "controls": _controlled(r, r["target"], attrs),
                  "common_attributes": [attrs[j] for j in common], "mean_off_target_common": _or_none(own_means[m]),
@@ -330,4 +386,3 @@ def write(summary: dict, out: Path) -> Path:
         table.append(entry)
     writer.close()
     atomic_write_text(out / "comparison.json", json.dumps(table, indent=1, default=lambda x: None))
-    return out / "comparison.md"

@@ -6,9 +6,12 @@
     latentnav edit DIRECTIONS --attributes Smiling --judge demo_judge   # frames labelled, scores.tsv
 
 ``--keep A B``: conditional edit (InterFaceGAN): the span of the kept attributes' directions is
-projected out of the edit direction. The generator is loaded as the directions file recorded it
-(source and load options such as ``class_path``); ``--generator`` points at a moved copy, whose
-sha256 must match. Rendering is a Trainer predict loop (``lightning_modules/edit_rendering.py``):
+projected out of the edit direction. The generator is the file the directions file recorded (or
+``--generator``: a moved copy); its sha256 must match the recorded one, and is compared before anything
+is loaded. Load options that choose code (``class_path``, ``init_args``, ``trust_pickle``, ...) are never
+taken from the directions file: give them with ``--generator_options`` (one line says which when the file
+records some). The output files are named after the attributes through ``latentnav.names`` (a name
+cannot write outside ``--out``; an empty one is refused); a name on two rows of the file is refused. Rendering is a Trainer predict loop (``lightning_modules/edit_rendering.py``):
 ``--accelerator --devices --strategy --num_nodes --precision`` choose where, and with several
 processes each renders its share of the latents (``callbacks/edit_writer.py`` assembles the files).
 
@@ -37,13 +40,17 @@ from latentnav.commands.grammar import Command
 from latentnav.commands.measuring import make_trainer
 
 
-def edit_direction(directions: torch.Tensor, names: list[str], attribute: str, keep: list[str]) -> torch.Tensor:
+def edit_direction(directions: torch.Tensor, names: list[str], attribute: str, keep: list[str],
+                   where: str = "the directions file") -> torch.Tensor:
+    """``attribute``'s row with the ``keep`` rows' span projected out; a name missing from ``names`` or on
+    several rows of the file (``where``) is one line."""
+    from latentnav.directions_file import row_of
     from latentnav.lightning_modules.interfacegan import conditional_direction
 
-    for name in [attribute, *keep]:
-        if name not in names:
-            raise ConfigError(f"attribute {name!r} is not in the directions file; it has {' '.join(names)}")
-    return conditional_direction(directions, names.index(attribute), [names.index(k) for k in keep if k != attribute])
+    found = {"names": names}
+    row = row_of(found, attribute, where)
+    kept = [row_of(found, k, where) for k in keep]
+    return conditional_direction(directions, row, [k for k, name in zip(kept, keep) if name != attribute])
 
 
 def scorer_column(classifier, attribute: str, flag: str, name: str) -> int:
@@ -66,7 +73,7 @@ def _load_classifier(load, source: str, flag: str):
 
 
 def main_function(directions: str, attributes: Optional[list[str]] = None, generator: Optional[str] = None,
-                  keep: Optional[list[str]] = None, seeds: Optional[list[int]] = None, latents: Optional[str] = None,
+                  generator_options: Optional[dict] = None, keep: Optional[list[str]] = None, seeds: Optional[list[int]] = None, latents: Optional[str] = None,
                   images: Optional[list[str]] = None, crop_size: Optional[int] = None, project_steps: int = 300,
                   perceptual: Optional[str] = None, alpha: tuple[float, float] = (-6.0, 6.0), steps: int = 9,
                   scale: int = 3, guided: bool = False, annotator: str = "demo", labels: bool = False,
@@ -79,6 +86,8 @@ def main_function(directions: str, attributes: Optional[list[str]] = None, gener
         directions: a directions.npz written by a directions run (or sefa, ganspace, compare's inputs).
         attributes: the directions to edit along (names in the file); required.
         generator: generator file (default: the one recorded in the directions file; its sha256 must match).
+        generator_options: load_generator keyword arguments (class_path, init_args, trust_pickle, ...): never
+            read from the directions file, which only records them; pass them here if you trust them.
         keep: attributes whose directions are projected out of the edit (conditional edit).
         seeds: latents from these sampling seeds (default 0 1 2 3); or give ``latents`` or ``images``.
         latents: a projection's latents.pt (``latentnav project``), or a .pt file holding a (B, ...) tensor
@@ -121,18 +130,17 @@ def _run(args: SimpleNamespace) -> None:
     from latentnav.callbacks.edit_writer import EditWriter
     from latentnav.datamodules.latent_indices import LatentIndicesDataModule
     from latentnav.generators.loading import load_generator_like
-    from latentnav.directions_file import read_latents
+    from latentnav.directions_file import read_latents, row_of
     from latentnav.lightning_modules.edit_rendering import EditRendering
 
     path = Path(args.directions)
     found = read_directions(path)  # a missing or malformed file is one line
-    recorded = found["generator"]
-    # The sha256 is compared below rather than in load_generator_like, so that the error names this file.
-    # Loaded on the CPU; each predict loop moves it to the Trainer's device.
-    G = load_generator_like(dict(recorded, sha256=None), source=args.generator, map_location="cpu")
-    if recorded.get("sha256") and recorded["sha256"] != G.identity.get("sha256"):
-        raise ConfigError(f"{path} was made for generator {recorded.get('source')} (sha256 {recorded['sha256'][:12]}), "
-                          f"not {G.identity['source']} (sha256 {G.identity['sha256'][:12]})")
+    # The output names first (before any loading): an empty name, or an attribute given twice, is one line.
+    tags = edit_tags(args.attributes, args.keep, args.guided)
+    # The sha256 is compared before anything is built; recorded options that choose code are refused unless
+    # the user repeats them. Loaded on the CPU; each predict loop moves it to the Trainer's device.
+    G = load_generator_like(found["generator"], source=args.generator, options=args.generator_options,
+                            map_location="cpu", what=str(path))
     space = found["latent_space"]
     size = int(np.prod(G.latent_shape(space)))  # an unknown space is one line here
     if found["directions"].shape[1] != size:
@@ -167,22 +175,21 @@ def _run(args: SimpleNamespace) -> None:
         annotator = _load_classifier(load_annotator, args.annotator, "--annotator")
         judge = _load_classifier(load_annotator, args.judge, "--judge") if args.judge is not None else None
     directions = []
-    for attribute in args.attributes:
-        d = edit_direction(found["directions"], found["names"], attribute, args.keep)  # checks the names
+    for attribute, tag in zip(args.attributes, tags):
+        d = edit_direction(found["directions"], found["names"], attribute, args.keep, str(path))  # checks the names
         keep: list[int] = []
         if args.guided:
             unknown = [k for k in args.keep if k not in annotator.attributes]
             if unknown:
                 raise ConfigError(f"--keep: {', '.join(unknown)} not among the classifier's "
                                   f"{' '.join(annotator.attributes)}")
-            d = torch.nn.functional.normalize(found["directions"][found["names"].index(attribute)].float(), dim=0)
+            d = torch.nn.functional.normalize(found["directions"][row_of(found, attribute, str(path))].float(), dim=0)
             keep = [annotator.attributes.index(k) for k in args.keep]
         scorers = []
         if labelled:  # (label, classifier, column): the own judge first, then the held-out one
             scorers.append(("own", annotator, scorer_column(annotator, attribute, "--annotator", args.annotator)))
             if judge is not None:
                 scorers.append(("judge", judge, scorer_column(judge, attribute, "--judge", args.judge)))
-        tag = attribute + (f"_keep_{'_'.join(args.keep)}" if args.keep else "") + ("_guided" if args.guided else "")
         directions.append((tag, attribute, d, keep, scorers))
     # Guided paths follow the classifier's gradients: no inference mode for them.
     trainer = trainer_from(args, not args.guided)
@@ -201,6 +208,18 @@ def _run(args: SimpleNamespace) -> None:
             print(f"wrote {' and '.join(str(p) for p in writer.written)}")
             if scorers:
                 print(score_summary(tag, attribute, alphas, [label for label, _, _ in scorers], writer.scores))
+
+
+def edit_tags(attributes: list[str], keep: list[str], guided: bool) -> list[str]:
+    """The file stem of each attribute's edit (``<attribute>[_keep_<kept>...][_guided]``), made safe and unique
+    by ``latentnav.names``: nothing outside ``--out``, no hidden or over-long names, and an attribute given
+    twice is one line."""
+    from latentnav.names import safe_stem, unique_stems
+
+    for name in [*attributes, *keep]:
+        safe_stem(name, "--attributes" if name in attributes else "--keep")  # an empty name: one line
+    raw = [a + (f"_keep_{'_'.join(keep)}" if keep else "") + ("_guided" if guided else "") for a in attributes]
+    return unique_stems(raw, "--attributes", on_duplicate="refuse")
 
 
 def trainer_from(args: SimpleNamespace, inference_mode: bool):

@@ -49,7 +49,7 @@ class Explorer:
 
     def __init__(self, files: list[str], generator: Optional[str] = None, annotator: str = "demo",
                  judge: Optional[str] = None, latents: Optional[torch.Tensor] = None, device: str = "cpu",
-                 names: Optional[str] = None) -> None:
+                 names: Optional[str] = None, generator_options: Optional[dict] = None) -> None:
         from latentnav.directions_file import read_directions
         from latentnav.generators import load_generator_like
         from latentnav.lightning_modules.annotator import load_annotator
@@ -62,7 +62,9 @@ class Explorer:
             raise ConfigError("directions: the files were made on different generators: " + ", ".join(
                 f"{m['file']} ({str(m['generator'].get('sha256'))[:12]})" for m in self.methods))
         self.device = torch.device(device)
-        self.G = load_generator_like(self.methods[0]["generator"], source=generator, map_location=self.device)
+        # sha256 compared before loading; code-choosing load options only from the user, never from the files.
+        self.G = load_generator_like(self.methods[0]["generator"], source=generator, options=generator_options,
+                                     map_location=self.device, what=self.methods[0]["file"])
         self.G = self.G.to(self.device)
         self.annotator = load_annotator(annotator, map_location=self.device).to(self.device)
         self.judge = load_annotator(judge, map_location=self.device).to(self.device) if judge else self.annotator
@@ -342,7 +344,8 @@ def build_app(explorer: Explorer, out: str = "runs/explore", display: int = 256)
     return app
 
 
-def main_function(directions: list[str], generator: Optional[str] = None, annotator: str = "demo",
+def main_function(directions: list[str], generator: Optional[str] = None, generator_options: Optional[dict] = None,
+                  annotator: str = "demo",
                   judge: Optional[str] = "demo_judge", latents: Optional[str] = None,
                   images: Optional[list[str]] = None, names: Optional[str] = None, host: str = "127.0.0.1",
                   port: int = 7860, device: str = "cpu", out: str = "runs/explore", open_for: float = 0,
@@ -352,6 +355,8 @@ def main_function(directions: list[str], generator: Optional[str] = None, annota
     Args:
         directions: directions.npz files, all made on one generator (one column each).
         generator: generator source (default: the one recorded in the files; its sha256 must match).
+        generator_options: load_generator keyword arguments (class_path, init_args, trust_pickle, ...): never
+            read from the directions files, which only record them.
         annotator: the classifier that steers guided edits and whose attributes can be kept.
         judge: the classifier whose probabilities are shown under each face (a held-out one by default).
         latents: a latents file (a projection's ``latents.pt``) whose rows can be picked.
@@ -368,7 +373,8 @@ def main_function(directions: list[str], generator: Optional[str] = None, annota
     if port < 1 or port > 65535:
         raise ConfigError(f"--port: expected 1..65535, got {port}")
     check_port(host, port)
-    explorer = Explorer(list(directions), generator, annotator, judge, None, device, names)
+    explorer = Explorer(list(directions), generator, annotator, judge, None, device, names,
+                        generator_options=generator_options)
     if latents or images:
         from latentnav.directions_file import read_latents
 

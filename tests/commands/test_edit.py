@@ -1,5 +1,8 @@
-"""The edit command: generators loaded as the directions file recorded them (class_path included), pixels,
-and the frames' labels by the own annotator and a held-out judge."""
+"""The edit command: the recorded generator loaded with the user's options (class_path repeated with
+--generator_options, never taken from the file), pixels, and the frames' labels by the own annotator and a
+held-out judge."""
+
+import json
 
 import shutil
 
@@ -76,12 +79,23 @@ def test_render_edits_pixels(tmp_path):
         assert change[:, moved].mean() > 0.05 and (effect[:, moved] != 0).all()
 
 
-def test_edit_command_reuses_the_recorded_class_path(tmp_path, capsys):
-    """No class_path on the command line: the options recorded in the directions file load the generator."""
+OPTIONS = ["--generator_options", json.dumps({"class_path": CLASS_PATH, "init_args": INIT_ARGS})]
+
+
+def test_edit_command_loads_the_recorded_file_with_the_users_class_path(tmp_path, capsys):
+    """The directions file records class_path and init_args: without them on the command line, one line
+    says what to pass (nothing is built); with --generator_options the recorded file loads."""
     G, weights, npz = planted_setup(tmp_path)
     out = tmp_path / "edits"
-    assert main([str(npz), "--attributes", "red", "green_blue", "--seeds", "0", "1", "--steps", "3",
-                 "--alpha", "-3", "3", "--scale", "1", "--accelerator", "cpu", "--out", str(out)]) == 0
+    common = [str(npz), "--attributes", "red", "green_blue", "--seeds", "0", "1", "--steps", "3",
+              "--alpha", "-3", "3", "--scale", "1", "--accelerator", "cpu", "--out", str(out)]
+    capsys.readouterr()
+    assert main(common) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a directions file cannot choose code to run" in err
+    assert f"--generator_options '{json.dumps({'class_path': CLASS_PATH, 'init_args': INIT_ARGS}, sort_keys=True)}'" in err
+    assert not out.exists()
+    assert main([*common, *OPTIONS]) == 0
     unedited = to_uint8(G.synthesize(torch.cat([G.sample(1, seed=s) for s in (0, 1)])), 1)  # (B, R, R, 3)
     for name, moved, still in (("red", [0], [1, 2]), ("green_blue", [1, 2], [0])):
         grid = np.asarray(Image.open(out / f"{name}.png").convert("RGB"))[14:, 60:]  # below the labels
@@ -90,13 +104,14 @@ def test_edit_command_reuses_the_recorded_class_path(tmp_path, capsys):
         assert np.array_equal(cells[:, 1], unedited)  # alpha = 0
         assert np.array_equal(cells[:, 0][..., still], cells[:, 2][..., still])
         assert (cells[:, 0][..., moved] != cells[:, 2][..., moved]).mean() > 0.5
-    # A moved copy of the weights: --generator points at it, the recorded options still apply.
+    # A moved copy of the weights: --generator points at it (same sha256), with the same options.
     shutil.copy(weights, tmp_path / "moved.pt")
     assert main([str(npz), "--attributes", "red", "--seeds", "0", "--steps", "3", "--generator",
-                 str(tmp_path / "moved.pt"), "--out", str(out)]) == 0
+                 str(tmp_path / "moved.pt"), *OPTIONS, "--out", str(out)]) == 0
     save_planted_tiny(tmp_path / "other.pt", seed=1)
     capsys.readouterr()
-    assert main([str(npz), "--attributes", "red", "--generator", str(tmp_path / "other.pt"), "--out", str(out)]) == 2
+    assert main([str(npz), "--attributes", "red", "--generator", str(tmp_path / "other.pt"), *OPTIONS,
+                 "--out", str(out)]) == 2
     assert f"{npz} was made for generator {weights} (sha256 " in capsys.readouterr().err
 
 
@@ -107,7 +122,7 @@ def test_device_option(tmp_path, capsys):
         resolve_device("gpu")
     if not torch.cuda.is_available():
         _, _, npz = planted_setup(tmp_path)
-        assert main([str(npz), "--attributes", "red", "--accelerator", "cuda", "--out", str(tmp_path)]) == 2
+        assert main([str(npz), "--attributes", "red", *OPTIONS, "--accelerator", "cuda", "--out", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("latentnav: error: trainer (accelerator 'cuda', devices 1, strategy 'auto', precision "
                               "'32-true'): `CUDAAccelerator` can not run") and "\n" not in err
@@ -127,7 +142,7 @@ def test_two_processes_render_the_same_edit_as_one(tmp_path):
     # The planted "red" direction under a name both classifiers have a column for.
     npz = write_directions(tmp_path / "smiling.npz", torch.eye(8)[[0]], ["Smiling"], "planted", "z", G.identity)
     common = [str(npz), "--attributes", "Smiling", "--seeds", "0", "1", "2", "--steps", "3", "--batch-size", "1",
-              "--accelerator", "cpu", "--judge", "demo_judge"]
+              "--accelerator", "cpu", "--judge", "demo_judge", *OPTIONS]
     assert main([*common, "--out", str(tmp_path / "one")]) == 0
     done = subprocess.run([sys.executable, "-m", "latentnav.commands.edit", *common, "--out", str(tmp_path / "two"),
                            "--devices", "2", "--strategy", "ddp"], cwd=tmp_path, text=True, capture_output=True,
@@ -248,7 +263,7 @@ def test_a_classifier_without_the_attributes_column_is_one_line(tmp_path, capsys
     _, _, npz = planted_setup(tmp_path)
     red = save_classifier(tmp_path / "red.pt", ["green_blue", "red"])
     out = tmp_path / "edits"
-    common = [str(npz), "--attributes", "red", "--seeds", "0", "--steps", "3", "--accelerator", "cpu",
+    common = [str(npz), "--attributes", "red", "--seeds", "0", "--steps", "3", "--accelerator", "cpu", *OPTIONS,
               "--out", str(out)]
     capsys.readouterr()
     assert main([*common, "--annotator", str(red), "--judge", "demo_judge"]) == 2

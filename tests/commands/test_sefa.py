@@ -91,8 +91,8 @@ def test_command_on_the_demo_generator(tmp_path, capsys):
 
 
 def test_command_on_a_class_path_generator(tmp_path, capsys):
-    """generator_options load a state dict through class_path; the options are recorded, so the edit
-    command needs none. The planted Linear layer's top right singular vectors are SeFa's answer."""
+    """generator_options load a state dict through class_path; the options are recorded (descriptively: the
+    edit command loads the recorded file with the options its user repeats). The planted Linear layer's top right singular vectors are SeFa's answer."""
     import json
 
     from latentnav.commands.edit import main as edit_main
@@ -106,8 +106,8 @@ def test_command_on_a_class_path_generator(tmp_path, capsys):
     found = read_directions(out)
     assert found["generator"]["options"] == {"class_path": CLASS_PATH, "init_args": INIT_ARGS}
     assert (found["directions"] @ v[:, :3]).abs().diagonal().min() > 1 - 1e-5
-    assert edit_main([str(out), "--attributes", "sefa00", "--seeds", "0", "--steps", "3",
-                      "--out", str(tmp_path / "edits")]) == 0
+    assert edit_main([str(out), "--attributes", "sefa00", "--seeds", "0", "--steps", "3", "--generator_options",
+                      options, "--out", str(tmp_path / "edits")]) == 0
     assert (tmp_path / "edits" / "sefa00.png").is_file()
     capsys.readouterr()
     assert main(["--generator", str(tmp_path / "tiny.pt"), "--generator_options", '{"clas_path": "x"}',

@@ -88,3 +88,47 @@ def test_unknown_spaces_and_missing_sources():
         G.sample(2, space="w")
     with pytest.raises(DataFormatError, match=r"generator file not found \(bundled names: demo\)"):
         load_generator("dem0")
+
+
+def test_recorded_options_describe_and_never_command(tmp_path):
+    """``load_generator_like``: the recorded file (or the user's copy), its sha256 compared first; small
+    numeric sizes taken from the record, anything else recorded refused until the user repeats it."""
+    import json
+    import shutil
+
+    from latentnav.generators import load_generator_like
+
+    demo = load_generator("demo").identity
+    recorded = {"source": demo["source"], "sha256": demo["sha256"]}
+    G = load_generator_like(dict(recorded, options={"w_avg_samples": 500}))  # descriptive: applied
+    assert G.identity["options"] == {"w_avg_samples": 500}
+    for options in ({"w_avg_samples": 10 ** 12}, {"z_dim": True}, {"class_path": "x.Y"}, {"evil": 1},
+                    {"state_dict_key": "g_ema"}, {"strip_prefix": "module."}):
+        with pytest.raises(ConfigError, match=r"^d.npz records generator options .*; a directions file cannot "
+                                              r"choose code to run or lift a safety flag: pass them yourself with "
+                                              r"--generator_options '.*' if you trust them$"):
+            load_generator_like(dict(recorded, options=options), what="d.npz")
+    # repeated by the user (the user's value wins), unknown names are the user's typo: one line
+    net = save_tiny(tmp_path / "tiny_sd.pt", scripted=False)
+    from latentnav.safe_load import sha256_of
+
+    tiny = {"source": str(tmp_path / "tiny_sd.pt"), "sha256": sha256_of(tmp_path / "tiny_sd.pt"),
+            "options": {"class_path": "subprocess.Popen", "init_args": {"args": ["true"]}}}
+    options = {"class_path": "tests.generators.tiny.TinyGenerator", "init_args": {"z_dim": 8}}
+    G = load_generator_like(tiny, options=options)
+    torch.testing.assert_close(G.synthesize(torch.ones(1, 8)), net(torch.ones(1, 8)))
+    assert json.dumps(G.identity["options"], sort_keys=True) == json.dumps(options, sort_keys=True)  # the user's
+    with pytest.raises(ConfigError, match="--generator_options: unknown clas_path"):
+        load_generator_like(tiny, options={"clas_path": "x"})
+    # the user's copy: the recorded sha256 still decides; a recorded path that is gone is one line
+    shutil.copy(tmp_path / "tiny_sd.pt", tmp_path / "moved.pt")
+    assert load_generator_like(dict(tiny, source=str(tmp_path / "gone.pt")), source=tmp_path / "moved.pt",
+                               options=options).identity["source"] == str(tmp_path / "moved.pt")
+    with pytest.raises(DataFormatError, match=r"generator \(recorded in the file; give --generator\): .*gone.pt: "
+                                              r"generator file not found"):
+        load_generator_like(dict(tiny, source=str(tmp_path / "gone.pt")), options=options)
+    with pytest.raises(ConfigError, match=r"the directions file was made for generator .* not .*demo_generator.pt"):
+        load_generator_like(tiny, source="demo", options=options)
+    # a file made on another machine: the bundled generator with the recorded sha256
+    moved_demo = dict(recorded, source="/elsewhere/site-packages/latentnav/generators/pretrained/demo_generator.pt")
+    assert load_generator_like(moved_demo).identity["sha256"] == demo["sha256"]

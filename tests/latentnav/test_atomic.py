@@ -68,3 +68,60 @@ def test_file_lock_excludes_another_process_until_released(tmp_path):
         with file_lock(lock):
             raise RuntimeError("a failed writer")
     assert probe(lock)  # released on errors too
+
+
+def test_remove_stale_temporaries_of_the_files_a_run_wrote(tmp_path):
+    """Once a run has written its files, the temporaries of those names go: a dead process's, this process's
+    own (its writes are done), and, given the run's start, any older one (a killed run's pid taken by another
+    process); a live writer's fresh one and the temporaries of other files stay."""
+    import time
+
+    from latentnav.atomic import remove_stale_temporaries
+
+    dead, own, live = (tmp_path / f".a.png.tmp-{dead_pid()}-0123abcd", tmp_path / f".a.gif.tmp-{os.getpid()}-89abcdef",
+                       tmp_path / f".a.png.tmp-{os.getppid()}-00c0ffee")
+    other = tmp_path / f".b.png.tmp-{dead_pid()}-0123abcd"
+    for p in (dead, own, live, other):
+        p.write_bytes(b"")
+    assert sorted(remove_stale_temporaries(tmp_path, ["a.png", "a.gif"])) == sorted([dead, own])
+    assert live.exists() and other.exists()
+    assert remove_stale_temporaries(tmp_path, ["a.png"], started=time.time() - 3600) == []  # live and fresh
+    os.utime(live, (time.time() - 7200, time.time() - 7200))
+    assert remove_stale_temporaries(tmp_path, ["a.png"], started=time.time() - 3600) == [live]
+    assert other.exists() and remove_stale_temporaries(tmp_path / "missing", ["a.png"]) == []
+
+
+def test_publish_moves_a_staging_folder_into_place_marker_last(tmp_path):
+    from latentnav.atomic import publish, remove_stale_staging, staging_folder
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("old")
+    (out / "marker.json").write_text("old")
+    (out / "effects_gone.png").write_text("old")
+    (out / "keep.txt").write_text("not ours")
+    (out / "board").mkdir()
+    (out / "board" / "old_events").write_text("old")
+    staging = staging_folder(out)
+    assert staging.parent == out and staging.name.startswith(f".staging-{os.getpid()}-")
+    for name in ("report.md", "marker.json", "effects_new.png"):
+        (staging / name).write_text("new")
+    (staging / "board").mkdir()
+    (staging / "board" / "new_events").write_text("new")
+    published = publish(staging, out, last="marker.json", supersedes=["effects_*.png"])
+    assert published[-1] == out / "marker.json" and not staging.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["board", "effects_new.png", "keep.txt", "marker.json",
+                                                     "report.md"]
+    assert os.listdir(out / "board") == ["new_events"]  # a folder is replaced whole
+    assert all((out / n).read_text() == "new" for n in ("report.md", "marker.json", "effects_new.png"))
+    killed = out / f".staging-{dead_pid()}-0badc0de"  # a killed run's
+    killed.mkdir()
+    (killed / "report.md").write_text("half")
+    live = out / f".staging-{os.getppid()}-0badc0de"  # a run still writing
+    live.mkdir()
+    mine = staging_folder(out)
+    assert remove_stale_staging(out, keep=mine) == [killed]
+    assert live.exists() and mine.exists()
+    with pytest.raises(FileNotFoundError, match="completion marker"):
+        publish(mine, out, last="marker.json")
+    assert (out / "marker.json").exists()  # nothing was touched
