@@ -6,8 +6,11 @@ test loops at the end of a batch with ``SIGTERMException``, a ``SystemExit`` who
 process exited **0** with no checkpoint, so a scheduler counted a killed job as a success. Its predict
 loop (the annotation job, projections, edits) does not look at the flag at all and ran on. This callback:
 
-- stops a predict loop too, at the end of a batch (the writers have saved that batch's shard or part);
-  under DDP the ranks agree first (a collective every batch), so they all stop at the same batch;
+- stops a predict loop too, at the end of a batch (the writers have saved that batch's shard or part).
+  Each rank stops when *it* is signalled, without asking the others: the ranks of a predict pass may
+  hold different numbers of batches, so a collective every batch would pair one rank's reduce with
+  another's end-of-loop barrier. Schedulers signal every process of a job (SLURM every task, torchrun
+  its workers, a terminal the process group Lightning starts its ranks in);
 - treats SIGUSR1 like SIGTERM, except under SLURM with auto-requeue, where Lightning's own SIGUSR1
   handler saves an ``hpc`` checkpoint and requeues the job;
 - tags the exception with the resume hint (``Checkpoint`` adds the path of the ``last.ckpt`` it writes
@@ -21,7 +24,6 @@ import signal
 import threading
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 EXIT_CODE = 128 + signal.SIGTERM
@@ -53,11 +55,7 @@ class Preemption(pl.Callback):
 
     def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
                              batch_idx: int, dataloader_idx: int = 0) -> None:
-        stop = bool(trainer.received_sigterm)
-        if trainer.world_size > 1:
-            flag = torch.tensor(float(stop), device=trainer.strategy.root_device)
-            stop = bool(trainer.strategy.reduce(flag, reduce_op="max") > 0)
-        if stop:
+        if trainer.received_sigterm:
             raise SIGTERMException()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

@@ -96,10 +96,9 @@ class AnnotationWriter(BasePredictionWriter):
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
-        # SIGTERM: Lightning's predict loop runs on; the finished shards are the safe point. On several
-        # processes callbacks/preemption.py stops every rank at the same batch instead (one rank alone
-        # stopping would leave the others waiting in a collective).
-        if trainer.world_size == 1 and trainer.received_sigterm:
+        # SIGTERM: Lightning's predict loop runs on; the finished shards are the safe point. (The job inside
+        # prepare_data has no callbacks/preemption.py, which a command's Trainer has: the layers.)
+        if trainer.received_sigterm:
             from pytorch_lightning.utilities.exceptions import SIGTERMException
 
             raise SIGTERMException()

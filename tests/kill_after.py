@@ -69,3 +69,32 @@ class KillDuringLastCheckpointWrite(pl.Callback):
                 _die_halfway(str(dst), f.read())
 
         torch.save, shutil.move = save, move
+
+
+class Crash(Exception):
+    """A crash in the middle of training (test only)."""
+
+
+class CrashAtStep(pl.Callback):
+    """Raise :class:`Crash` before training step ``step`` runs (the checkpoints of the steps before it are
+    on disk, as after a kill); a run in the test's own process stops like a killed one."""
+
+    def __init__(self, step: int = 2) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.global_step >= self.step:
+            raise Crash(f"crashed before step {trainer.global_step}")
+
+
+class CountSteps(pl.Callback):
+    """Records the global step at the start of training and after every step (in ``CountSteps.seen``,
+    read by a test in the same process)."""
+
+    seen: list[int] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        CountSteps.seen = [trainer.global_step]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        CountSteps.seen.append(trainer.global_step)

@@ -1,0 +1,102 @@
+"""Every shipped training config resumes (issue 22, item 1): a fit at small sizes crashes before its
+third step (the checkpoints of the steps before it are on disk, as after a kill), is resumed from its
+``last.ckpt`` and goes on from the saved step: it runs only the remaining steps, not the whole run
+again. Runs are in this process (``latentnav fit`` as the command line runs it) at tiny sizes."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from latentnav.commands.cli import main
+from tests.conftest import fake_celeba
+from tests.kill_after import CountSteps, Crash
+
+REPO = Path(__file__).resolve().parents[2]
+CRASH = 2  # the step before which the first run crashes
+
+
+def _small(name: str, env: dict) -> list[str]:
+    """Overrides that make config ``name`` a few steps at tiny sizes (as tests/test_configs_ddp.py does)."""
+    annotated = ["--data.init_args.num_train", "256", "--data.init_args.num_val", "64", "--data.init_args.batch_size",
+                 "32", "--data.init_args.cache_dir", str(env["cache"])]
+    faces = ["--data.init_args.root", str(env["demo_root"]), "--data.init_args.num_faces", "4000",
+             "--trainer.limit_val_batches", "2"]
+    report = ["--trainer.callbacks.init_args.num_samples", "16", "--trainer.callbacks.init_args.replicates", "20",
+              "--trainer.callbacks.init_args.compare_with", "null"]  # no lambda = 0 run to compare with here
+    return {
+        "classifier/demo.yaml": faces,
+        "classifier/demo_judge.yaml": faces,
+        "classifier/celeba.yaml": ["--data.init_args.root", str(env["celeba"]), "--data.init_args.num_workers", "0",
+                                   "--data.init_args.batch_size", "2"],
+        "encoder/demo.yaml": ["--data.init_args.steps_per_epoch", "20", "--data.init_args.num_val", "32"],
+        "generator/demo.yaml": [*faces[:4], "--trainer.callbacks.init_args.num_samples", "64"],
+        "interfacegan/demo.yaml": [*annotated, *report],
+        "nuisance/demo.yaml": ["--data.init_args.num_train", "256", "--data.init_args.num_val", "64",
+                               "--data.init_args.num_test", "64", "--data.init_args.batch_size", "32"],
+        "supervised/demo.yaml": [*annotated, *report],
+        "supervised/demo_no_ortho.yaml": [*annotated, *report],
+        "supervised/stylegan2_celeba_template.yaml": [
+            *annotated[:-2], "--data.init_args.cache_dir", str(env["cache"] / "stylegan2"),
+            "--data.init_args.generator", str(env["stylegan2"]), "--data.init_args.annotator", str(env["celeba_ckpt"]),
+            "--data.init_args.attributes", "[Male, Smiling, Young]", "--data.init_args.annotate_batch_size", "64",
+            *report],
+        "unsupervised/demo.yaml": ["--data.init_args.steps_per_epoch", "50", "--data.init_args.num_val", "32"],
+        "unsupervised/stylegan2_template.yaml": [
+            "--model.init_args.generator", str(env["stylegan2"]), "--model.init_args.num_directions", "4",
+            "--data.init_args.latent_dim", "32", "--data.init_args.batch_size", "4",
+            "--data.init_args.steps_per_epoch", "50", "--data.init_args.num_val", "8", "--trainer.sync_batchnorm", "false",
+            "--trainer.accelerator", "cpu", "--trainer.devices", "1"],
+    }[name]
+
+
+TRAINING_CONFIGS = sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").rglob("*.yaml")
+                          if "trainer" in yaml.safe_load(p.read_text()) and "annotate" not in p.parts)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, demo_root):
+    from tests.generators.test_stylegan2 import small_port_checkpoint
+
+    root = tmp_path_factory.mktemp("resume_env")
+    names = yaml.safe_load(open(REPO / "configs/classifier/celeba.yaml"))["data"]["init_args"]["attributes"]
+    fake_celeba(root / "celeba", n=16, names=names)
+    parts = [0] * 12 + [1] * 2 + [2] * 2
+    (root / "celeba/list_eval_partition.txt").write_text("".join(f"{i + 1:06d}.jpg {p}\n" for i, p in enumerate(parts)))
+    return {"root": root, "demo_root": demo_root, "cache": root / "cache", "celeba": root / "celeba",
+            "stylegan2": small_port_checkpoint(root)[0], "celeba_ckpt": None}
+
+
+def test_every_training_config_is_listed():
+    assert len(TRAINING_CONFIGS) >= 12 and "unsupervised/demo.yaml" in TRAINING_CONFIGS
+
+
+@pytest.mark.parametrize("name", TRAINING_CONFIGS)
+def test_a_crashed_fit_resumes_from_its_last_checkpoint(name, env, tmp_path, monkeypatch):
+    if name == "supervised/stylegan2_celeba_template.yaml":  # labelled by the CelebA classifier of its template
+        env["celeba_ckpt"] = env["celeba_ckpt"] or _celeba_classifier(env, tmp_path / "celeba_run", monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    fit = ["fit", "--config", str(REPO / "configs" / name), *_small(name, env), "--checkpoint.dirpath",
+           str(tmp_path / "ckpts"), "--checkpoint.every_n_train_steps", "1", "--trainer.enable_progress_bar", "false",
+           "--trainer.enable_model_summary", "false"]
+    with pytest.raises(Crash):
+        main([*fit, "--trainer.max_steps", "100", "--trainer.callbacks+=tests.kill_after.CrashAtStep",
+              "--trainer.callbacks.init_args.step", str(CRASH)])
+    last = tmp_path / "ckpts" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == CRASH
+    main([*fit, "--trainer.max_steps", str(CRASH + 2), "--ckpt_path", str(last),
+          "--trainer.callbacks+=tests.kill_after.CountSteps"])
+    seen = CountSteps.seen  # global steps; a GAN's batch takes two (its generator's and discriminator's)
+    assert seen[0] == CRASH and seen[-1] == CRASH + 2 and seen == sorted(set(seen)), (name, seen)  # went on
+    assert torch.load(last, weights_only=True)["global_step"] == CRASH + 2
+
+
+def _celeba_classifier(env: dict, folder: Path, monkeypatch) -> Path:
+    """A CelebA classifier fitted for two steps on the fake CelebA folder (the supervised template's annotator)."""
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    main(["fit", "--config", str(REPO / "configs/classifier/celeba.yaml"), *_small("classifier/celeba.yaml", env),
+          "--trainer.max_steps", "2", "--checkpoint.dirpath", str(folder / "ckpts"), "--trainer.enable_progress_bar",
+          "false"])
+    return folder / "ckpts" / "last.ckpt"
