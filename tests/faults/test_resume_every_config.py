@@ -100,3 +100,23 @@ def _celeba_classifier(env: dict, folder: Path, monkeypatch) -> Path:
           "--trainer.max_steps", "2", "--checkpoint.dirpath", str(folder / "ckpts"), "--trainer.enable_progress_bar",
           "false"])
     return folder / "ckpts" / "last.ckpt"
+
+
+def test_a_resume_with_changed_model_settings_is_one_line(env, tmp_path, monkeypatch, capsys):
+    """A structural change (K) and a hyper-parameter (lr) given on the line are refused before any work,
+    each named; never silently replaced by the checkpoint's values (as LightningCLI's resume did)."""
+    monkeypatch.chdir(tmp_path)
+    fit = ["fit", "--config", str(REPO / "configs/unsupervised/demo.yaml"), *_small("unsupervised/demo.yaml", env),
+           "--checkpoint.dirpath", str(tmp_path / "ckpts"), "--trainer.enable_progress_bar", "false",
+           "--trainer.max_steps", "1"]
+    main(fit)
+    last = str(tmp_path / "ckpts" / "last.ckpt")
+    for change, words in ((["--model.init_args.num_directions", "8"], "model.num_directions is 8 here but 16"),
+                          (["--model.init_args.lr_directions", "0.5"], "model.lr_directions is 0.5 here but 0.001")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            main([*fit, "--trainer.max_steps", "3", "--ckpt_path", last, *change])
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("latentnav: error:")]
+        assert stopped.value.code == 2 and len(lines) == 1 and words in lines[0] and "Traceback" not in err
+    assert torch.load(last, weights_only=True)["global_step"] == 1  # nothing ran
