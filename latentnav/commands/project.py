@@ -11,6 +11,11 @@ The pass is a Trainer ``predict`` loop: ``--accelerator --devices --strategy --p
 where; with several processes each projects its share. Writes ``latents.pt`` (with the space and
 the generator's identity), ``reconstructions/`` (input | reconstruction) and ``projection.tsv``
 (PSNR, SSIM per image).
+
+Images of any common mode are converted (16-bit scaled to 8-bit, grey, transparency composited on black,
+palettes, a GIF's first frame: ``latentnav.images.to_rgb``). A file that cannot be used (unreadable, a
+folder's non-image file, smaller than the crop) is skipped with one line, ``latentnav: skipped PATH:
+why``, and the others are projected; ``--strict`` makes the first such file a one-line error instead.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ def default_space(G) -> str:
 def project_images(images: list[str], generator: str = "demo", space: Optional[str] = None, steps: int = 300,
                    lr: float = 0.1, perceptual: Optional[str] = None, perceptual_weight: float = 1.0,
                    crop_size: Optional[int] = None, batch_size: int = 8, out: str = "runs/projection",
-                   trainer=None, G=None, encoder: Optional[str] = None) -> dict:
+                   trainer=None, G=None, encoder: Optional[str] = None, strict: bool = False) -> dict:
     """Project ``images`` and write the outputs under ``out``; returns {"latents" (N, ...) on every rank,
-    "space", "files", "psnr", "ssim" (rank 0 only, else None), "generator", "seconds", "is_global_zero"}."""
+    "space", "files" (those projected), "skipped" ([(path, reason)], reported on stderr: see
+    ``ImageFilesDataModule``; with ``strict`` the first is an error), "psnr", "ssim" (rank 0 only, else
+    None), "generator", "seconds", "is_global_zero"}."""
     from latentnav.callbacks.projection_writer import ProjectionWriter
     from latentnav.datamodules.image_files import ImageFilesDataModule
     from latentnav.generators import load_generator
@@ -52,7 +59,7 @@ def project_images(images: list[str], generator: str = "demo", space: Optional[s
     space = space or (trained.space if trained is not None else default_space(G))
     G.latent_shape(space)  # an unknown space is one line
     # The writer (made below) knows after its setup which images a resumed run has already done.
-    data = ImageFilesDataModule(images, G.resolution, crop_size, batch_size, done=lambda: writer.done)
+    data = ImageFilesDataModule(images, G.resolution, crop_size, batch_size, done=lambda: writer.done, strict=strict)
     feature_net = None
     if perceptual:
         from latentnav.lightning_modules.identity_embedding import load_identity_embedding
@@ -74,7 +81,7 @@ def project_images(images: list[str], generator: str = "demo", space: Optional[s
 
     r = writer.result
     latents = r["latents"] if "latents" in r else read_latents(Path(out) / "latents.pt", G.identity, space)["latents"]
-    return {"latents": latents, "space": space, "files": data.files, "psnr": r.get("psnr"),
+    return {"latents": latents, "space": space, "files": data.files, "skipped": data.skipped, "psnr": r.get("psnr"),
             "ssim": r.get("ssim"), "generator": G.identity, "seconds": seconds, "is_global_zero": trainer.is_global_zero}
 
 
@@ -82,7 +89,7 @@ def main_function(images: list[str], generator: str = "demo", space: Optional[st
                   lr: float = 0.1, perceptual: Optional[str] = None, perceptual_weight: float = 1.0,
                   crop_size: Optional[int] = None, batch_size: int = 8, out: str = "runs/projection",
                   encoder: Optional[str] = None, accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
-                  precision: str = "32-true") -> None:
+                  precision: str = "32-true", strict: bool = False) -> None:
     """Project image files into a generator's latent space.
 
     Args:
@@ -100,18 +107,20 @@ def main_function(images: list[str], generator: str = "demo", space: Optional[st
         out: output folder.
         encoder: a trained encoder's checkpoint (``configs/encoder/demo.yaml``): its output is the start.
         accelerator, devices, strategy, num_nodes, precision: the Trainer's.
+        strict: stop at the first file that cannot be used (one line) instead of skipping it with one line.
     """
     if steps < (0 if encoder else 1):
         raise ConfigError(f"steps: expected a {'non-negative' if encoder else 'positive'} integer, got {steps}")
     trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision, inference_mode=False)
     found = project_images(list(images), generator, space, steps, lr, perceptual, perceptual_weight, crop_size,
-                           batch_size, out, trainer, encoder=encoder)
+                           batch_size, out, trainer, encoder=encoder, strict=strict)
     if not found["is_global_zero"]:
         return
     psnr, ssim = found["psnr"], found["ssim"]
     print(f"latentnav: projected {len(found['files'])} image(s) into {found['space']} in {found['seconds']:.0f} s "
           f"({found['seconds'] / len(found['files']):.2f} s an image): mean PSNR {float(psnr.mean()):.2f} dB, "
-          f"SSIM {float(ssim.mean()):.3f}\n  latents: {Path(out) / 'latents.pt'}\n"
+          f"SSIM {float(ssim.mean()):.3f}" + (f"; {len(found['skipped'])} file(s) skipped (listed above)"
+                                              if found["skipped"] else "") + f"\n  latents: {Path(out) / 'latents.pt'}\n"
           f"  reconstructions: {Path(out) / 'reconstructions'}   scores: {Path(out) / 'projection.tsv'}")
 
 
