@@ -21,6 +21,8 @@ Two modes:
 from __future__ import annotations
 
 import functools
+import math
+import shutil
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -28,11 +30,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from latentnav.annotation_shards import LOCK, ShardedLatents, check_manifest, make_key, store_finished
+from latentnav.annotation_shards import (LOCK, ShardedLatents, check_manifest, complete_shards, make_key,
+                                         store_finished)
 from latentnav.assets import resolve_source
 from latentnav.atomic import file_lock, remove_orphans
 from latentnav.datamodules.loaders import rank_seed, split_loader
-from latentnav.errors import ConfigError
+from latentnav.errors import ConfigError, check_count
 from latentnav.safe_load import sha256_of
 
 VAL_SEED_OFFSET = 1_000_003  # the validation split's stream: seed + this
@@ -81,8 +84,11 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
         self.mode, self.stream_batches_per_epoch = mode, stream_batches_per_epoch
         if target not in ("logits", "probabilities"):
             raise ConfigError(f"data.target: expected 'logits' or 'probabilities', got {target!r}")
-        if shard_size < 1:
-            raise ConfigError(f"data.shard_size: expected a positive integer, got {shard_size}")
+        # Every count >= 1 before any work: a batch size of 0 used to fail in a traceback after the annotation.
+        for field, value in (("num_train", num_train), ("num_val", num_val), ("batch_size", batch_size),
+                             ("annotate_batch_size", annotate_batch_size), ("shard_size", shard_size),
+                             ("stream_batches_per_epoch", stream_batches_per_epoch)):
+            check_count(f"data.{field}", value, 1)
         self.generator, self.annotator = generator, annotator
         self.generator_options = dict(generator_options or {})
         self.attributes = list(attributes) if attributes is not None else None
@@ -127,31 +133,64 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         for split in self._splits():
             self._key(split)  # the generator and classifier files exist (one line otherwise), before any folder is made
+        job = None
+        for split in self._splits():
             # Two runs of one config started together meet here: "finished? else annotate and write the
             # manifest" is one step under the store's lock, so the second waits, then finds it finished.
             with file_lock(self.store(split) / LOCK):
                 remove_orphans(self.store(split))  # temporary files of a killed writer
                 if not self._finished(split):
-                    self._annotate(split)
+                    if job is None:
+                        job = self._annotation_module()
+                        self._check_disk(job)
+                    self._annotate(split, job)
 
-    def _annotate(self, split: str) -> None:
+    def _annotation_module(self):
+        from latentnav.lightning_modules.latent_annotation import LatentAnnotation
+
+        return LatentAnnotation(self.generator, self.annotator, self.space, self.generator_options)
+
+    def store_bytes(self, job) -> int:
+        """Bytes the unfinished splits' shards will take: float32 latents and logits per sample, plus a
+        little per shard (the shards already complete are not counted)."""
+        per_sample = 4 * (math.prod(job.generator.latent_shape(self.space)) + len(job.annotator.attributes))
+        total = 0
+        for split in self._splits():
+            if not self._finished(split):
+                done = len(complete_shards(self.store(split), self._key(split)))
+                left = max(0, self.sizes[split] - done * self.shard_size)
+                total += left * per_sample + 4096 * math.ceil(left / self.shard_size)
+        return total
+
+    def _check_disk(self, job) -> None:
+        """One line before any annotation when the store would not fit on its disk (``num_train 1e9`` asked
+        for ~300 GB and started anyway)."""
+        need = self.store_bytes(job)
+        folder = self.cache_dir
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        free = shutil.disk_usage(folder).free
+        if need > free:
+            raise ConfigError(f"data.num_train / data.num_val: the annotation store in {self.cache_dir} needs about "
+                              f"{need / 1e9:.1f} GB, and {free / 1e9:.1f} GB are free there; annotate fewer latents "
+                              "or point data.cache_dir at a larger disk")
+
+    def _annotate(self, split: str, job) -> None:
         """Run the annotation predict job for ``split`` on this process's device (resumes from its shards);
         the caller holds the store's lock."""
         from latentnav.datamodules.annotation_writer import AnnotationWriter
         from latentnav.datamodules.latent_indices import LatentIndicesDataModule
-        from latentnav.lightning_modules.latent_annotation import LatentAnnotation
 
         store = self.store(split)
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        job = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu",
-                         devices=[device.index or 0] if device.type == "cuda" else 1,
-                         precision=self.annotate_precision, logger=False, enable_checkpointing=False,
-                         enable_model_summary=False,
-                         callbacks=[AnnotationWriter(str(store), lock=False)])  # prepare_data holds the lock
-        job.predict(LatentAnnotation(self.generator, self.annotator, self.space, self.generator_options),
-                    datamodule=LatentIndicesDataModule(self.sizes[split], self.split_seed(split),
-                                                       self.annotate_batch_size, self.shard_size),
-                    return_predictions=False)
+        trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu",
+                             devices=[device.index or 0] if device.type == "cuda" else 1,
+                             precision=self.annotate_precision, logger=False, enable_checkpointing=False,
+                             enable_model_summary=False,
+                             callbacks=[AnnotationWriter(str(store), lock=False)])  # prepare_data holds the lock
+        trainer.predict(job, datamodule=LatentIndicesDataModule(self.sizes[split], self.split_seed(split),
+                                                               self.annotate_batch_size, self.shard_size),
+                        return_predictions=False)
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.data:

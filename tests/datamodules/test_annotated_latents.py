@@ -147,10 +147,10 @@ def _prepare_together(cache_dir: str, log: str, start) -> None:
     dm = small(cache_dir)
     annotate = dm._annotate
 
-    def logged(split: str) -> None:
+    def logged(split: str, job) -> None:
         with open(log, "a") as f:
             f.write(f"{split}\n")
-        annotate(split)
+        annotate(split, job)
 
     dm._annotate = logged
     dm._key("train"), dm._key("val")  # hash the sources first: both runs reach the store together
