@@ -25,7 +25,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import secrets
 import socket
 import sys
@@ -170,13 +169,16 @@ class Explorer:
     def save(self, method: int, amounts: list[float], seed: int, row: Optional[int], keep: list[str], out: str,
              frames: int = 9, scale: int = 3, name: Optional[str] = None) -> list[Path]:
         """A strip and a GIF of the current edit, from no edit to the sliders' values (``frames`` steps):
-        ``<out>/<name>.png`` and ``.gif``, the name sanitised (:func:`safe_stem`; default
-        ``explore_<file>_seed<s>``) and both paths checked to lie inside ``out`` (:func:`inside_folder`)."""
+        ``<out>/<name>.png`` and ``.gif``, the name made a safe file stem (``latentnav.names.safe_stem``;
+        default, also for an empty name, ``explore_<file>_seed<s>``) and both paths checked to lie inside
+        ``out`` (:func:`inside_folder`)."""
         from latentnav.callbacks.edit_writer import write_edit
 
-        if name is None:
-            name = f"explore_{_slug(Path(self.methods[method]['file']).stem)}_seed{seed if row is None else f'row{row}'}"
-        tag = safe_stem(name)
+        from latentnav.names import safe_stem
+
+        if name is None or not str(name).strip():
+            name = f"explore_{Path(self.methods[method]['file']).stem}_seed{seed if row is None else f'row{row}'}"
+        tag = safe_stem(name, "save: name")
         for suffix in (".png", ".gif"):  # before any work: nothing is rendered for a refused name
             inside_folder(out, tag + suffix)
         images = [self.render(method, [a * t for a in amounts], seed, row, keep)[0]
@@ -192,23 +194,6 @@ def _trainer_on(device: torch.device):
     if device.type == "cuda":
         return make_trainer("gpu", [device.index or 0], inference_mode=False)
     return make_trainer(device.type, 1, inference_mode=False)
-
-
-def _slug(text: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:40] or "method"
-
-
-MAX_STEM = 100  # characters of a saved file's name before its suffix
-
-
-def safe_stem(name: str) -> str:
-    """A file name stem made from ``name``: only letters, digits, ``_ - .`` (anything else, path separators
-    included, becomes ``_``), no leading dot (no hidden files, no ``..``), at most :data:`MAX_STEM`
-    characters; ``explore`` where nothing is left."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).lstrip(".")[:MAX_STEM].rstrip(".")
-    return stem or "explore"
 
 
 def inside_folder(folder: str | os.PathLike, name: str) -> Path:
