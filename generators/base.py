@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from latentnav.errors import ConfigError
+from latentnav.errors import ConfigError, NonFiniteOutput
 from latentnav.frozen import Frozen
 
 NOISE_MODES = ("const", "random", "none")
@@ -182,3 +182,21 @@ def linear_weight_as_matrix(layer: nn.Module) -> torch.Tensor:
     if kind == "Conv2d":
         return w[:, :, w.shape[2] // 2, w.shape[3] // 2].clone()
     raise ConfigError(f"latent weights: cannot read a matrix from a {kind}")
+
+
+def check_finite(images: torch.Tensor, indices, where: str, sample_dims: int = 1) -> None:
+    """One :class:`NonFiniteOutput` line naming the latents whose images hold NaN or inf (a broken
+    generator drew black frames or wrote NaN into the annotation store, exit 0). ``images``: the first
+    ``sample_dims`` dimensions index the samples' rows (an edit's frames are (A, B, ...): ``sample_dims=2``,
+    rows along dimension 1); ``indices``: each row's latent index, as the user knows it (seed order, file
+    order, latent index)."""
+    flat = images.detach().flatten(sample_dims)
+    bad = ~torch.isfinite(flat).all(dim=-1)
+    if sample_dims == 2:
+        bad = bad.any(dim=0)
+    if not bool(bad.any()):
+        return
+    named = [int(i) for i in torch.as_tensor(indices).reshape(-1)[bad.cpu()].tolist()]
+    shown = ", ".join(map(str, named[:10])) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
+    raise NonFiniteOutput(f"{where}: the generator's output is NaN or inf for latent(s) {shown}; it cannot render "
+                          "them (check the generator file, or leave these latents out)")

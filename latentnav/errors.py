@@ -24,6 +24,10 @@ class ConfigError(LatentNavError, ValueError):
     """A configuration value is invalid or inconsistent with another."""
 
 
+class NonFiniteOutput(LatentNavError, FloatingPointError):
+    """A generator rendered NaN or inf for some latents (named by their indices)."""
+
+
 class TrainingDivergedError(LatentNavError, FloatingPointError):
     """A loss became NaN or infinite, or ran away (see ``callbacks/divergence_guard.py``)."""
 

@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics import Metric
 
+from latentnav.generators.base import check_finite
 from latentnav.lightning_modules.edit_metrics import EditEffect
 
 
@@ -111,6 +112,7 @@ class DirectionEvaluation(pl.LightningModule):
         else:
             raise ValueError(f"DirectionEvaluation: unknown mode {mode!r}")
         self.side_result: Optional[dict] = None
+        self._batch_ids: Optional[torch.Tensor] = None  # the latent indices of the batch in test_step
         self.result: Optional[dict] = None
         self.judge_result: Optional[dict] = None
 
@@ -136,8 +138,14 @@ class DirectionEvaluation(pl.LightningModule):
     def _reader(self):
         return self.judge if self.judge is not None else self.annotator
 
+    def _render(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images of this batch's (edited) latents; NaN or inf is one line naming their indices."""
+        images = self.generator.synthesize(latents, self.space)
+        check_finite(images, self._batch_ids, "evaluation")
+        return images
+
     def _probs(self, latents: torch.Tensor) -> torch.Tensor:
-        return self._probs_of(self.generator.synthesize(latents, self.space))
+        return self._probs_of(self._render(latents))
 
     def _probs_of(self, images: torch.Tensor) -> torch.Tensor:
         return self.annotator(images).float()
@@ -147,7 +155,7 @@ class DirectionEvaluation(pl.LightningModule):
         with a judge its probabilities ``q`` in the annotator's column order and ``judge_logits`` (the
         annotator's logits without a judge: what AD reads); in ``at_step`` mode the images, the reader's
         penultimate features, the nuisance factors and the identity embeddings."""
-        images = self.generator.synthesize(latents, self.space)
+        images = self._render(latents)
         out: dict[str, torch.Tensor] = {}
         if self.mode == "at_step":
             out["images"] = images.float()
@@ -171,7 +179,7 @@ class DirectionEvaluation(pl.LightningModule):
     @torch.no_grad()
     def test_step(self, batch: dict, batch_idx: int) -> None:
         latents = self.generator.latents_at(batch["indices"], int(batch["seed"]), self.space).to(self.device)
-        ids = batch["indices"]
+        ids = self._batch_ids = batch["indices"]
         if self.mode == "at_step":
             self._measure_at_steps(latents, ids)
             return

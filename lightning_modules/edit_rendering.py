@@ -15,6 +15,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from latentnav.generators.base import check_finite
 from latentnav.images import labelled_rows, tile, to_uint8
 
 
@@ -112,6 +113,7 @@ class EditRendering(pl.LightningModule):
         else:
             noise = [n[rows].to(self.device) for n in self.noise] if self.noise else None
             frames = render_edits(self.generator, z, self.direction, self.alphas, self.space, noise)
+        check_finite(frames, rows, "edit", sample_dims=2)  # (A, b, 3, R, R): rows along dimension 1
         out = {"rows": rows.cpu(), "frames": to_uint8(frames)}
         if len(self.scorers):
             out["scores"] = self.score(frames)

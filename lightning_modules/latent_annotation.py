@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 
+from latentnav.generators.base import check_finite
 from latentnav.lightning_modules.annotator import load_annotator
 from latentnav.lightning_modules.frozen_generator import FrozenGeneratorModule
 
@@ -45,6 +46,8 @@ class LatentAnnotation(FrozenGeneratorModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         latents = self.generator.latents_at(batch["indices"], int(batch["seed"]), self.space).to(self.device)
-        logits = self.annotator.logits(self.generator.synthesize(latents, self.space))
+        images = self.generator.synthesize(latents, self.space)
+        check_finite(images, batch["indices"], "annotation")  # never NaN in the store
+        logits = self.annotator.logits(images)
         return {"shard": int(batch["shard"]), "indices": batch["indices"].cpu(),
                 "latents": latents.float().cpu(), "logits": logits.float().cpu()}

@@ -13,6 +13,7 @@ from typing import Optional
 import pytorch_lightning as pl
 import torch
 
+from latentnav.generators.base import check_finite
 from latentnav.lightning_modules.generator_quality import AttributeStatistics, quality_summary
 
 
@@ -41,7 +42,9 @@ class QualityEvaluation(pl.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         indices = batch["indices"]
         z = self.generator.latents_at(indices, int(batch["seed"])).to(self.device)
-        self.fake.update(self.annotator(self.generator.synthesize(z)).float())
+        images = self.generator.synthesize(z)
+        check_finite(images, indices, "generator quality")
+        self.fake.update(self.annotator(images).float())
         rows = indices.cpu()  # the Trainer moved the batch to its device; the real images stay on the CPU
         real = self.real_images[rows[rows < len(self.real_images)]]
         if len(real):

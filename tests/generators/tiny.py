@@ -28,3 +28,12 @@ def save_tiny(path, seed: int = 0, scripted: bool = True, z_dim: int = 8) -> Tin
     else:
         torch.save({"state_dict": net.state_dict()}, path)
     return net
+
+
+class BrokenTinyGenerator(TinyGenerator):
+    """A :class:`TinyGenerator` that renders NaN for every latent whose first component is positive (a
+    broken checkpoint: some latents render, some do not)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = super().forward(z)
+        return torch.where((z[:, 0] > 0).view(-1, 1, 1, 1), torch.full_like(x, float("nan")), x)
