@@ -35,6 +35,8 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Union
 
+from latentnav.errors import OutputWriteError
+
 PathLike = Union[str, os.PathLike]
 _ORPHAN = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{8}$")
 _STAGING = re.compile(r"^\.staging-(?P<pid>\d+)-[0-9a-f]{8}$")
@@ -71,9 +73,15 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], object]) -
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        # A full disk or quota is the user's to fix: one line naming the file (torch.save's stream writer
+        # reports a failed write as a RuntimeError). The file being replaced was not touched.
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "write" in str(e).lower()):
+            reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
+            raise OutputWriteError(f"cannot write {path}: {reason}; the previous {path.name}, if any, is "
+                                   "kept as it was (free some space or write elsewhere)") from e
         raise
     fsync_folder(path.parent)
     return path

@@ -24,6 +24,10 @@ class ConfigError(LatentNavError, ValueError):
     """A configuration value is invalid or inconsistent with another."""
 
 
+class OutputWriteError(LatentNavError, OSError):
+    """An output could not be written (a full disk, a quota, a read-only folder); the message names the path."""
+
+
 class NonFiniteOutput(LatentNavError, FloatingPointError):
     """A generator rendered NaN or inf for some latents (named by their indices)."""
 

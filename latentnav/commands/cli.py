@@ -24,6 +24,7 @@ from pytorch_lightning.cli import LightningCLI
 
 from latentnav.callbacks.checkpoint import Checkpoint
 from latentnav.callbacks.divergence_guard import DivergenceGuard
+from latentnav.callbacks.logger_writes import LoggerWrites
 from latentnav.callbacks.preemption import Preemption
 from latentnav.callbacks.process_group_exit import ProcessGroupExit
 from latentnav.callbacks.run_identity import KEY as RUN_KEY, RunIdentity, check_run_identity, run_identity
@@ -111,9 +112,10 @@ class LatentNavCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         # Not config keys: a clean exit of distributed ranks, the record of what a checkpoint was trained
-        # from and stopping at a safe point on SIGTERM / SIGUSR1 are not choices (see the callbacks).
+        # from, stopping at a safe point on SIGTERM / SIGUSR1 and a logger's failed write stopping the
+        # run are not choices (see the callbacks).
         trainer = super().instantiate_trainer(**kwargs)
-        trainer.callbacks += [RunIdentity(), ProcessGroupExit(), Preemption()]
+        trainer.callbacks += [RunIdentity(), ProcessGroupExit(), Preemption(), LoggerWrites()]
         if _launching_process():
             claim_log_version(trainer)
         return trainer
