@@ -5,7 +5,6 @@ import errno
 import io
 from pathlib import Path
 
-import pytest
 import torch
 
 from tests.test_faults import one_line_error, run_cli
