@@ -78,7 +78,9 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], object]) -
             os.unlink(tmp)
         # A full disk or quota is the user's to fix: one line naming the file (torch.save's stream writer
         # reports a failed write as a RuntimeError). The file being replaced was not touched.
-        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "write" in str(e).lower()):
+        message = str(e).lower()
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and ("write failed" in message
+                                                                       or "failed writing" in message)):
             reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
             raise OutputWriteError(f"cannot write {path}: {reason}; the previous {path.name}, if any, is "
                                    "kept as it was (free some space or write elsewhere)") from e

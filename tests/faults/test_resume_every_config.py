@@ -47,12 +47,28 @@ def _small(name: str, env: dict) -> list[str]:
             "--model.init_args.generator", str(env["stylegan2"]), "--model.init_args.num_directions", "4",
             "--data.init_args.latent_dim", "32", "--data.init_args.batch_size", "4",
             "--data.init_args.steps_per_epoch", "50", "--data.init_args.num_val", "8", "--trainer.sync_batchnorm", "false",
-            "--trainer.accelerator", "cpu", "--trainer.devices", "1"],
+            # one CPU process without its DDP: a process group made in the test's own process would outlive
+            # the test (with MASTER_PORT set) and collide with every later 2-process test
+            "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto"],
     }[name]
 
 
 TRAINING_CONFIGS = sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").rglob("*.yaml")
                           if "trainer" in yaml.safe_load(p.read_text()) and "annotate" not in p.parts)
+
+
+@pytest.fixture(autouse=True)
+def no_process_group_left(monkeypatch):
+    """Whatever a run in this process starts (a process group, MASTER_PORT in the environment) ends with it."""
+    import os
+
+    before = dict(os.environ)
+    yield
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for key in set(os.environ) - set(before):
+        del os.environ[key]
+    os.environ.update(before)
 
 
 @pytest.fixture(scope="module")

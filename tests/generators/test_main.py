@@ -78,8 +78,8 @@ def test_quality_on_two_processes_equals_one(tmp_path):
 
 
 def test_a_state_dict_nested_in_a_training_checkpoint_with_a_prefix(tmp_path, capsys):
-    """One generator spec: class_path + init_args + the nested key + the DDP prefix, recorded in the identity,
-    and a directions file made on it edits with no option on the command line."""
+    """One generator spec: class_path + init_args + the nested key + the DDP prefix, recorded in the identity;
+    a directions file made on it edits once the user repeats the options (a file cannot choose code)."""
     from latentnav.directions_file import write_directions
     from latentnav.commands.edit import main as edit_main
     from latentnav.generators import load_generator
@@ -94,8 +94,10 @@ def test_a_state_dict_nested_in_a_training_checkpoint_with_a_prefix(tmp_path, ca
     torch.testing.assert_close(G.synthesize(z), reference.synthesize(z))
     assert G.identity["options"] == spec
     npz = write_directions(tmp_path / "d.npz", torch.eye(8)[:1], ["red"], "planted", "z", G.identity)
-    assert edit_main([str(npz), "--attributes", "red", "--seeds", "0", "--steps", "3", "--accelerator", "cpu",
-                      "--out", str(tmp_path / "edits")]) == 0
+    edit = [str(npz), "--attributes", "red", "--seeds", "0", "--steps", "3", "--accelerator", "cpu", "--out",
+            str(tmp_path / "edits")]
+    assert edit_main(edit) == 2 and "records generator options" in capsys.readouterr().err
+    assert edit_main([*edit, "--generator_options", json.dumps(spec)]) == 0
     for bad, message in (({"state_dict_key": "models.nope"}, r"has no 'models.nope' \(at 'nope': generator\)"),
                          ({"state_dict_key": "epoch"}, "'epoch' of")):
         with pytest.raises(ConfigError, match=message):
