@@ -30,7 +30,8 @@ class DCGANAdapter(FrozenGenerator):
         self.net = net
         self.freeze()
 
-    def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent):
+    def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent, classes=None,
+                    truncation_cutoff=None):
         return self.net(_truncate(latent, truncation, truncation_latent))
 
     def latent_weights(self, space: str = "z", layers: Optional[Sequence[int]] = None):
@@ -65,18 +66,20 @@ class StyleGAN2Adapter(FrozenGenerator):
         self._check_space(space)
         return (self.n_latent, self.z_dim) if space == "w+" else (self.z_dim,)
 
-    def to_space(self, z: torch.Tensor, space: str) -> torch.Tensor:
+    def to_space(self, z: torch.Tensor, space: str, classes=None) -> torch.Tensor:
         self.check_latent(z, "z")
+        self.check_classes(classes, z.shape[0])
         if space == "z":
             return z
         w = self.net.mapping(z)
         return w if space == "w" else w.unsqueeze(1).repeat(1, self.n_latent, 1)
 
     def truncated(self, latent: torch.Tensor, space: str = "z", truncation: float = 1.0,
-                  truncation_latent: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  truncation_latent: Optional[torch.Tensor] = None, truncation_cutoff: Optional[int] = None) -> torch.Tensor:
         """The w+ (B, n_latent, d) the synthesis network receives: ``space`` latents mapped and broadcast,
         then pulled towards ``truncation_latent`` ((d,) or (n_latent, d); default the mean w) by psi
-        (the port's ``truncation_latent + psi * (w - truncation_latent)``, applied when psi < 1)."""
+        (the port's ``truncation_latent + psi * (w - truncation_latent)``, applied when psi < 1), on the first
+        ``truncation_cutoff`` rows only when given."""
         self.check_latent(latent, space)
         latent = latent.to(self.device)
         if space == "z":
@@ -85,11 +88,17 @@ class StyleGAN2Adapter(FrozenGenerator):
             latent = latent.unsqueeze(1).repeat(1, self.n_latent, 1)
         if truncation < 1.0:
             centre = self.w_avg if truncation_latent is None else truncation_latent.to(latent)
-            latent = centre + truncation * (latent - centre)
+            pulled = centre + truncation * (latent - centre)
+            if truncation_cutoff is None:
+                latent = pulled
+            else:
+                rows = torch.arange(self.n_latent, device=latent.device)[None, :, None] < truncation_cutoff
+                latent = torch.where(rows, pulled, latent)
         return latent
 
-    def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent):
-        latent = self.truncated(latent, space, truncation, truncation_latent)
+    def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent, classes=None,
+                    truncation_cutoff=None):
+        latent = self.truncated(latent, space, truncation, truncation_latent, truncation_cutoff)
         if noise_mode == "const":
             noise = self.net.stored_noise()
         elif noise_mode == "none":
@@ -101,8 +110,10 @@ class StyleGAN2Adapter(FrozenGenerator):
     def noise_maps(self) -> list[torch.Tensor]:
         return list(self.net.stored_noise())
 
-    def synthesize_with_noise(self, latent: torch.Tensor, space: str, noise: Sequence[torch.Tensor]) -> torch.Tensor:
+    def synthesize_with_noise(self, latent: torch.Tensor, space: str, noise: Sequence[torch.Tensor],
+                              classes=None) -> torch.Tensor:
         self.check_latent(latent, space)
+        self.check_classes(classes, latent.shape[0])
         if len(noise) != self.net.config.num_layers:
             raise ConfigError(f"noise: expected {self.net.config.num_layers} maps, got {len(noise)}")
         latent = self.truncated(latent.to(self.device), space, 1.0, None)
@@ -177,7 +188,8 @@ class ModuleAdapter(FrozenGenerator):
         tried = ", ".join(str(d) for d in candidates)
         raise ConfigError(f"{name}: no latent size among {tried} gives a (1, 3, R, R) image; give z_dim")
 
-    def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent):
+    def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent, classes=None,
+                    truncation_cutoff=None):
         z = _truncate(latent, truncation, truncation_latent)
         return self.module(z[:, :, None, None] if self.z_as_map else z)
 

@@ -12,7 +12,12 @@ A :class:`FrozenGenerator` wraps a pretrained network and promises:
 - ``latent_weights(space)``: the weight matrices that act first on a latent of that space,
   each as a matrix A of shape (out, d) with h = A @ latent (for the closed-form methods);
 - ``identity``: source path, sha256 and class, stored in the checkpoints of modules that
-  use the generator, so that resuming against another generator fails loudly.
+  use the generator, so that resuming against another generator fails loudly;
+- ``num_classes``: 0 for an unconditional generator; > 0 for a class-conditional one, where a sample is a
+  pair (latent, class): ``to_space``, ``synthesize`` and ``synthesize_with_noise`` then take ``classes``, a
+  (B,) integer tensor of class ids in [0, num_classes). Directions are shared across classes. Which classes a
+  run draws from is the user's choice (``classes``, default all); latent i's class is a pure function of i
+  (:meth:`FrozenGenerator.classes_at`), so 1 or N processes agree, as they do on the latents.
 
 Frozen means (:class:`latentnav.frozen.Frozen`): parameters that cannot require grad, even under a
 parent's ``requires_grad_(True)``, from construction on (before any DDP wrapping), and eval mode that
@@ -49,11 +54,70 @@ class FrozenGenerator(Frozen, nn.Module):
 
     latent_spaces: tuple[str, ...] = ("z",)
 
-    def __init__(self, resolution: int, z_dim: int, identity: Optional[dict] = None) -> None:
+    def __init__(self, resolution: int, z_dim: int, identity: Optional[dict] = None, num_classes: int = 0) -> None:
         super().__init__()
         self.resolution = resolution
         self.z_dim = z_dim
         self.identity = dict(identity or {})
+        self.num_classes = int(num_classes)
+        self.class_choice: tuple[int, ...] = tuple(range(self.num_classes))
+
+    # ----------------------------------------------------------------- classes
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def use_classes(self, classes: Optional[Sequence[int]]) -> "FrozenGenerator":
+        """Draw samples from these class ids (``--classes 239 207``); ``None``: all classes. Latent i gets
+        ``classes[i % len(classes)]``. Refused in one line for an unconditional generator or an id out of range."""
+        if classes is None or (not self.conditional and len(classes) == 0):
+            self.class_choice = tuple(range(self.num_classes))
+            return self
+        if not self.conditional:
+            raise ConfigError(f"classes: {type(self).__name__} is not class-conditional; leave --classes out")
+        chosen = tuple(int(c) for c in classes)
+        bad = [c for c in chosen if not 0 <= c < self.num_classes]
+        if not chosen or bad:
+            raise ConfigError(f"classes: expected class ids in 0..{self.num_classes - 1}, got {list(classes)}")
+        self.class_choice = chosen
+        self.identity["classes"] = list(chosen)
+        return self
+
+    def classes_at(self, indices) -> Optional[torch.Tensor]:
+        """The class of each latent index ((B,) int64 on the wrapper's device), or None when unconditional."""
+        if not self.conditional:
+            return None
+        idx = torch.as_tensor(indices.tolist() if isinstance(indices, torch.Tensor) else list(indices), dtype=torch.int64)
+        choice = torch.tensor(self.class_choice, dtype=torch.int64)
+        return choice[idx.remainder(len(choice))].to(self.device)
+
+    def sample_classes(self, n: int, generator: Optional[torch.Generator] = None) -> Optional[torch.Tensor]:
+        """``n`` classes drawn uniformly from the chosen ones (None when unconditional)."""
+        if not self.conditional:
+            return None
+        pick = torch.randint(len(self.class_choice), (n,), generator=generator)
+        return torch.tensor(self.class_choice, dtype=torch.int64)[pick].to(self.device)
+
+    def check_classes(self, classes, batch: int) -> Optional[torch.Tensor]:
+        """``classes`` as a (batch,) int64 tensor on the device, or one line: a conditional generator needs them,
+        an unconditional one takes none."""
+        if not self.conditional:
+            if classes is not None:
+                raise ConfigError(f"classes: {type(self).__name__} is not class-conditional; give no classes")
+            return None
+        if classes is None:
+            raise ConfigError(f"{type(self).__name__} is class-conditional ({self.num_classes} classes): "
+                              "every sample needs a class (give classes, e.g. --classes 0 1)")
+        classes = torch.as_tensor(classes).reshape(-1)
+        if classes.dtype.is_floating_point or classes.dtype == torch.bool:
+            raise ConfigError(f"classes: expected integer class ids, got {classes.dtype}")
+        if classes.numel() == 1 and batch != 1:
+            classes = classes.expand(batch)
+        if classes.numel() != batch:
+            raise ConfigError(f"classes: expected {batch} class ids (one per sample), got {classes.numel()}")
+        if classes.numel() and (int(classes.min()) < 0 or int(classes.max()) >= self.num_classes):
+            raise ConfigError(f"classes: expected ids in 0..{self.num_classes - 1}, got {classes.tolist()[:8]}")
+        return classes.to(self.device, torch.int64)
 
     def freeze(self) -> "FrozenGenerator":
         """Call at the end of a subclass ``__init__`` (see :class:`latentnav.frozen.Frozen`)."""
@@ -90,14 +154,15 @@ class FrozenGenerator(Frozen, nn.Module):
             )
 
     def sample(self, n: int, seed: Optional[int] = None, space: str = "z",
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """``n`` latents of ``space`` from the prior; ``seed`` or ``generator`` make it reproducible."""
+               generator: Optional[torch.Generator] = None, classes=None) -> torch.Tensor:
+        """``n`` latents of ``space`` from the prior; ``seed`` or ``generator`` make it reproducible. A
+        class-conditional generator's w latents depend on the class: give ``classes`` for ``w``/``w+``."""
         self._check_space(space)
         if generator is None:
             generator = torch.Generator()
             generator.manual_seed(seed) if seed is not None else generator.seed()
         z = torch.randn(n, self.z_dim, generator=generator).to(self.device)
-        return z if space == "z" else self.to_space(z, space)
+        return z if space == "z" else self.to_space(z, space, classes=classes)
 
     def latents_at(self, indices, seed: int = 0, space: str = "z") -> torch.Tensor:
         """Latents (len(indices), *latent_shape(space)) on the wrapper's device: latent i is a pure
@@ -113,10 +178,10 @@ class FrozenGenerator(Frozen, nn.Module):
         # float32 under a mixed-precision loop too: the latents are data (stored, edited, averaged), and
         # autocast would round a mapped w to half precision.
         with torch.autocast(z.device.type, enabled=False):
-            return self.to_space(z, space).float()
+            return self.to_space(z, space, classes=self.classes_at(indices)).float()
 
-    def to_space(self, z: torch.Tensor, space: str) -> torch.Tensor:
-        """Map z latents (B, z_dim) to ``space`` (identity for ``z``)."""
+    def to_space(self, z: torch.Tensor, space: str, classes=None) -> torch.Tensor:
+        """Map z latents (B, z_dim) to ``space`` (identity for ``z``); ``classes`` (B,) for a conditional one."""
         self.check_latent(z, "z")
         if space == "z":
             return z
@@ -124,12 +189,15 @@ class FrozenGenerator(Frozen, nn.Module):
 
     # ----------------------------------------------------------------- images
     def synthesize(self, latent: torch.Tensor, space: str = "z", truncation: float = 1.0,
-                   noise_mode: str = "const", truncation_latent: Optional[torch.Tensor] = None) -> torch.Tensor:
+                   noise_mode: str = "const", truncation_latent: Optional[torch.Tensor] = None,
+                   classes=None, truncation_cutoff: Optional[int] = None) -> torch.Tensor:
         """Images (B, 3, resolution, resolution) in [-1, 1] for a batch of latents of ``space``.
 
         ``truncation`` psi in [0, 1] (1: none) pulls the latent towards ``truncation_latent`` (default:
         the generator's own centre, e.g. StyleGAN2's mean w); the rosinality port applies psi < 1 only,
-        so psi > 1 (extrapolation) is refused rather than silently treated differently."""
+        so psi > 1 (extrapolation) is refused rather than silently treated differently.
+        ``truncation_cutoff`` k: psi applies to the first k rows of w+ only (NVIDIA's cutoff; None: all).
+        ``classes``: (B,) class ids, required by a class-conditional generator (see ``num_classes``)."""
         self.check_latent(latent, space)
         if noise_mode not in NOISE_MODES:
             raise ConfigError(f"noise_mode: expected one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
@@ -138,7 +206,11 @@ class FrozenGenerator(Frozen, nn.Module):
                               "the StyleGAN2 port ignores psi >= 1 and latentnav does not extrapolate")
         if truncation_latent is not None:
             truncation_latent = truncation_latent.to(self.device, torch.float32)
-        return self._synthesize(latent.to(self.device), space, float(truncation), noise_mode, truncation_latent)
+        if truncation_cutoff is not None and (isinstance(truncation_cutoff, bool) or int(truncation_cutoff) < 0):
+            raise ConfigError(f"truncation_cutoff: expected a non-negative number of w+ rows, got {truncation_cutoff}")
+        classes = self.check_classes(classes, latent.shape[0])
+        return self._synthesize(latent.to(self.device), space, float(truncation), noise_mode, truncation_latent,
+                                classes, None if truncation_cutoff is None else int(truncation_cutoff))
 
     def forward(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
         return self.synthesize(latent, space)
@@ -148,15 +220,17 @@ class FrozenGenerator(Frozen, nn.Module):
         (1, 1, r, r) maps; empty for generators without noise inputs."""
         return []
 
-    def synthesize_with_noise(self, latent: torch.Tensor, space: str, noise: Sequence[torch.Tensor]) -> torch.Tensor:
+    def synthesize_with_noise(self, latent: torch.Tensor, space: str, noise: Sequence[torch.Tensor],
+                              classes=None) -> torch.Tensor:
         """Images for ``latent`` with the given per-layer ``noise`` maps ((B, 1, r, r) each, as
         :meth:`noise_maps`), e.g. a projection's optimised ones; a generator without noise ignores them."""
         if noise:
             raise ConfigError(f"{type(self).__name__} has no noise inputs")
-        return self.synthesize(latent, space)
+        return self.synthesize(latent, space, classes=classes)
 
     def _synthesize(self, latent: torch.Tensor, space: str, truncation: float, noise_mode: str,
-                    truncation_latent: Optional[torch.Tensor]) -> torch.Tensor:
+                    truncation_latent: Optional[torch.Tensor], classes: Optional[torch.Tensor] = None,
+                    truncation_cutoff: Optional[int] = None) -> torch.Tensor:
         raise NotImplementedError
 
     def latent_weights(self, space: str = "z", layers: Optional[Sequence[int]] = None) -> list[tuple[str, torch.Tensor]]:
