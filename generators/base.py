@@ -80,7 +80,6 @@ class FrozenGenerator(Frozen, nn.Module):
         if not chosen or bad:
             raise ConfigError(f"classes: expected class ids in 0..{self.num_classes - 1}, got {list(classes)}")
         self.class_choice = chosen
-        self.identity["classes"] = list(chosen)
         return self
 
     def classes_at(self, indices) -> Optional[torch.Tensor]:

@@ -68,6 +68,7 @@ def load_generator(
     w_avg_samples: int = 10000,
     state_dict_key: Optional[str] = None,
     strip_prefix: Optional[str] = None,
+    classes: Optional[list[int]] = None,
     map_location: str | torch.device = "cpu",
 ) -> FrozenGenerator:
     """Load a pretrained generator, frozen, behind the :class:`FrozenGenerator` contract.
@@ -83,14 +84,25 @@ def load_generator(
     - a file written by ``python -m latentnav.generators export``.
 
     Files are read with ``weights_only=True``; ``trust_pickle=True`` lifts that.
+    ``classes``: for a class-conditional generator, the class ids samples are drawn from (latent i gets
+    ``classes[i % len(classes)]``; default all); refused for an unconditional one.
     """
+    G = _load(source, class_path=class_path, init_args=init_args, z_dim=z_dim, resolution=resolution,
+              trust_pickle=trust_pickle, w_avg_samples=w_avg_samples, state_dict_key=state_dict_key,
+              strip_prefix=strip_prefix, classes=classes, map_location=map_location)
+    return G.use_classes(classes)
+
+
+def _load(source, *, class_path, init_args, z_dim, resolution, trust_pickle, w_avg_samples, state_dict_key,
+          strip_prefix, classes, map_location) -> FrozenGenerator:
     path = resolve_source(source, "generator")
     identity = {"source": str(path), "sha256": sha256_of(path)}
     # Recorded so that a command can load the generator exactly as the run that made a file did.
     options = {k: v for k, v in (("class_path", class_path), ("init_args", init_args), ("z_dim", z_dim),
                                  ("resolution", resolution), ("trust_pickle", trust_pickle or None),
                                  ("w_avg_samples", None if w_avg_samples == 10000 else w_avg_samples),
-                                 ("state_dict_key", state_dict_key), ("strip_prefix", strip_prefix))
+                                 ("state_dict_key", state_dict_key), ("strip_prefix", strip_prefix),
+                                 ("classes", list(classes) if classes is not None else None))
                if v is not None}
     if options:
         identity["options"] = options
@@ -147,7 +159,8 @@ def load_generator(
 # checked against its output); w_avg_samples is how many samples StyleGAN2's mean w is estimated from: leaving
 # it out would silently change the images. Everything else (class_path, init_args, trust_pickle, state_dict_key,
 # strip_prefix, and any key not known here) must be repeated by the user.
-DESCRIPTIVE_OPTIONS = {"z_dim": (1, 65536), "resolution": (1, 65536), "w_avg_samples": (1, 1_000_000)}
+DESCRIPTIVE_OPTIONS = {"z_dim": (1, 65536), "resolution": (1, 65536), "w_avg_samples": (1, 1_000_000),
+                       "classes": (0, 1_000_000)}
 
 
 #: The keyword arguments a user may give ``load_generator`` (``--generator_options``).
@@ -162,7 +175,12 @@ def _check_option_names(options: dict, field: str) -> None:
 
 def _descriptive(key: str, value: Any) -> bool:
     low, high = DESCRIPTIVE_OPTIONS.get(key, (None, None))
-    return low is not None and isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    if low is None:
+        return False
+    if key == "classes":  # a short list of class ids (which classes the file's samples were drawn from)
+        return isinstance(value, list) and len(value) <= 10_000 and all(
+            isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in value)
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _recorded_path(recorded: dict) -> Path:
