@@ -58,6 +58,9 @@ class StyleGAN2Adapter(FrozenGenerator):
                 z = z.to(next(net.parameters()).device)
                 w_avg = torch.cat([net.mapping(chunk) for chunk in z.split(1000)]).mean(0)
             self.identity["w_avg"] = f"estimated from {w_avg_samples} samples"
+        else:
+            self.identity.setdefault("w_avg", "latent_avg from the checkpoint")
+        self.mapping_layers = net.config.n_mlp
         self.register_buffer("w_avg", w_avg.reshape(self.z_dim).float().clone())
         self.n_latent = net.config.n_latent
         self.freeze()

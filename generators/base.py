@@ -62,6 +62,24 @@ class FrozenGenerator(Frozen, nn.Module):
         self.num_classes = int(num_classes)
         self.class_choice: tuple[int, ...] = tuple(range(self.num_classes))
 
+    def describe(self) -> dict:
+        """What the contract sees, for ``latentnav generator info``: family (the file format recognised),
+        resolution, spaces and shapes, classes, mapping depth and where truncation's centre comes from.
+        Adapters add their own facts by overriding and extending this dict."""
+        return {
+            "family": self.identity.get("format", type(self).__name__),
+            "resolution": self.resolution,
+            "spaces": {s: tuple(self.latent_shape(s)) for s in self.latent_spaces},
+            "classes": (f"{self.num_classes} (drawing from {len(self.class_choice)})" if self.conditional
+                        else "unconditional"),
+            "mapping_layers": getattr(self, "mapping_layers", None),
+            "truncation": self.identity.get("w_avg", self.truncation_source),
+            "noise_inputs": len(self.noise_maps()),
+        }
+
+    #: Where truncation's centre comes from (adapters with a mean w say so in ``identity["w_avg"]``).
+    truncation_source = "the prior's mean (psi scales z)"
+
     # ----------------------------------------------------------------- classes
     @property
     def conditional(self) -> bool:

@@ -80,10 +80,14 @@ def info(source: str, generator_options: Optional[dict] = None, device: str = "a
     from latentnav.generators.loading import load_generator_on, resolve_device
 
     G = load_generator_on(source, generator_options or {}, resolve_device(device))
-    print(f"{type(G).__name__} on {G.device}: resolution {G.resolution}, spaces "
-          + ", ".join(f"{s} {G.latent_shape(s)}" for s in G.latent_spaces))
+    print(f"{type(G).__name__} on {G.device}")
+    for key, value in G.describe().items():
+        if value is not None:
+            shown = ", ".join(f"{s} {shape}" for s, shape in value.items()) if key == "spaces" else value
+            print(f"  {key.replace('_', ' ')}: {shown}")
     for k, v in G.identity.items():
-        print(f"  {k}: {v}")
+        if k != "w_avg":
+            print(f"  {k}: {v}")
 
 
 def export(checkpoint: str, out: str) -> None:
