@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import torch
 
+from latentnav.generators import families
 from latentnav.generators.adapters import DCGANAdapter, ModuleAdapter, StyleGAN2Adapter
 from latentnav.generators.base import FrozenGenerator
 from latentnav.generators.dcgan import DCGANGenerator
@@ -69,6 +70,7 @@ def load_generator(
     state_dict_key: Optional[str] = None,
     strip_prefix: Optional[str] = None,
     classes: Optional[list[int]] = None,
+    family_options: Optional[dict[str, Any]] = None,
     map_location: str | torch.device = "cpu",
 ) -> FrozenGenerator:
     """Load a pretrained generator, frozen, behind the :class:`FrozenGenerator` contract.
@@ -86,15 +88,18 @@ def load_generator(
     Files are read with ``weights_only=True``; ``trust_pickle=True`` lifts that.
     ``classes``: for a class-conditional generator, the class ids samples are drawn from (latent i gets
     ``classes[i % len(classes)]``; default all); refused for an unconditional one.
+    ``family_options``: settings of one family's loader (see ``latentnav.generators.families``), e.g.
+    ``{"network_version": "stylegan2-ada"}`` for an NVIDIA pickle whose embedded source is not recognised,
+    ``{"config": "config.json"}`` for BigGAN-deep, ``{"normalize_latent": false}`` for genforce's PGGAN.
     """
     G = _load(source, class_path=class_path, init_args=init_args, z_dim=z_dim, resolution=resolution,
               trust_pickle=trust_pickle, w_avg_samples=w_avg_samples, state_dict_key=state_dict_key,
-              strip_prefix=strip_prefix, classes=classes, map_location=map_location)
+              strip_prefix=strip_prefix, classes=classes, family_options=family_options, map_location=map_location)
     return G.use_classes(classes)
 
 
 def _load(source, *, class_path, init_args, z_dim, resolution, trust_pickle, w_avg_samples, state_dict_key,
-          strip_prefix, classes, map_location) -> FrozenGenerator:
+          strip_prefix, classes, family_options, map_location) -> FrozenGenerator:
     path = resolve_source(source, "generator")
     identity = {"source": str(path), "sha256": sha256_of(path)}
     # Recorded so that a command can load the generator exactly as the run that made a file did.
@@ -102,7 +107,8 @@ def _load(source, *, class_path, init_args, z_dim, resolution, trust_pickle, w_a
                                  ("resolution", resolution), ("trust_pickle", trust_pickle or None),
                                  ("w_avg_samples", None if w_avg_samples == 10000 else w_avg_samples),
                                  ("state_dict_key", state_dict_key), ("strip_prefix", strip_prefix),
-                                 ("classes", list(classes) if classes is not None else None))
+                                 ("classes", list(classes) if classes is not None else None),
+                                 ("family_options", dict(family_options) if family_options else None))
                if v is not None}
     if options:
         identity["options"] = options
@@ -113,6 +119,9 @@ def _load(source, *, class_path, init_args, z_dim, resolution, trust_pickle, w_a
         except RuntimeError as e:
             raise DataFormatError(f"{path}: unreadable TorchScript file ({str(e).splitlines()[0][:120]})") from None
         return ModuleAdapter(module, z_dim, resolution, dict(identity, format="torchscript"), name=str(path))
+
+    if families.is_plain_pickle(path):  # NVIDIA's pickles (and TensorFlow-era ones): read, never executed
+        return families.load_network_pickle(path, identity, map_location, dict(family_options or {}))
 
     blob = safe_torch_load(path, trust_pickle=trust_pickle, allow=PORT_SAFE_CLASSES, map_location=map_location,
                            convert_hint=CONVERT_HINT)
@@ -136,6 +145,8 @@ def _load(source, *, class_path, init_args, z_dim, resolution, trust_pickle, w_a
         net = DCGANGenerator(**blob["config"])
         strict_load_state_dict(net, blob["state_dict"], str(path))
         return DCGANAdapter(net, dict(identity, format="latentnav-dcgan"))
+    if blob.get("format") == FORMAT:  # another family written by ``latentnav generator convert``
+        return families.load_converted(blob, identity, map_location, dict(family_options or {}))
 
     if "g_ema" in blob:
         state = blob["g_ema"]
@@ -146,10 +157,14 @@ def _load(source, *, class_path, init_args, z_dim, resolution, trust_pickle, w_a
         return StyleGAN2Adapter(net.to(map_location), w_avg=latent_avg, w_avg_samples=w_avg_samples,
                                 identity=dict(identity, format="rosinality-stylegan2"))
 
+    family = families.recognise(blob)
+    if family is not None:
+        return family.load(blob, identity, map_location, dict(family_options or {}))
     keys = ", ".join(sorted(map(str, blob))[:5])
     raise DataFormatError(
         f"{path}: unknown generator format (top-level keys: {keys}); expected a rosinality StyleGAN2 "
-        "checkpoint (g_ema), a TorchScript file, an exported latentnav generator, or give class_path"
+        f"checkpoint (g_ema), {families.KNOWN}, a TorchScript file, an exported latentnav generator, "
+        "or give class_path"
     )
 
 
@@ -160,7 +175,7 @@ def _load(source, *, class_path, init_args, z_dim, resolution, trust_pickle, w_a
 # it out would silently change the images. Everything else (class_path, init_args, trust_pickle, state_dict_key,
 # strip_prefix, and any key not known here) must be repeated by the user.
 DESCRIPTIVE_OPTIONS = {"z_dim": (1, 65536), "resolution": (1, 65536), "w_avg_samples": (1, 1_000_000),
-                       "classes": (0, 1_000_000)}
+                       "classes": (0, 1_000_000), "family_options": (0, 200)}
 
 
 #: The keyword arguments a user may give ``load_generator`` (``--generator_options``).
@@ -177,6 +192,10 @@ def _descriptive(key: str, value: Any) -> bool:
     low, high = DESCRIPTIVE_OPTIONS.get(key, (None, None))
     if low is None:
         return False
+    if key == "family_options":  # a family's numeric / named settings: our own code reads them, none is run
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and (isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= high))
+            for k, v in value.items())
     if key == "classes":  # a short list of class ids (which classes the file's samples were drawn from)
         return isinstance(value, list) and len(value) <= 10_000 and all(
             isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in value)
