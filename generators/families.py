@@ -117,11 +117,15 @@ def load_network_pickle(path: Path, identity: dict, map_location, options: dict)
 
 
 def load_nvidia_record(record: Any, identity: dict, map_location, version: Optional[str], options: dict, path):
+    """The adapter of one NVIDIA network record; it keeps ``nvidia_network = (version, init_kwargs)`` so that
+    ``latentnav generator convert`` can write it again (with ``adapter.net.state_dict()``)."""
     from latentnav.nvidia_pickle import PersistentObject, require_version
 
     if isinstance(record, PersistentObject):
         version = version or require_version(record, path)
         record.version = version
+    elif isinstance(record, tuple):  # a converted file's (version, init_kwargs, state dict)
+        version = record[0]
     else:
         tf = _tf_generator(record, path)
         if tf is None:
@@ -130,17 +134,22 @@ def load_nvidia_record(record: Any, identity: dict, map_location, version: Optio
     if version == "stylegan3":
         from latentnav.generators.stylegan3 import load_stylegan3
 
-        if isinstance(record, tuple):  # a converted file's (version, init_kwargs, state dict)
-            record = _Record(*record)
         if options:
             raise ConfigError(f"family_options: StyleGAN3 takes network_version only; got {', '.join(sorted(options))}")
-        return load_stylegan3(record, identity, map_location)
+        if isinstance(record, tuple):  # a converted file's (version, init_kwargs, state dict)
+            record = _Record(*record)
+        G = load_stylegan3(record, identity, map_location)
+        G.nvidia_network = (version, dict(record.init_kwargs))
+        return G
     from latentnav.generators.stylegan2_nvidia import load_stylegan2_nvidia
 
     unknown = sorted(set(options) - {"fused_modconv"})
     if unknown:
         raise ConfigError(f"family_options: NVIDIA StyleGAN2 takes network_version, fused_modconv; got {', '.join(unknown)}")
-    return load_stylegan2_nvidia(record, identity, map_location, **options)
+    G = load_stylegan2_nvidia(record, identity, map_location, **options)
+    init_kwargs = record[1] if isinstance(record, tuple) else record.init_kwargs
+    G.nvidia_network = (version, dict(init_kwargs))
+    return G
 
 
 @dataclass

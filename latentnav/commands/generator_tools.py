@@ -2,7 +2,10 @@
 
     latentnav generator info SOURCE                     what the contract sees
     latentnav generator export CKPT OUT                 DemoGAN checkpoint -> bundled format (EMA weights)
-    latentnav generator convert IN OUT                  a trusted pickle -> a weights-only file
+    latentnav generator convert IN OUT [--layout rosinality]
+                                                        any recognised generator -> latentnav's weights-only
+                                                        file (or rosinality's layout); a trusted torch pickle
+                                                        -> a weights-only file
     latentnav generator quality [SOURCE] [--num 2000]   demo generator quality, judged by the demo classifier
 
 ``info`` and ``quality`` take ``--generator_options '{"class_path": "pkg.G", "init_args": {...}}'``
@@ -104,17 +107,48 @@ def export(checkpoint: str, out: str) -> None:
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, sha256 {sha256_of(path)[:12]})")
 
 
-def convert(source: str, out: str) -> None:
-    """Rewrite a pickle you trust as a weights-only file (tensors, numbers, strings and containers kept).
+def convert(source: str, out: str, layout: str = "plain", generator_options: Optional[dict] = None,
+            drop_clamp: bool = False) -> None:
+    """Write a generator as a plain weights-only file, or (StyleGAN2 family) in rosinality's layout.
+
+    A generator latentnav recognises (an NVIDIA or TensorFlow pickle, read without running it; genforce,
+    BigGAN, ProgGAN state dicts; a rosinality checkpoint) is written as ``layout``: ``plain`` (latentnav's own
+    file: the family, its settings and its weights, loadable with weights_only) or ``rosinality`` (``g_ema`` +
+    ``latent_avg``, for NVIDIA StyleGAN2 networks whose architecture the port has). A torch file that only
+    loads by running its pickled classes is rewritten as before (that trusts it: only for files you trust).
 
     Args:
-        source: the trusted pickle (it is unpickled: only for files you made or trust).
-        out: the weights-only file to write.
+        source: the generator file.
+        out: the file to write.
+        layout: plain or rosinality.
+        generator_options: load_generator keyword arguments (e.g. ``{"family_options": {...}}``).
+        drop_clamp: rosinality layout: convert a network that clamps activations anyway (reports the change).
     """
-    blob = torch.load(source, map_location="cpu", weights_only=False)  # the user asked: trusted
-    dropped: list[str] = []
-    atomic_torch_save(_plain(blob, dropped), out)
-    print(f"wrote {out}" + (f"; dropped {', '.join(dropped)}" if dropped else ""))
+    from pathlib import Path
+
+    from latentnav.errors import DataFormatError
+    from latentnav.generators import families
+    from latentnav.safe_load import safe_torch_load
+
+    if layout not in ("plain", "rosinality"):
+        raise ConfigError(f"--layout: expected plain or rosinality, got {layout!r}")
+    path = Path(source)
+    if path.is_file() and not families.is_plain_pickle(path):
+        try:
+            safe_torch_load(path)
+        except DataFormatError as e:
+            if "needs arbitrary code" not in str(e):
+                raise
+            if layout != "plain":
+                raise ConfigError(f"{source}: only a recognised generator converts to --layout {layout}") from None
+            blob = torch.load(source, map_location="cpu", weights_only=False)  # the user asked: trusted
+            dropped: list[str] = []
+            atomic_torch_save(_plain(blob, dropped), out)
+            print(f"wrote {out}" + (f"; dropped {', '.join(dropped)}" if dropped else ""))
+            return
+    from latentnav.generators.conversion import convert_generator
+
+    print(convert_generator(source, out, layout, generator_options or {}, drop_clamp))
 
 
 def quality(source: str = "demo", num: int = 2000, annotator: str = "demo", seed: int = 2024, batch_size: int = 500,
