@@ -101,11 +101,10 @@ class _GenforceAdapter(FrozenGenerator):
             return self.to_space(z, space, classes=self.classes_at(indices)).float()
 
     def describe(self) -> dict:
-        """What ``latentnav generator info`` prints."""
-        c = self.net.config
-        return {"family": f"genforce {self.family}", "resolution": self.resolution, "spaces": list(self.latent_spaces),
-                "classes": self.num_classes, "weights": self.identity.get("state_dict"),
-                "normalize_latent": self.normalize_latent, "notes": dict(c.notes)}
+        """The contract's facts (:meth:`FrozenGenerator.describe`) and genforce's: the state dict used, the
+        latent preprocessing, and how the settings that are not in the file were chosen."""
+        return dict(super().describe(), weights=self.identity.get("state_dict"),
+                    normalize_latent=self.normalize_latent, inferred=dict(self.net.config.notes))
 
 
 class GenforcePGGANAdapter(_GenforceAdapter):
@@ -114,6 +113,8 @@ class GenforcePGGANAdapter(_GenforceAdapter):
 
     latent_spaces = ("z",)
     family = "pggan"
+    mapping_layers = 0
+    truncation_source = "none: z is pixel-normalised, so psi < 1 needs a truncation_latent"
 
     def __init__(self, net: GenforcePGGAN, identity: Optional[dict] = None, normalize_latent: bool = True) -> None:
         c = net.config
@@ -137,8 +138,6 @@ class GenforcePGGANAdapter(_GenforceAdapter):
             raise ConfigError(f"latent_weights: genforce PGGAN has one latent-facing layer (0), got {list(layers)}")
         return [("layer0", self.net.first_layer_matrix())]
 
-    def describe(self) -> dict:
-        return dict(super().describe(), mapping_layers=0, truncation="none (psi < 1 needs a truncation_latent)")
 
 
 class GenforceStyleGANAdapter(_GenforceAdapter):
@@ -154,6 +153,7 @@ class GenforceStyleGANAdapter(_GenforceAdapter):
         self.latent_spaces = ("z", "w", "w+") if c.repeat_w else ("z", "w+")
         self.n_latent = c.num_layers
         self.w_dim = c.w_dim
+        self.mapping_layers = c.mapping_layers
         if truncation_cutoff is not None and (isinstance(truncation_cutoff, bool) or int(truncation_cutoff) < 0):
             raise ConfigError(f"truncation_cutoff: expected a non-negative number of w+ rows, got {truncation_cutoff}")
         self.default_cutoff = None if truncation_cutoff is None else int(truncation_cutoff)
@@ -246,10 +246,11 @@ class GenforceStyleGANAdapter(_GenforceAdapter):
             raise ConfigError(f"latent_weights: layer indices must be in 0..{len(pool) - 1}, got {list(chosen)}")
         return [(pool[i][0], pool[i][2].effective_weight().detach().clone()) for i in chosen]
 
+    truncation_source = "the file's mean w (truncation.w_avg)"
+
     def describe(self) -> dict:
         c = self.net.config
-        extra = {"mapping_layers": c.mapping_layers, "w_dim": c.w_dim, "n_latent": c.num_layers,
-                 "truncation": "truncation.w_avg (from the file)", "truncation_cutoff": self.default_cutoff}
+        extra = {"truncation_cutoff": self.default_cutoff}
         if c.version == 2:
             extra["architecture"] = c.architecture
         return dict(super().describe(), **extra)

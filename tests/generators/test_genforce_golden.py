@@ -16,7 +16,7 @@ import torch
 
 from latentnav.commands.sefa import run_sefa
 from latentnav.errors import ConfigError, DataFormatError
-from latentnav.generators import genforce_stylegan
+from latentnav.generators import genforce_stylegan, load_generator
 from latentnav.generators.genforce import load_genforce, on_sphere, recognise_genforce
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -25,9 +25,8 @@ NAMES = ("pggan", "pggan_cond", "stylegan", "stylegan_cond", "stylegan2", "style
 
 
 def _load(name: str, **options):
-    """The fixture's generator through our loader (one line to switch to ``load_generator``)."""
-    path = FIXTURES / f"genforce_{name}.pth"
-    return load_genforce(torch.load(path, weights_only=True), {"source": str(path)}, **options)
+    """The fixture's generator through ``load_generator`` (genforce's load options as ``family_options``)."""
+    return load_generator(FIXTURES / f"genforce_{name}.pth", family_options=options or None)
 
 
 def _golden(name: str) -> dict:
