@@ -11,10 +11,10 @@ things that are not in them are load options with genforce's defaults.
 genforce (``models/*_generator.py``) and the SeFa release name and shape every tensor alike (SeFa's copy
 only lacks genforce's optional channel-wise noise), so one reader serves both model zoos; genforce's
 StyleGAN2-ADA generator shares StyleGAN2's layout too (its conditional embedding is a dense layer).
-InterFaceGAN's own ``pggan_celebahq.pth`` / ``stylegan_*.pth`` (plain state dicts of its older model
-classes, e.g. ``layer0.conv.weight``, ``synthesis.layer0.epilogue...``) are another layout, not read here;
-genforce's model zoo holds the same networks (converted from the same official TensorFlow pickles), and
-InterFaceGAN's boundaries apply to them.
+InterFaceGAN's own ``pggan_celebahq.pth`` / ``stylegan_*.pth`` are another layout: plain state dicts of
+its older model classes (``layer0.conv.weight``, ``synthesis.layer0.epilogue...``) holding the same
+networks (converted from the same official TensorFlow pickles as genforce's zoo); they are recognised
+too and translated to genforce's names (:mod:`~latentnav.generators.genforce_interfacegan`).
 
 Load options (``load_genforce(blob, identity, **options)``):
 
@@ -22,15 +22,16 @@ Load options (``load_genforce(blob, identity, **options)``):
 - ``normalize_latent``: InterFaceGAN's preprocessing of z, which its PGGAN and StyleGAN boundaries were
   trained on: latents drawn from the prior (``sample``, ``latents_at``) are put on the sphere of radius
   sqrt(d). Default True for PGGAN (InterFaceGAN's ``preprocess``; SeFa likewise edits PGGAN's pixel-
-  normalised z), False for StyleGAN / StyleGAN2 (genforce and SeFa sample plain N(0, I); give True to
-  match InterFaceGAN's z-space boundaries). It never changes an image: both networks normalise z
-  (pixel norm) before using it; it changes where the latents sit, so distances along a direction mean
-  what they meant for InterFaceGAN;
+  normalised z) and for InterFaceGAN's own StyleGAN files, False for genforce's StyleGAN / StyleGAN2
+  (genforce and SeFa sample plain N(0, I); give True to match InterFaceGAN's z-space boundaries). It
+  never changes an image: both networks normalise z (pixel norm) before using it; it changes where the
+  latents sit, so distances along a direction mean what they meant for InterFaceGAN;
 - ``truncation_cutoff``: the default number of w+ rows psi applies to when a call gives none (None: all
   rows, the contract's default; 8 is InterFaceGAN's and SeFa's setting for StyleGAN);
 - ``label_size`` (PGGAN only: the first layer's input is z and the labels together, so the file cannot
   tell them apart; StyleGAN's embedding carries its size), ``fused_scale`` (PGGAN: inferred from the
-  weight layout when the channels differ, else False; StyleGAN v1: ``"auto"``, fused from 128 px),
+  weight layout when the channels differ, else False; StyleGAN v1: ``"auto"``, fused from 128 px;
+  InterFaceGAN's files store fused layers apart, so they tell),
   ``mapping_lr_mul`` (0.01), ``use_wscale`` (True), ``final_tanh`` (False), ``demodulate`` (True),
   ``lod`` (level of detail; default the file's ``lod`` buffer, 0 in published checkpoints).
 
@@ -50,6 +51,7 @@ import torch.nn.functional as F
 
 from latentnav.errors import ConfigError, DataFormatError
 from latentnav.generators.base import FrozenGenerator
+from latentnav.generators.genforce_interfacegan import as_tensors, interfacegan_family, interfacegan_to_genforce
 from latentnav.generators.genforce_pggan import GenforcePGGAN, infer_pggan_config, is_pggan_state
 from latentnav.generators.genforce_stylegan import GenforceStyleGAN, infer_stylegan_config, is_stylegan_state
 from latentnav.safe_load import strict_load_state_dict
@@ -277,9 +279,12 @@ def family_of(state: dict) -> Optional[str]:
 
 
 def recognise_genforce(blob) -> bool:
-    """True for a genforce checkpoint (key names only; nothing is built)."""
+    """True for a genforce checkpoint, or InterFaceGAN's own state dict of the same networks (key names
+    only; nothing is built)."""
     if not isinstance(blob, dict):
         return False
+    if interfacegan_family(blob):
+        return True
     holder = _weights_of(blob)
     return any(family_of(holder.get(k)) for k in WEIGHT_KEYS)
 
@@ -296,19 +301,28 @@ def load_genforce(blob: dict, identity: Optional[dict] = None, map_location="cpu
         raise ConfigError(f"genforce load options: unknown {', '.join(unknown)}; expected some of {', '.join(OPTIONS)}")
     if not isinstance(blob, dict):
         raise DataFormatError(f"{source}: not a genforce checkpoint (a {type(blob).__name__}, expected a dict)")
-    holder = _weights_of(blob)
-    key = options.get("weights")
-    if key is None:
-        key = next((k for k in WEIGHT_KEYS if k in holder), None)
-    elif key not in WEIGHT_KEYS:
-        raise ConfigError(f"weights: expected one of {', '.join(WEIGHT_KEYS)}, got {key!r}")
-    if key is None or key not in holder:
-        found = ", ".join(sorted(map(str, blob))[:6])
-        raise DataFormatError(f"{source}: no {key or 'generator_smooth or generator'} state dict (top-level keys: {found})")
-    state = holder[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataFormatError(f"{source}: {key} is not a state dict of tensors")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    layout, notes = "genforce", {}
+    if interfacegan_family(blob):
+        if options.get("weights") is not None:
+            raise ConfigError("weights: an InterFaceGAN file holds one state dict; leave weights out")
+        if not as_tensors(blob):
+            raise DataFormatError(f"{source}: InterFaceGAN's state dict holds something other than tensors")
+        layout, key = "interfacegan", "interfacegan"
+        state, notes = interfacegan_to_genforce(blob, interfacegan_family(blob), source)
+    else:
+        holder = _weights_of(blob)
+        key = options.get("weights")
+        if key is None:
+            key = next((k for k in WEIGHT_KEYS if k in holder), None)
+        elif key not in WEIGHT_KEYS:
+            raise ConfigError(f"weights: expected one of {', '.join(WEIGHT_KEYS)}, got {key!r}")
+        if key is None or key not in holder:
+            found = ", ".join(sorted(map(str, blob))[:6])
+            raise DataFormatError(f"{source}: no {key or 'generator_smooth or generator'} state dict (top-level keys: {found})")
+        state = holder[key]
+        if not as_tensors(state):
+            raise DataFormatError(f"{source}: {key} is not a state dict of tensors")
+    state = {k: v.detach().float() if v.is_floating_point() else v for k, v in state.items()}
     family = family_of(state)
     wanted = options.get("family")
     if wanted is not None and wanted not in FAMILIES:
@@ -318,7 +332,7 @@ def load_genforce(blob: dict, identity: Optional[dict] = None, map_location="cpu
         raise DataFormatError(f"{source}: {key} is not a genforce PGGAN, StyleGAN or StyleGAN2 state dict (keys: {keys})")
     if wanted is not None and wanted != family:
         raise ConfigError(f"family: {source} holds a genforce {family}, not {wanted}")
-    identity.update(format=f"genforce-{family}", state_dict=key)
+    identity.update(format=f"{layout}-{family}", state_dict=key)
     where = f"{source} [{key}]"
     lod = options.get("lod")
 
@@ -326,9 +340,16 @@ def load_genforce(blob: dict, identity: Optional[dict] = None, map_location="cpu
         for name in ("truncation_cutoff", "mapping_lr_mul", "demodulate"):
             if options.get(name) is not None:
                 raise ConfigError(f"{name}: not an option of genforce PGGAN")
+        fused = options.get("fused_scale")
+        if layout == "interfacegan":
+            found = bool(notes.pop("fused_layers", None))
+            if fused is not None and bool(fused) != found:
+                raise ConfigError(f"fused_scale: {source} stores {'fused' if found else 'plain'} upsampling layers")
+            fused = found
         config = infer_pggan_config(state, source, label_size=int(options.get("label_size") or 0),
-                                    fused_scale=options.get("fused_scale"), use_wscale=bool(options.get("use_wscale", True)),
+                                    fused_scale=fused, use_wscale=bool(options.get("use_wscale", True)),
                                     final_tanh=bool(options.get("final_tanh", False)))
+        config.notes.update(notes)
         net = GenforcePGGAN(config)
         strict_load_state_dict(net, state, where, what=key)
         _set_lod(net.lod, lod, config.blocks, source)
@@ -337,14 +358,23 @@ def load_genforce(blob: dict, identity: Optional[dict] = None, map_location="cpu
 
     if options.get("label_size") is not None:
         raise ConfigError("label_size: genforce StyleGAN files carry their label size; leave label_size out")
+    fused = options.get("fused_scale", "auto") if family == "stylegan" else "auto"
+    if layout == "interfacegan":
+        layers = set(notes.pop("fused_layers", []))
+        if options.get("fused_scale") is not None:
+            raise ConfigError(f"fused_scale: {source} (InterFaceGAN's layout) stores which layers are fused; leave "
+                              "fused_scale out")
+        blocks = sum(1 for k in state if k.startswith("synthesis.output") and k.endswith(".weight"))
+        fused = [2 * b in layers and b > 0 for b in range(blocks)]
     config = infer_stylegan_config(state, source, 1 if family == "stylegan" else 2,
                                    mapping_lr_mul=float(options.get("mapping_lr_mul", 0.01)),
-                                   fused_scale=options.get("fused_scale", "auto") if family == "stylegan" else "auto",
+                                   fused_scale=fused,
                                    use_wscale=bool(options.get("use_wscale", True)),
                                    final_tanh=bool(options.get("final_tanh", False)),
                                    demodulate=bool(options.get("demodulate", True)))
     if family == "stylegan2" and options.get("fused_scale") is not None:
         raise ConfigError("fused_scale: not an option of genforce StyleGAN2")
+    config.notes.update(notes)
     net = GenforceStyleGAN(config)
     strict_load_state_dict(net, state, where, what=key)
     if family == "stylegan":
@@ -352,7 +382,7 @@ def load_genforce(blob: dict, identity: Optional[dict] = None, map_location="cpu
     elif lod is not None:
         raise ConfigError("lod: genforce StyleGAN2 has no level of detail")
     return GenforceStyleGANAdapter(net.to(map_location), identity,
-                                   normalize_latent=bool(options.get("normalize_latent", False)),
+                                   normalize_latent=bool(options.get("normalize_latent", layout == "interfacegan")),
                                    truncation_cutoff=options.get("truncation_cutoff"))
 
 

@@ -499,11 +499,15 @@ def infer_stylegan_config(state: dict, source: str, version: int, mapping_lr_mul
         const_input = "synthesis.layer0.const" in state
         noise = need("synthesis.layer0.apply_noise.noise")
         noise_type = "spatial" if noise.shape[1] == 1 and noise.shape[2] == 4 else "channel"
-        if fused_scale not in ("auto", True, False):
+        if isinstance(fused_scale, list) and len(fused_scale) == blocks:  # per block, known from the file
+            fused = [bool(f) for f in fused_scale]
+            notes["fused_scale"] = f"from the file (fused blocks {[b for b in range(blocks) if fused[b]]})"
+        elif fused_scale in ("auto", True, False):
+            fused = [b > 0 and (4 * 2 ** b >= AUTO_FUSED_MIN_RES if fused_scale == "auto" else bool(fused_scale))
+                     for b in range(blocks)]
+            notes["fused_scale"] = f"{fused_scale!r} ({'given' if fused_scale != 'auto' else 'genforce default'})"
+        else:
             raise ConfigError(f"fused_scale: expected 'auto', true or false, got {fused_scale!r}")
-        fused = [b > 0 and (4 * 2 ** b >= AUTO_FUSED_MIN_RES if fused_scale == "auto" else bool(fused_scale))
-                 for b in range(blocks)]
-        notes["fused_scale"] = f"{fused_scale!r} ({'given' if fused_scale != 'auto' else 'genforce default'})"
         image_channels = int(need("synthesis.output0.weight").shape[0])
         return StyleGANConfig(channels=channels, image_channels=image_channels, const_input=const_input,
                               fused=fused, noise_type=noise_type, **kw)

@@ -7,9 +7,9 @@ array, the unit normal of a linear SVM's separating hyperplane in the generator'
 ``_c_`` ones are conditional boundaries, projected orthogonal to other attributes).
 :func:`import_boundaries` writes them as one directions file (one row per file, as published, float32)
 so that they can be edited with and compared with the other methods on the same yardstick. Their
-generators load from genforce's model zoo (``latentnav.generators.genforce``), which holds the same
-networks InterFaceGAN used (converted from the same official pickles); InterFaceGAN sampled PGGAN's
-and StyleGAN's z on the sphere of radius sqrt(d) (the genforce loader's ``normalize_latent``).
+generators load with ``latentnav.generators.genforce``: InterFaceGAN's own ``.pth`` files, or genforce's
+model zoo, which holds the same networks (converted from the same official pickles). InterFaceGAN
+sampled PGGAN's and StyleGAN's z on the sphere of radius sqrt(d) (that loader's ``normalize_latent``).
 
 Files are read with ``allow_pickle=False``; a file that is not a ``.npy``, not readable, not (1, d) (or
 (d,)) floating point, not finite or zero, is one line naming it.

@@ -20,7 +20,10 @@ outputs as ``genforce_<name>_golden.pt`` (plain tensors; weights-only loadable):
   (genforce built with ``fused_scale=True``), G; SeFa for all layers and for layers 1-2;
 - ``stylegan_cond`` (8 px, 3 labels, no constant input, channel noise, one w per layer);
 - ``stylegan2`` (16 px, skip): as ``stylegan`` (no fused variant); SeFa (its last index is the last to-RGB);
-- ``stylegan2_origin`` (8 px) and ``stylegan2ada_cond`` (genforce's StyleGAN2-ADA class, 8 px, 3 labels).
+- ``stylegan2_origin`` (8 px) and ``stylegan2ada_cond`` (genforce's StyleGAN2-ADA class, 8 px, 3 labels);
+- ``interfacegan_pggan``, ``interfacegan_stylegan`` (16 px) and their ``_fused`` variants: InterFaceGAN's own
+  model classes, saved as InterFaceGAN publishes them (the state dict is the whole file); StyleGAN: images
+  without truncation, with its built-in truncation (psi 0.7 on 4 rows), and for a given w+.
 
 SeFa: the same state dict is loaded (strictly) into the SeFa release's own model class of the same
 configuration, which shows the two repositories share the layout, and ``utils.factorize_weight`` of the
@@ -30,7 +33,9 @@ their vectors (rows). Random noise: the script seeds torch before the call; genf
 
 Shims (none touches the arithmetic): genforce's and InterFaceGAN's ``models`` folders are imported as
 packages without running their ``__init__`` (genforce's imports its encoder and perceptual model, which
-need torchvision); SeFa's ``utils`` imports ``cv2`` for its HTML pages, replaced by an empty module.
+need torchvision); SeFa's ``utils`` imports ``cv2`` for its HTML pages, replaced by an empty module;
+InterFaceGAN's fixed 512-wide channel tables and mapping / style defaults are replaced (module attributes
+and function defaults) to shrink the networks.
 """
 
 import argparse
@@ -76,7 +81,7 @@ def randomise(net: torch.nn.Module, seed: int) -> torch.nn.Module:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in list(net.named_parameters()) + list(net.named_buffers()):
-            if name.endswith("kernel") or name.endswith("lod"):
+            if name.endswith("kernel") or name.endswith("lod") or name.endswith("truncation.truncation"):
                 continue
             leaf = name.rsplit(".", 1)[-1]
             std = {"bias": 0.3, "noise_strength": 0.5, "w_avg": 0.5, "const": 1.0, "noise": 1.0,
@@ -232,6 +237,46 @@ def make_stylegan2(gf, sefa_utils, sefa_models) -> None:
                                            "w": Gs.mapping(z, label)["w"], "images": Gs(z, label=label)["image"]})
 
 
+@torch.no_grad()
+def make_interfacegan(ifg) -> None:
+    """InterFaceGAN's own model classes (its published ``.pth`` layout), widths shrunk by patching its channel
+    tables and the 512 defaults of its mapping / style layers (module attributes and function defaults)."""
+    pgm, sgm = ifg("pggan_generator_model"), ifg("stylegan_generator_model")
+    pgm._RESOLUTIONS_TO_CHANNELS = {16: [32, 16, 16, 8]}  # z 32; 4 px 16, 8 px 16, 16 px 8
+    sgm._RESOLUTIONS_TO_CHANNELS = {16: [16, 16, 16, 8]}
+    sgm.MappingModule.__init__.__defaults__ = (True, 32, 32, 32, 8)  # normalize, z, hidden, w, layers
+    sgm.StyleModulationLayer.__init__.__defaults__ = (32,)  # w
+    z = torch.randn(3, 32, generator=torch.Generator().manual_seed(17))
+    for fused, seed in ((False, 21), (True, 22)):
+        net = randomise(pgm.PGGANGeneratorModel(resolution=16, fused_scale=fused), seed)
+        name = "interfacegan_pggan" + ("_fused" if fused else "")
+        save_plain(name, net.state_dict(), {"z": z, "images": net(z)})
+    g = torch.Generator().manual_seed(23)
+    for fused, seed in ((False, 24), (True, 25)):
+        plain = randomise(sgm.StyleGANGeneratorModel(resolution=16, w_space_dim=32, fused_scale=fused,
+                                                     truncation_psi=None, truncation_layers=None), seed)
+        state = plain.state_dict()
+        truncating = sgm.StyleGANGeneratorModel(resolution=16, w_space_dim=32, fused_scale=fused,
+                                                truncation_psi=0.7, truncation_layers=4).eval()
+        state["truncation.truncation"] = truncating.state_dict()["truncation.truncation"]  # as InterFaceGAN loads
+        truncating.load_state_dict(state)
+        wp_given = torch.randn(3, 6, 32, generator=g)
+        name = "interfacegan_stylegan" + ("_fused" if fused else "")
+        save_plain(name, state, {"z": z, "w": plain.mapping(z), "images": plain(z), "images_trunc": truncating(z),
+                                 "wp_given": wp_given, "images_wp": plain.synthesis(wp_given)})
+
+
+def save_plain(name: str, state: dict, golden: dict) -> None:
+    """InterFaceGAN's format: the model's state dict as the whole file."""
+    pth = FIXTURES / f"genforce_{name}.pth"
+    torch.save(state, pth)
+    out = FIXTURES / f"genforce_{name}_golden.pt"
+    torch.save(dict(golden, commits=COMMITS, name=name), out)
+    for path in (pth, out):
+        assert path.stat().st_size <= 2 << 20
+        print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--original", type=Path, default=Path("/work/orig/genforce"))
@@ -246,6 +291,7 @@ def main() -> None:
     make_pggan(gf, sefa_utils, sefa_models, ifg)
     make_stylegan(gf, sefa_utils, sefa_models)
     make_stylegan2(gf, sefa_utils, sefa_models)
+    make_interfacegan(ifg)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """latentnav's genforce PGGAN / StyleGAN / StyleGAN2 against genforce's own model code and SeFa's own code.
 
 The fixtures ``tests/fixtures/genforce_<name>.pth`` (genforce's checkpoint format: ``generator`` and
-``generator_smooth`` state dicts, different weights) and ``genforce_<name>_golden.pt`` (the original's
-outputs) were made once by ``make_genforce_golden.py`` (its docstring lists the networks, the pinned
+``generator_smooth`` state dicts, different weights; ``genforce_interfacegan_*``: InterFaceGAN's own format
+and model classes) and ``genforce_<name>_golden.pt`` (the original's outputs) were made once by
+``make_genforce_golden.py`` (its docstring lists the networks, the pinned
 commits and the shims). The images must match within 1e-5 (fp32, CPU); SeFa's eigenvalues and vectors (up
 to sign) too, where the vectors are well determined (SeFa's release computes them in float32: a pair of
 eigenvalues closer than ~0.02 leaves its vectors uncertain beyond 1e-5 in the golden itself).
@@ -22,6 +23,7 @@ from latentnav.generators.genforce import load_genforce, on_sphere, recognise_ge
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TOL = dict(atol=1e-5, rtol=0)
 NAMES = ("pggan", "pggan_cond", "stylegan", "stylegan_cond", "stylegan2", "stylegan2_origin", "stylegan2ada_cond")
+INTERFACEGAN = ("interfacegan_pggan", "interfacegan_pggan_fused", "interfacegan_stylegan", "interfacegan_stylegan_fused")
 
 
 def _load(name: str, **options):
@@ -39,12 +41,15 @@ def _no_grad():
         yield
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + INTERFACEGAN)
 def test_fixture_is_genforce_format_and_recognised(name):
     blob = torch.load(FIXTURES / f"genforce_{name}.pth", weights_only=True)
+    assert recognise_genforce(blob) and (FIXTURES / f"genforce_{name}.pth").stat().st_size <= 2 << 20
+    if name in INTERFACEGAN:  # InterFaceGAN's format: the state dict is the file
+        assert all(isinstance(v, torch.Tensor) for v in blob.values())
+        return
     assert set(blob) == {"generator", "generator_smooth"}
-    assert recognise_genforce(blob) and recognise_genforce({"models": blob})
-    assert (FIXTURES / f"genforce_{name}.pth").stat().st_size <= 2 << 20
+    assert recognise_genforce({"models": blob})  # genforce's training checkpoints nest them
     assert not recognise_genforce({"g_ema": blob["generator"]}) and not recognise_genforce({"generator": {"a": 1}})
 
 
@@ -199,6 +204,30 @@ def test_a_broken_op_fails_the_golden(monkeypatch):
     for name in ("stylegan", "stylegan2"):
         gold = _golden(name)
         assert (_load(name).synthesize(gold["z"]) - gold["images"]).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("name", ["interfacegan_pggan", "interfacegan_pggan_fused"])
+def test_interfacegans_own_pggan_files(name):
+    """InterFaceGAN publishes a plain state dict of its own model class; it loads as genforce's PGGAN."""
+    gold, G = _golden(name), _load(name)
+    assert G.identity["format"] == "interfacegan-pggan" and G.net.config.fused_scale == name.endswith("fused")
+    assert G.normalize_latent
+    torch.testing.assert_close(G.synthesize(gold["z"]), gold["images"], **TOL)
+
+
+@pytest.mark.parametrize("name", ["interfacegan_stylegan", "interfacegan_stylegan_fused"])
+def test_interfacegans_own_stylegan_files(name):
+    gold, G = _golden(name), _load(name)
+    assert G.identity["format"] == "interfacegan-stylegan" and G.normalize_latent
+    assert G.net.config.fused == [False, True, True] if name.endswith("fused") else [False] * 3
+    assert G.describe()["inferred"]["interfacegan_truncation"] == "psi 0.7 on the first 4 rows"
+    torch.testing.assert_close(G.to_space(gold["z"], "w"), gold["w"], **TOL)
+    torch.testing.assert_close(G.synthesize(gold["z"]), gold["images"], **TOL)
+    # InterFaceGAN's wrapper truncates z and w inputs with its settings: the same as asking for them.
+    torch.testing.assert_close(G.synthesize(gold["z"], truncation=0.7, truncation_cutoff=4), gold["images_trunc"], **TOL)
+    torch.testing.assert_close(G.synthesize(gold["wp_given"], "w+"), gold["images_wp"], **TOL)
+    with pytest.raises(ConfigError, match="leave fused_scale out"):
+        _load(name, fused_scale=True)
 
 
 def test_bad_files_and_options_are_one_line():
