@@ -169,6 +169,11 @@ class PersistentObject:
     version_given: bool = False
     known_commits: tuple = dataclass_field(default_factory=tuple)
 
+    def __setstate__(self, state: Any) -> None:
+        if self.__dict__.get("_sealed") or not isinstance(state, dict):
+            raise _Malformed("a pickle that sets state on a persistent object after building it")
+        self.__dict__.update(state)  # copy.deepcopy of a record
+
     def __repr__(self) -> str:
         return (f"PersistentObject({self.class_name}, version={self.version!r}, "
                 f"source={self.source_sha256[:12]}, {len(self.state_dict())} tensors)")
@@ -206,10 +211,12 @@ class PersistentObject:
         """Flat, dotted names exactly as ``nn.Module.state_dict()`` of the original: parameters, then
         persistent buffers, then children, each in pickled order."""
         out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-        self._collect("", out)
+        self._collect("", out, 0)
         return out
 
-    def _collect(self, prefix: str, out: dict) -> None:
+    def _collect(self, prefix: str, out: dict, depth: int) -> None:
+        if depth > 64:
+            raise DataFormatError(f"{self.class_name}: sub-modules nested more than 64 deep at {prefix}")
         for name, value in self.parameters.items():
             if value is not None:
                 out[prefix + name] = _as_tensor(value, prefix + name).detach()
@@ -221,7 +228,7 @@ class PersistentObject:
             if not isinstance(child, PersistentObject):
                 raise DataFormatError(f"{self.class_name}: sub-module {prefix + name} is a {type(child).__name__}, "
                                       "not a recorded network module")
-            child._collect(prefix + name + ".", out)
+            child._collect(prefix + name + ".", out, depth + 1)
 
 
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
@@ -249,6 +256,7 @@ class TFNetwork:
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, dict):
             raise _Malformed(f"a TensorFlow Network's state is a {type(state).__name__}, not a dict")
+        state = _resolve(state)
         known = {"name", "version", "static_kwargs", "components", "build_module_src", "build_func_name", "variables"}
         self.name = state.get("name", "")
         self.version = state.get("version", 0)
@@ -290,11 +298,12 @@ def _record_persistent(meta: Any) -> PersistentObject:
         state = {}
     if not isinstance(state, dict):
         raise _Malformed(f"the state of {class_name} is a {type(state).__name__}")
+    state = _resolve(state)
     digest = _hash_cached(source)
     entry = recognise_source(digest)
     kwargs = state.get("_init_kwargs") or {}
     args = state.get("_init_args") or ()
-    return PersistentObject(
+    record = PersistentObject(
         class_name=class_name,
         module_name=entry["path"][:-3].replace("/", ".") if entry else "<embedded>",
         source_sha256=digest,
@@ -306,6 +315,8 @@ def _record_persistent(meta: Any) -> PersistentObject:
         persistence_version=meta.get("version"),
         known_commits=tuple(entry["commits"]) if entry else (),
     )
+    record.__dict__["_sealed"] = True  # a BUILD opcode after the call must not rewrite the record
+    return record
 
 
 _HASHES: dict = {}
@@ -345,18 +356,24 @@ def _int_tuple(value: Any) -> bool:
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
-    """Stands in for ``torch._utils._rebuild_tensor_v2`` with its arguments checked."""
+    """Stands in for ``torch._utils._rebuild_tensor_v2`` with its arguments checked: a view that fits its
+    storage, no more elements than the storage holds (no expanded views), no hooks."""
     if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
         raise _Malformed(f"a tensor over a {type(storage).__name__}, not a storage")
-    if not isinstance(storage_offset, int) or not _int_tuple(size) or not _int_tuple(stride) or len(size) != len(stride):
+    if not isinstance(storage_offset, int) or not _int_tuple(size) or not _int_tuple(stride) or len(size) != len(stride) \
+            or storage_offset < 0 or any(v < 0 for v in size) or any(v < 0 for v in stride):
         raise _Malformed("a tensor with a malformed offset, size or stride")
     if backward_hooks:
         raise _Malformed("a tensor with backward hooks")
-    if metadata is not None and not isinstance(metadata, dict):
+    if metadata is not None and not (isinstance(metadata, dict) and all(
+            isinstance(k, str) and isinstance(v, bool) for k, v in metadata.items())):
         raise _Malformed("a tensor with malformed metadata")
+    elements = storage._size() if isinstance(storage, torch.storage.TypedStorage) else storage.nbytes()
+    if int(np.prod(size, dtype=np.float64)) > elements:
+        raise _Malformed("a tensor with more elements than its storage")
     try:
         return torch._utils._rebuild_tensor_v2(storage, storage_offset, tuple(size), tuple(stride), False,
-                                               OrderedDict(), metadata)
+                                               OrderedDict(), metadata or None)
     except RuntimeError as e:
         raise _Malformed(f"a tensor that does not fit its storage ({str(e).splitlines()[0][:80]})") from None
 
@@ -374,7 +391,10 @@ def _rebuild_parameter_with_state(data, requires_grad=False, backward_hooks=None
 
 
 class _TypeToken:
-    """``torch.Tensor`` / ``torch.nn.Parameter`` as names only (for ``_rebuild_from_type_v2``): not callable."""
+    """A class named by the pickle (``torch.Tensor``, ``numpy.ndarray``) as a name only: not callable, no
+    state can be set on it."""
+
+    __slots__ = ("cls",)
 
     def __init__(self, cls: type):
         self.cls = cls
@@ -382,7 +402,8 @@ class _TypeToken:
 
 def _rebuild_from_type(func, new_type, args, state):
     if func not in (_rebuild_tensor, _rebuild_parameter, _rebuild_parameter_with_state) \
-            or not isinstance(new_type, _TypeToken) or not isinstance(args, tuple) or state:
+            or not isinstance(new_type, _TypeToken) or new_type.cls not in (torch.Tensor, torch.nn.Parameter) \
+            or not isinstance(args, tuple) or state:
         raise _Malformed("a tensor of an unexpected type or with extra state")
     result = func(*args)
     if new_type.cls is torch.nn.Parameter and not isinstance(result, torch.nn.Parameter):
@@ -390,23 +411,88 @@ def _rebuild_from_type(func, new_type, args, state):
     return result
 
 
-def _numpy_dtype(*args):
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise _Malformed("a numpy array of Python objects")
-    return dtype
+# numpy: the pickle gets stand-ins whose state is checked; the arrays are made from their raw bytes
+# when the enclosing record is built (numpy's own __setstate__ would accept any dtype flags).
+_NUMERIC_DTYPE = re.compile(r"[<>|=]?(?:[fiuc]\d{1,2}|b1|\?)")
 
 
-def _numpy_reconstruct(subtype, shape, dtype):
-    if subtype is not np.ndarray:
+class _DType:
+    __slots__ = ("name", "order", "_dtype")
+
+    def __init__(self, name=None, align=False, copy=False):
+        if not isinstance(name, str) or not _NUMERIC_DTYPE.fullmatch(name):
+            raise _Malformed(f"a numpy dtype {name!r} (only plain numbers are read)")
+        self.name, self.order, self._dtype = name, None, None
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", ">", "|", "=") \
+                or any(x is not None for x in state[2:5] if len(state) >= 5):
+            raise _Malformed("a numpy dtype with fields or sub-arrays")
+        self.order = state[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        if self._dtype is None:
+            dtype = np.dtype(self.name)
+            if self.order in ("<", ">"):
+                dtype = dtype.newbyteorder(self.order)
+            self._dtype = dtype
+        return self._dtype
+
+
+class _Array:
+    """A numpy array while unpickling; :func:`_resolve` replaces it by the array."""
+
+    __slots__ = ("array",)
+
+    def __init__(self):
+        self.array = None
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise _Malformed("a malformed numpy array")
+        _, shape, dtype, fortran, raw = state
+        if not _int_tuple(shape) or not isinstance(dtype, _DType) or not isinstance(raw, (bytes, bytearray)):
+            raise _Malformed("a numpy array of Python objects or malformed")
+        count = int(np.prod(shape, dtype=np.float64))
+        if count * dtype.dtype.itemsize != len(raw):
+            raise _Malformed("a numpy array whose data does not match its shape")
+        flat = np.frombuffer(bytes(raw), dtype=dtype.dtype, count=count)
+        self.array = flat.reshape(tuple(shape), order="F" if fortran else "C").copy()
+
+
+def _numpy_reconstruct(subtype, shape, kind):
+    if not (isinstance(subtype, _TypeToken) and subtype.cls is np.ndarray):
         raise _Malformed("a numpy array of an unexpected subtype")
-    return np.ndarray.__new__(np.ndarray, shape, dtype)
+    return _Array()
 
 
 def _numpy_scalar(dtype, data=None):
-    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, (bytes, bytearray)):
+    if not isinstance(dtype, _DType) or not isinstance(data, (bytes, bytearray)) or len(data) != dtype.dtype.itemsize:
         raise _Malformed("a malformed numpy scalar")
-    return np.frombuffer(bytes(data), dtype=dtype, count=1)[0]
+    return np.frombuffer(bytes(data), dtype=dtype.dtype, count=1)[0]
+
+
+def _resolve(value: Any, depth: int = 0) -> Any:
+    """Containers with their numpy stand-ins replaced by the arrays (in place where mutable)."""
+    if depth > 200:
+        raise _Malformed("data nested too deeply")
+    if isinstance(value, _Array):
+        if value.array is None:
+            raise _Malformed("a numpy array without data")
+        return value.array
+    if isinstance(value, (_DType, _TypeToken)):
+        raise _Malformed("a bare numpy dtype or type")
+    if isinstance(value, dict):
+        for k in list(value):
+            value[k] = _resolve(value[k], depth + 1)
+        return value
+    if isinstance(value, list):
+        value[:] = [_resolve(v, depth + 1) for v in value]
+        return value
+    if isinstance(value, tuple):
+        return tuple(_resolve(v, depth + 1) for v in value)
+    return value
 
 
 def _latin1_bytes(text, encoding="latin1"):
@@ -427,8 +513,8 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch.nn.parameter", "Parameter"): _TypeToken(torch.nn.Parameter),
     ("collections", "OrderedDict"): OrderedDict,
     ("dnnlib.util", "EasyDict"): EasyDict,
-    ("numpy", "dtype"): _numpy_dtype,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _DType,
+    ("numpy", "ndarray"): _TypeToken(np.ndarray),
     ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
@@ -477,7 +563,7 @@ def load_restricted(path: str | os.PathLike, allowed: Optional[dict] = None) -> 
             if not head or head[0] != 0x80:
                 raise DataFormatError(f"{path}: not a pickle file (it does not start with a pickle protocol mark)")
             f.seek(0)
-            return NetworkUnpickler(f, allowed).load()
+            return _resolve(NetworkUnpickler(f, allowed).load())
     except DataFormatError:
         raise
     except _Refused as e:

@@ -24,6 +24,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +78,12 @@ def check(blob: dict, label: str, version: str) -> None:
             for name, tensor in ref.items():
                 assert mine[name].dtype == tensor.dtype and torch.equal(mine[name], tensor), (label, key, name)
             assert record.init_kwargs == net.init_kwargs, (label, key)
+            by_name = dict(record.named_records())
+            for name, module in net.named_modules():  # plain attributes (numpy arrays, numbers, strings) too
+                for attr, value in vars(module).items():
+                    if isinstance(value, (np.ndarray, np.generic, int, float, str, bool)):
+                        mine_value = by_name[name].attribute(attr)
+                        assert type(mine_value) is type(value) and np.array_equal(mine_value, value), (label, name, attr)
             expected = version if key != "augment_pipe" else None  # augment.py is not a network module
             assert record.version == expected, (label, key, record.version)
         path.unlink()

@@ -9,10 +9,12 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -301,3 +303,78 @@ def test_non_persistent_buffers_are_not_in_the_state_dict(tmp_path):
         assert list(record.state_dict()) == ["bias", "layer.weight", "layer.kept"]
         assert record.child("layer").class_name == "Layer" and record.state_dict()["layer.weight"].shape == (2, 3)
     assert os.path.getsize(path) < 10_000
+
+
+# --- the stand-ins' checks -----------------------------------------------------------------------------------
+
+
+def _with_attribute(value) -> bytes:
+    return dumps({"G_ema": persistent("class Generator:\n    pass\n", "Generator",
+                                      {"_parameters": OrderedDict(), "_buffers": OrderedDict(),
+                                       "_modules": OrderedDict(), "value": value})})
+
+
+def _np_array(values, name="f4", state_tail=(None, None, None, -1, -1, 0), raw=None):
+    values = np.asarray(values, dtype=np.dtype(name))
+    dtype = Call(Global("numpy", "dtype"), (name, False, True), (3, "<", *state_tail))
+    return Call(Global("numpy.core.multiarray", "_reconstruct"), (Global("numpy", "ndarray"), (0,), b"b"),
+                (1, values.shape, dtype, False, values.tobytes() if raw is None else raw))
+
+
+def test_numpy_values_read_as_plain_arrays(tmp_path):
+    path = write(tmp_path, "np.pkl", _with_attribute([_np_array([[1, 2], [3, 4]], "i8"), _np_array(2.5, "f8")]))
+    matrix, scalar = read_network_pickle(path)["G_ema"].attribute("value")
+    assert type(matrix) is np.ndarray and matrix.dtype == np.int64 and matrix.tolist() == [[1, 2], [3, 4]]
+    assert scalar.shape == () and float(scalar) == 2.5
+    sg3 = read_network_pickle(FIXTURES / "stylegan3_t.pkl")["G_ema"]  # StyleGAN3 keeps numpy attributes
+    assert any(isinstance(v, np.ndarray) for _, r in sg3.named_records() for v in r.state.values())
+
+
+@pytest.mark.parametrize("value,expected", [
+    (Call(Global("numpy", "dtype"), ("O8", False, True)), "a numpy dtype 'O8' (only plain numbers are read)"),
+    (_np_array([1.0], state_tail=(None, ("a",), {"a": (None, 0)}, 8, 1, 0)), "a numpy dtype with fields"),
+    (_np_array([1.0, 2.0], raw=b"\x00" * 4), "a numpy array whose data does not match its shape"),
+    (Call(Global("numpy", "ndarray"), ((10 ** 12,),)), "TypeError"),
+    (Call(Global("torch._utils", "_rebuild_tensor_v2"),
+          (Call(Global("torch.storage", "_load_from_bytes"), (None,)), 0, (2,), (1,), False, OrderedDict())),
+     "a storage payload is a NoneType, not bytes"),
+])
+def test_malformed_values_are_one_line(tmp_path, value, expected):
+    path = write(tmp_path, "bad.pkl", _with_attribute(value))
+    with pytest.raises(DataFormatError) as error:
+        read_network_pickle(path)
+    assert expected in one_line(error, path)
+
+
+def test_an_expanded_tensor_view_is_refused(tmp_path):
+    with warnings.catch_warnings():  # TypedStorage: what pickling a tensor writes
+        warnings.simplefilter("ignore")
+        _, (payload,) = torch.zeros(4).storage().__reduce__()  # a real payload of 4 floats
+    view = Call(Global("torch._utils", "_rebuild_tensor_v2"),
+                (Call(Global("torch.storage", "_load_from_bytes"), (payload,)), 0, (10 ** 9, 10 ** 9), (0, 0),
+                 False, OrderedDict()))
+    path = write(tmp_path, "view.pkl", _with_attribute(view))
+    with pytest.raises(DataFormatError) as error:
+        read_network_pickle(path)
+    assert "more elements than its storage" in one_line(error, path)
+
+
+def test_a_record_cannot_be_rewritten_after_it_is_built(tmp_path):
+    G = persistent("class Generator:\n    pass\n", "Generator", {"_parameters": OrderedDict()})
+    G.state = {"version": "stylegan2-ada", "source_sha256": next(iter(KNOWN_SOURCES))}  # a BUILD after the call
+    path = write(tmp_path, "build.pkl", dumps({"G_ema": G}))
+    with pytest.raises(DataFormatError) as error:
+        read_network_pickle(path)
+    assert "sets state on a persistent object" in one_line(error, path)
+    record = read_network_pickle(FIXTURES / "stylegan2_ada_resnet.pkl")["G_ema"]
+    copy = __import__("copy").deepcopy(record)  # a record still deep-copies
+    assert copy.version == record.version and list(copy.state_dict()) == list(record.state_dict())
+
+
+def test_data_nested_too_deeply_is_one_line(tmp_path):
+    n = 5000  # {"x": [[[...]]]} 5000 lists deep, written as opcodes (pickle itself would recurse)
+    data = b"\x80\x04}" + b"X\x01\x00\x00\x00x" + b"]" * n + b"a" * (n - 1) + b"s."
+    path = write(tmp_path, "deep.pkl", data)
+    with pytest.raises(DataFormatError) as error:
+        read_network_pickle(path)
+    assert "nested too deeply" in one_line(error, path)
