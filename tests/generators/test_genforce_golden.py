@@ -192,6 +192,18 @@ def test_latent_weights_choices():
         P.latent_weights("z", [1])
 
 
+@pytest.mark.parametrize("name,space", [("pggan", "z"), ("stylegan", "w+"), ("stylegan2", "w")])
+def test_gradients_reach_the_latent_only(name, space):
+    G = _load(name)
+    latent = G.sample(2, seed=0, space=space).requires_grad_(True)
+    with torch.enable_grad():
+        G.synthesize(latent, space).square().mean().backward()
+    assert latent.grad is not None and latent.grad.abs().sum() > 0
+    assert all(not p.requires_grad and p.grad is None for p in G.parameters())
+    G.train()
+    assert not G.training and not G.net.training
+
+
 def test_a_broken_op_fails_the_golden(monkeypatch):
     """A wrong pad in the blur / FIR filter (one pixel shifted) is far outside the tolerance."""
     real = genforce_stylegan.depthwise
