@@ -14,7 +14,14 @@ What this reader does instead. :class:`NetworkUnpickler` resolves only the globa
 The persistence hook becomes :func:`_record_persistent`: it keeps the class name, the source's
 normalised sha256 (:func:`normalised_source_sha256` parses the text with :mod:`ast`, which runs
 nothing) and the state, as a :class:`PersistentObject`. Nested storages load with
-``torch.load(weights_only=True)``. The network *version* is recognised from the source hash against
+``torch.load(weights_only=True)``. Every other allowed global is a checked stand-in: tensors are views
+that fit their storage (no hooks, no expanded views), ``torch.Tensor`` / ``numpy.ndarray`` are names
+only, numpy dtypes are plain numbers (no objects, fields or pickled flags: arrays are rebuilt from
+their raw bytes), ``EasyDict`` is a dict, and sets / bytes come through for pickle protocols 2 and 3
+(Python 3.7, which ADA required, wrote protocol 3). Which globals real pickles use was read from
+pickles made by the original code (``tests/latentnav/check_nvidia_pickle_original.py``); the
+``dnnlib.tflib.network.Network`` record is for TensorFlow-era pickles (:mod:`latentnav.tf_pickle`).
+The network *version* is recognised from the source hash against
 :mod:`latentnav.known_network_sources`, a table of every revision NVIDIA published (made by
 ``tests/latentnav/make_known_sources.py``); the network ports in ``latentnav.generators`` build the
 network from the records, never from the embedded code.
