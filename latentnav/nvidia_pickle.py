@@ -545,6 +545,9 @@ class NetworkUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         target = self._allowed.get((module, name))
         if target is None:
+            if module.startswith("torch.nn.modules."):  # NVIDIA's networks pickle no plain torch module
+                raise _Refused(f"it holds a plain torch module ({module}.{name}), which no StyleGAN2-ADA / "
+                               "StyleGAN3 network pickles; it is not read")
             raise _Refused(f"it calls {module}.{name}")
         return target
 

@@ -166,6 +166,13 @@ def test_a_global_outside_the_allow_list_is_refused(tmp_path, module, name):
     assert not marker.exists()
 
 
+def test_a_plain_torch_module_is_not_read(tmp_path):
+    path = write(tmp_path, "linear.pkl", pickle.dumps({"G_ema": torch.nn.Linear(2, 2)}))
+    with pytest.raises(DataFormatError) as error:
+        read_network_pickle(path)
+    assert "it holds a plain torch module (torch.nn.modules.linear.Linear)" in one_line(error, path)
+
+
 def test_control_the_hostile_bytes_do_run_a_command_when_unpickled_plainly(tmp_path):
     marker = tmp_path / "CONTROL"
     pickle.loads(dumps({"G_ema": Call(Global("os", "system"), (_command(marker),))}))
