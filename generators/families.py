@@ -105,14 +105,26 @@ def _network_of(top: Any, path: Path):
 
 def load_network_pickle(path: Path, identity: dict, map_location, options: dict):
     """The frozen generator of an NVIDIA (or TensorFlow-era) network pickle at ``path``."""
-    from latentnav.nvidia_pickle import read_network_pickle
+    from latentnav.nvidia_pickle import read_network_pickle, sniff_network_pickle
 
     options = dict(options)
     version = options.pop("network_version", None)
     if version is not None and version not in NVIDIA_ARCHS:
         raise ConfigError(f"family_options.network_version: expected one of {', '.join(NVIDIA_ARCHS)}, got {version!r}")
-    top = read_network_pickle(path)
-    record = _network_of(top, path)
+    if sniff_network_pickle(path) == "tensorflow":
+        from latentnav.generators.tf_stylegan2 import _generator_network, convert_tf_generator
+        from latentnav.tf_pickle import read_tf_network_pickle
+
+        if version not in (None, "stylegan2-ada"):
+            raise ConfigError(f"{path}: a TensorFlow StyleGAN2 pickle converts to stylegan2-ada, not {version}")
+        net = _generator_network(read_tf_network_pickle(path))
+        if net is None:
+            raise DataFormatError(f"{path}: no TensorFlow generator (Gs or G) in it")
+        init_kwargs, state = convert_tf_generator(net, str(path))
+        identity = dict(identity, format="TensorFlow StyleGAN2 pickle (converted to the StyleGAN2-ADA layout)")
+        return load_nvidia_record(("stylegan2-ada", init_kwargs, state), identity, map_location, "stylegan2-ada",
+                                  options, path)
+    record = _network_of(read_network_pickle(path), path)
     return load_nvidia_record(record, identity, map_location, version, options, path)
 
 
@@ -124,13 +136,10 @@ def load_nvidia_record(record: Any, identity: dict, map_location, version: Optio
     if isinstance(record, PersistentObject):
         version = version or require_version(record, path)
         record.version = version
-    elif isinstance(record, tuple):  # a converted file's (version, init_kwargs, state dict)
+    elif isinstance(record, tuple):  # (version, init_kwargs, state dict): a converted or TensorFlow network
         version = record[0]
     else:
-        tf = _tf_generator(record, path)
-        if tf is None:
-            raise DataFormatError(f"{path}: G_ema is a {type(record).__name__}, not a pickled network")
-        record, version = tf, "stylegan2-ada"
+        raise DataFormatError(f"{path}: G_ema is a {type(record).__name__}, not a pickled network")
     if version == "stylegan3":
         from latentnav.generators.stylegan3 import load_stylegan3
 
@@ -163,19 +172,6 @@ class _Record:
 
     def state_dict(self) -> dict:
         return dict(self.state)
-
-
-def _tf_generator(record: Any, path: Path):
-    """A TensorFlow-era generator converted to NVIDIA's StyleGAN2 state (``(version, init_kwargs, state)``),
-    or None when ``record`` is not one."""
-    try:
-        from latentnav.tf_pickle import TFNetwork
-        from latentnav.generators.tf_stylegan2 import convert_tf_generator
-    except ImportError:
-        return None
-    if not isinstance(record, TFNetwork):
-        return None
-    return convert_tf_generator(record, str(path))
 
 
 # ------------------------------------------------------------------------------------------ converted files
