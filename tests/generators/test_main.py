@@ -17,15 +17,16 @@ def test_info_with_generator_options(tmp_path, capsys):
     save_planted_tiny(tmp_path / "tiny.pt")
     assert main(["info", str(tmp_path / "tiny.pt"), "--generator_options", json.dumps(OPTIONS), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("ModuleAdapter on cpu: resolution 16, spaces z (8,)")
+    assert out.startswith("ModuleAdapter on cpu\n")
+    assert "  resolution: 16\n  spaces: z (8,)\n  classes: unconditional\n" in out
     assert f"options: {OPTIONS}" in out
     for options, message in (("{bad", "--generator_options: expected dict, got {bad (latentnav generator "
                                       "--help lists the options)"),
                              ('["x"]', "--generator_options: expected dict, got ['x'] (latentnav generator --help "
                                        "lists the options)"),
                              ('{"classpath": "x"}', "generator options: unknown classpath; expected some of "
-                                                    "class_path, init_args, resolution, state_dict_key, strip_prefix, trust_pickle, "
-                                                    "w_avg_samples, z_dim")):
+                                                    "class_path, classes, family_options, init_args, resolution, state_dict_key, "
+                                                    "strip_prefix, trust_pickle, w_avg_samples, z_dim")):
         assert main(["info", str(tmp_path / "tiny.pt"), "--generator-options", options]) == 2
         assert capsys.readouterr().err.strip() == f"latentnav: error: {message}"
     assert main(["info", str(tmp_path / "tiny.pt")]) == 2  # a bare state dict needs class_path
