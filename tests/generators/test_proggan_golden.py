@@ -17,8 +17,8 @@ import torch
 import latentnav.generators.proggan as proggan
 from latentnav.commands.sefa import run_sefa
 from latentnav.errors import ConfigError, DataFormatError
+from latentnav.generators import load_generator
 from latentnav.generators.proggan import load_proggan, recognise_proggan, seeded_state_dict
-from latentnav.safe_load import safe_torch_load
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "proggan_golden.pt"
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -26,7 +26,7 @@ TOL = dict(atol=1e-5, rtol=1e-5)
 
 def _load(path: Path):
     """The generator of a ProgGAN state-dict file (the lead switches this to ``load_generator(path)``)."""
-    return load_proggan(safe_torch_load(path), {"source": str(path)})
+    return load_generator(path)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import torch
 
 from latentnav.commands.sefa import sefa
 from latentnav.errors import ConfigError, DataFormatError
+from latentnav.generators import load_generator
 from latentnav.generators import stylegan2_nvidia_layers as layers
 from latentnav.generators.stylegan2_nvidia import (build_stylegan2_nvidia, load_stylegan2_nvidia,
                                                    recognise_stylegan2_nvidia)
@@ -28,7 +29,7 @@ TOL = dict(atol=1e-5, rtol=0)
 
 def _load(case: str, **options):
     """The fixture's generator as latentnav loads it (one line to switch to load_generator)."""
-    return load_stylegan2_nvidia(read_network_pickle(FIXTURES / f"{case}.pkl")["G_ema"], {"source": case}, **options)
+    return load_generator(FIXTURES / f"{case}.pkl", family_options=options or None)
 
 
 @pytest.fixture(scope="module", params=CASES)

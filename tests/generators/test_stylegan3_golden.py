@@ -15,6 +15,7 @@ import torch
 
 from latentnav.commands.sefa import sefa
 from latentnav.errors import ConfigError, DataFormatError
+from latentnav.generators import load_generator
 from latentnav.generators import stylegan3_layers
 from latentnav.generators.stylegan3 import build_stylegan3, load_stylegan3, recognise_stylegan3
 from latentnav.nvidia_pickle import read_network_pickle
@@ -25,7 +26,7 @@ TOL = dict(atol=1e-5, rtol=1e-5)
 
 
 def _load(case: str):
-    return load_stylegan3(read_network_pickle(FIXTURES / f"stylegan3_{case}.pkl")["G_ema"])
+    return load_generator(FIXTURES / f"stylegan3_{case}.pkl")
 
 
 @pytest.fixture(scope="module", params=CASES)

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from latentnav.errors import DataFormatError
+from latentnav.generators import load_generator
 from latentnav.generators import tf_stylegan2
 from latentnav.generators.tf_stylegan2 import convert_tf_generator, load_tf_stylegan2, recognise_tf_stylegan2
 from latentnav.tf_pickle import read_tf_network_pickle
@@ -27,7 +28,7 @@ TOL = dict(atol=1e-5, rtol=0)
 
 def _load(case: str):
     """The fixture's generator as latentnav loads it (one line to switch to load_generator)."""
-    return load_tf_stylegan2(FIXTURES / f"tf_stylegan2_{case}.pkl", {"source": case})
+    return load_generator(FIXTURES / f"tf_stylegan2_{case}.pkl")
 
 
 @pytest.fixture(scope="module", params=CASES)
