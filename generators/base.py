@@ -250,6 +250,12 @@ class FrozenGenerator(Frozen, nn.Module):
                     truncation_cutoff: Optional[int] = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def sefa_pool(self, space: str) -> Optional[list[tuple[str, int]]]:
+        """SeFa's default layer choice for ``space`` as the authors' release makes it for this family:
+        ``[(name in latent_weights, output resolution)]``, the pool that ``--layers all / coarse / middle /
+        fine`` and layer indices pick from; None: every layer ``latent_weights`` lists, no resolution groups."""
+        return None
+
     def latent_weights(self, space: str = "z", layers: Optional[Sequence[int]] = None) -> list[tuple[str, torch.Tensor]]:
         """``[(name, A)]``: matrices (out, d) acting first on a ``space`` latent (h = A @ latent)."""
         raise NotImplementedError(f"{type(self).__name__} does not expose its latent-facing weights")

@@ -234,6 +234,17 @@ class GenforceStyleGANAdapter(_GenforceAdapter):
             names.append(f"output{c.blocks - 1}")
         return [(n, affines[n][0], affines[n][1]) for n in names]
 
+    def sefa_resolutions(self) -> list[tuple[str, int]]:
+        """:meth:`sefa_layers` as (name, output resolution): StyleGAN v1 draws two layers per resolution from
+        4 px on (row i at 4 * 2^(i // 2)); StyleGAN2 one at 4 px, then two per resolution (4 * 2^((i + 1) // 2));
+        to-RGB ``output{b}`` at 4 * 2^b."""
+        v1 = self.net.config.version == 1
+        return [(name, 4 * 2 ** int(name[len("output"):]) if name.startswith("output")
+                 else 4 * 2 ** ((row // 2) if v1 else ((row + 1) // 2))) for name, row, _ in self.sefa_layers()]
+
+    def sefa_pool(self, space: str):
+        return None if space == "z" else self.sefa_resolutions()
+
     def latent_weights(self, space: str = "w", layers: Optional[Sequence[int]] = None):
         """``z``: the mapping's first layer (its z columns). ``w`` / ``w+``: SeFa's choice, the style affines
         (each (out, w_dim), style = A w + b), in SeFa's layer order; ``layers`` picks SeFa layer indices

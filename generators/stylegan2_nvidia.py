@@ -290,6 +290,12 @@ class StyleGAN2NvidiaAdapter(FrozenGenerator):
         names = [n for n, _, _ in self.style_layers()]
         return [n for n in names if not n.endswith("torgb")] + [names[-1]]
 
+    def sefa_pool(self, space: str):
+        """w / w+: :meth:`sefa_layer_names` with each layer's output resolution (``b{r}``)."""
+        if space == "z":
+            return None
+        return [(name, int(name.split(".")[0][1:])) for name in self.sefa_layer_names()]
+
     def latent_weights(self, space: str = "w", layers: Optional[Sequence[int]] = None):
         """``z``: the mapping's first layer, ``mapping.fc0``, as applied (x lr_multiplier / sqrt(in)), its
         z columns only for a conditional net; it acts on z normalised to unit second moment.
