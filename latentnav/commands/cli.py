@@ -202,6 +202,8 @@ SUBCOMMANDS = {
     "compare": ("latentnav.commands.compare", "COMMAND", "name every direction and compare methods on one yardstick"),
     "annotate": ("latentnav.commands.tools", "annotate_command", "fill the supervised datamodule's annotation store"),
     "generator": ("latentnav.commands.generator_tools", "COMMAND", "info | quality | export | convert"),
+    "import-boundaries": ("latentnav.commands.boundaries", "COMMAND",
+                          "InterFaceGAN's boundary files (.npy) as a directions file"),
     "classifier": ("latentnav.commands.tools", "CLASSIFIER", "export a trained classifier as an annotator file"),
     "render-demo": ("latentnav.commands.tools", "RENDER_DEMO", "render demo faces in CelebA's layout"),
 }
