@@ -19,7 +19,8 @@ class DirectionGrid(pl.Callback):
     Args:
         every_n_steps: 0 = only at the end.
         alphas: shifts along each unit direction (columns).
-        seed: the sample every row starts from.
+        seed: the sample every row starts from (a class-conditional generator's: in class ``classes_at([0])``,
+            the first chosen class).
         scale: pixel upscaling.
     """
 
@@ -30,10 +31,11 @@ class DirectionGrid(pl.Callback):
 
     def _render(self, pl_module) -> np.ndarray:
         G, space = pl_module.generator, getattr(pl_module, "space", "z")
-        latent = G.sample(1, seed=self.seed, space=space)
+        classes = G.classes_at([0])  # None: unconditional
+        latent = G.sample(1, seed=self.seed, space=space, classes=classes)
         directions = pl_module.directions()
         names = getattr(pl_module, "direction_names", None) or [f"d{i:02d}" for i in range(len(directions))]
-        return edit_grid(G, directions, space, latent, self.alphas, names, self.scale)
+        return edit_grid(G, directions, space, latent, self.alphas, names, self.scale, classes=classes)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step

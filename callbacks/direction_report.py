@@ -90,6 +90,9 @@ class DirectionReport(pl.Callback):
     most 512 wide; ``nuisance``: a reader
     of factors that are not attributes (``demo``), their change in their units; ``identity``: a
     TorchScript face-embedding network (images -> (B, D)), the identity distance 1 - cos.
+    A class-conditional generator (the datamodule's ``generator_options: {classes: [...]}``): latent i is
+    rendered in class ``classes_at([i])``, and the report adds the summary per class (``## By class``: each
+    class's mean off-target change at its own equal target success, the own judge, no intervals).
     """
 
     def __init__(self, generator: Optional[str] = None, annotator: Optional[str] = None, space: Optional[str] = None,
@@ -112,6 +115,8 @@ class DirectionReport(pl.Callback):
         self.results: dict = {}
         self.judge_results: dict = {}
         self.side: dict = {}  # per run label: evaluation_protocol.side_effects(...)
+        self.by_class: dict = {}  # per run label, a conditional generator's: {class id: EditEffect result}
+        self.last_by_class: dict = {}
         self.factors: Optional[list[str]] = None
         self._t0: Optional[float] = None
         self._seconds_before = 0.0  # training time of the runs this one resumed
@@ -180,7 +185,8 @@ class DirectionReport(pl.Callback):
 
     def _evaluate(self, trainer, G, annotator, directions, names, judge=None, judge_columns=None, nuisance=None,
                   identity=None) -> tuple[dict, Optional[dict], dict]:
-        """(own result, held-out judge's result or None, side effects) of unit ``directions`` by the protocol."""
+        """(own result, held-out judge's result or None, side effects) of unit ``directions`` by the protocol;
+        a conditional generator's per-class own results land in ``self.last_by_class``."""
         from latentnav.lightning_modules.evaluation_protocol import evaluate, run_in_this_process, side_effects
 
         missing = [n for n in names if n not in annotator.attributes]
@@ -194,6 +200,7 @@ class DirectionReport(pl.Callback):
                       judge_columns=judge_columns, nuisance=nuisance, identity=identity,
                       replicates=self.replicates, seed=self.seed)
         own = dict(ev["own"], targets=targets)
+        self.last_by_class = {c: dict(r, targets=targets) for c, r in (ev.get("by_class") or {}).items()}
         return own, None if judge is None else dict(ev["judge"], targets=targets), side_effects(ev)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -250,6 +257,8 @@ class DirectionReport(pl.Callback):
             if judged is not None:
                 self.judge_results[label] = dict(judged, directions=d, names=n)
             self.side[label] = side
+            if self.last_by_class:
+                self.by_class[label] = {c: dict(r, directions=d, names=n) for c, r in self.last_by_class.items()}
         if self.guided_samples:
             # Beyond the paper, slower: follow this run's directions in small steps, keeping all
             # other attributes fixed to first order with the classifier's gradients; the held-out
@@ -354,6 +363,7 @@ class DirectionReport(pl.Callback):
                     lines.append(f"| {label} | {_num(value)}{'' if low != low else f' [{low:.3f}, {high:.3f}]'} | "
                                  f"{diff} | {float(r['off_target_abs_max']):.3f} | {', '.join(cannot)} |")
                 lines.append("")
+        lines += self.by_class_lines()
         if self.side:
             from latentnav.lightning_modules.evaluation_protocol import (side_effect_cells, side_effect_header,
                                                                          side_effects_explained)
@@ -384,10 +394,33 @@ class DirectionReport(pl.Callback):
                              f"{float(r['flip_at_3x'][i]):.2f} | {all_names[worst]} {_fmt(float(off[worst]))} |")
         return "\n".join(lines) + "\n"
 
+    def by_class_lines(self) -> list[str]:
+        """``## By class`` (a class-conditional generator): per class, each run's mean off-target change over the
+        attributes every run flips in that class, at that class's own 50 % flip step (own judge)."""
+        if not self.by_class:
+            return []
+        lines = ["## By class", "",
+                 "A class-conditional generator: the latents of each class alone (latent i is in class "
+                 "classes[i % n]), each direction at that class's own equal target success, by the own judge "
+                 "(no bootstrap intervals). Directions are shared across classes.", "",
+                 "| class | run | mean off-target abs dp (common set of the class) | attributes in the set | cannot flip |",
+                 "|---|---|---|---|---|"]
+        classes = sorted({c for per in self.by_class.values() for c in per})
+        for c in classes:
+            runs = {label: per[c] for label, per in self.by_class.items() if c in per}
+            common = common_flipped(runs)
+            for label, r in runs.items():
+                cannot = [n for n, x in zip(r["names"], r["cannot_flip"].reshape(-1).tolist()) if x] or ["none"]
+                lines.append(f"| {c} | {label} | {_num(common_mean(r, common)[0])} | {len(common)} | "
+                             f"{', '.join(cannot)} |")
+        return lines + [""]
+
     @torch.no_grad()
     def edit_grid(self, G, directions: torch.Tensor, names: list[str], alphas=(-6, -3, 0, 3, 6), scale: int = 2) -> np.ndarray:
-        """Rows = attributes, columns = alpha, one fixed sample."""
+        """Rows = attributes, columns = alpha, one fixed sample (a conditional generator's: in its first chosen
+        class, ``classes_at([0])``)."""
         from latentnav.lightning_modules.edit_rendering import edit_grid
 
-        z = G.sample(1, seed=self.seed, space=self.space)
-        return edit_grid(G, directions, self.space, z, alphas, names, scale)
+        classes = G.classes_at([0])
+        z = G.sample(1, seed=self.seed, space=self.space, classes=classes)
+        return edit_grid(G, directions, self.space, z, alphas, names, scale, classes=classes)

@@ -16,6 +16,11 @@ Two modes:
 - ``stream``: every training batch is freshly sampled from the prior and labelled on the fly
   (never the same latent twice; streams disjoint per rank and worker by seed); validation
   still uses the cached split.
+
+A class-conditional generator (``generator_options: {classes: [239, 207]}``, default all classes): latent i of a
+store is rendered in class ``classes[i % n]`` (``FrozenGenerator.classes_at``), the store's key records the
+classes given, and streamed latents draw their class from the same seeded stream. The stored latents are the
+class's (a w latent depends on it); the directions fitted to them are shared across classes.
 """
 
 from __future__ import annotations
@@ -122,7 +127,10 @@ class AnnotatedLatentsDataModule(pl.LightningDataModule):
                 "data.annotator": {"source": str(self.annotator), "sha256": annotator}}
 
     def _key(self, split: str) -> dict:
-        return make_key(*self._sources_sha256, self.space, self.split_seed(split), self.sizes[split], self.shard_size)
+        from latentnav.datamodules.annotation_writer import with_classes
+
+        return with_classes(make_key(*self._sources_sha256, self.space, self.split_seed(split), self.sizes[split],
+                                     self.shard_size), self.generator_options.get("classes"))
 
     def store(self, split: str) -> Path:
         return self.cache_dir / split
@@ -270,8 +278,11 @@ class LabelledLatentStream(torch.utils.data.IterableDataset):
         self.epoch += 1
         for _ in range(worker, self.batches, workers):
             with torch.no_grad():
-                latents = self.generator.sample(self.batch_size, space=self.space, generator=g)
-                scores = self.annotator.logits(self.generator.synthesize(latents, self.space))[:, self.columns].float()
+                z = self.generator.sample(self.batch_size, space="z", generator=g)
+                classes = self.generator.sample_classes(self.batch_size, generator=g)  # None: unconditional
+                latents = z if self.space == "z" else self.generator.to_space(z, self.space, classes=classes)
+                images = self.generator.synthesize(latents, self.space, classes=classes)
+                scores = self.annotator.logits(images)[:, self.columns].float()
             yield latents.flatten(1).cpu(), (torch.sigmoid(scores) if self.target == "probabilities" else scores).cpu()
 
 

@@ -22,6 +22,13 @@ from latentnav.atomic import file_lock, remove_orphans
 from latentnav.errors import ConfigError
 
 
+def with_classes(key: dict, classes) -> dict:
+    """A store's key, with the class ids a class-conditional generator's latents were drawn from when they were
+    given (``generator_options: {classes: [...]}``; all classes, the default, add nothing): a store made for other
+    classes is another store."""
+    return key if classes is None else dict(key, classes=[int(c) for c in classes])
+
+
 class AnnotationWriter(BasePredictionWriter):
     """Shards + ``manifest.json`` in ``out_dir`` (format: ``latentnav/annotation_shards.py``).
 
@@ -61,8 +68,9 @@ class AnnotationWriter(BasePredictionWriter):
             if not hasattr(dm, needed):
                 raise ConfigError(f"AnnotationWriter needs data.class_path: latentnav.datamodules.latent_indices."
                                   f"LatentIndicesDataModule (data has no {needed!r})")
-        self.key = make_key(pl_module.generator.identity["sha256"], pl_module.annotator.sha256, pl_module.space,
-                            dm.seed, dm.num, dm.shard_size)
+        self.key = with_classes(make_key(pl_module.generator.identity["sha256"], pl_module.annotator.sha256,
+                                         pl_module.space, dm.seed, dm.num, dm.shard_size),
+                                (pl_module.generator.identity.get("options") or {}).get("classes"))
         # The loop would otherwise also keep every prediction in memory until the end (10 M latents).
         trainer.predict_loop.return_predictions = False
         if self.lock:

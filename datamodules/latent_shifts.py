@@ -3,29 +3,35 @@
 Nothing is stored: every batch is drawn afresh from seeded generators. Training streams are
 disjoint across DDP ranks and dataloader workers (seeded by seed, rank, worker, epoch and a
 pass counter); the validation set is one fixed draw that every rank slices ``rank::world_size``,
-so validation metrics are the same on 1 or N processes.
+so validation metrics are the same on 1 or N processes. For a class-conditional generator the model
+sets ``classes`` (the chosen class ids) in its ``setup``, and every triple gets a class drawn from the
+same stream after it (``(z, k, eps, classes)``); unconditional streams are unchanged.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Iterator, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from latentnav.errors import ConfigError
+from latentnav.lightning_modules.conditional import draw_classes
 
 
 def draw(n: int, latent_dim: int, num_directions: int, shift_range: float, shift_floor: float,
-         generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``n`` triples: z (n, d) ~ N(0, I), k (n,) uniform in [0, K), eps (n,) with floor <= |eps| <= range."""
+         generator: torch.Generator, classes: Optional[Sequence[int]] = None) -> tuple[torch.Tensor, ...]:
+    """``n`` triples: z (n, d) ~ N(0, I), k (n,) uniform in [0, K), eps (n,) with floor <= |eps| <= range;
+    with ``classes`` (a conditional generator's chosen ids) a fourth tensor, (n,) ids drawn uniformly from them."""
     z = torch.randn(n, latent_dim, generator=generator)
     k = torch.randint(num_directions, (n,), generator=generator)
     magnitude = shift_floor + (shift_range - shift_floor) * torch.rand(n, generator=generator)
     sign = torch.randint(2, (n,), generator=generator) * 2 - 1
-    return z, k, magnitude * sign
+    if classes is None:
+        return z, k, magnitude * sign
+    return z, k, magnitude * sign, draw_classes(classes, n, generator)
 
 
 class _Stream(IterableDataset):
@@ -41,9 +47,9 @@ class _Stream(IterableDataset):
         dm = self.dm
         if self.fixed:  # one draw of num_val triples, the same for any world size; this rank's slice
             g = torch.Generator().manual_seed(self.seed)
-            z, k, eps = draw(dm.num_val, dm.latent_dim, dm.num_directions, dm.shift_range, dm.shift_floor, g)
+            drawn = draw(dm.num_val, dm.latent_dim, dm.num_directions, dm.shift_range, dm.shift_floor, g, dm.classes)
             mine = slice(self.rank, None, self.world_size)
-            yield from zip(z[mine].split(dm.batch_size), k[mine].split(dm.batch_size), eps[mine].split(dm.batch_size))
+            yield from zip(*(t[mine].split(dm.batch_size) for t in drawn))
             return
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
@@ -52,7 +58,8 @@ class _Stream(IterableDataset):
         g = torch.Generator().manual_seed(hash((self.seed, self.rank, worker, epoch, self.passes)) & (2**63 - 1))
         self.passes += 1
         for _ in range(worker, self.batches, workers):
-            yield draw(dm.batch_size, dm.latent_dim, dm.num_directions, dm.shift_range, dm.shift_floor, g)
+            yield draw(dm.batch_size, dm.latent_dim, dm.num_directions, dm.shift_range, dm.shift_floor, g,
+                       dm.classes)
 
 
 class LatentShiftsDataModule(pl.LightningDataModule):
@@ -67,6 +74,8 @@ class LatentShiftsDataModule(pl.LightningDataModule):
         steps_per_epoch: training batches per epoch and process.
         num_val: validation triples in all (split across processes).
         seed: base seed of the training streams and the validation draw.
+    ``classes``: None, or (set by a class-conditional generator's model in its ``setup``) the class ids a
+    fourth batch element is drawn from.
     """
 
     def __init__(self, latent_dim: int = 64, num_directions: int = 16, shift_range: float = 6.0,
@@ -80,6 +89,7 @@ class LatentShiftsDataModule(pl.LightningDataModule):
         self.latent_dim, self.num_directions = latent_dim, num_directions
         self.shift_range, self.shift_floor = shift_range, shift_floor
         self.batch_size, self.steps_per_epoch, self.num_val, self.seed = batch_size, steps_per_epoch, num_val, seed
+        self.classes: Optional[tuple[int, ...]] = None
 
     def _placement(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -6,6 +6,10 @@ equal target success (:class:`latentnav.lightning_modules.edit_metrics.EditEffec
 latent indices (``latentnav.datamodules.latent_indices.LatentIndicesDataModule.test_dataloader``: rank r
 of W gets indices r, r + W, ..., never padded), latent i = ``generator.latents_at([i], seed)``,
 and every metric is a sum synced across ranks: 1 and N processes give the same numbers.
+
+A class-conditional generator renders latent i (and its edits: directions are shared across classes) in
+class ``generator.classes_at([i])``; in ``effect`` mode the edit effect is also kept per class
+(``class_results``: {class id: EditEffect result, without replicates}), for reports by class.
 """
 
 from __future__ import annotations
@@ -91,12 +95,17 @@ class DirectionEvaluation(pl.LightningModule):
         self.space, self.mode, self.naming_alpha, self.alphas = space, mode, naming_alpha, list(alphas)
         self.attribute_dependency = attribute_dependency and mode == "effect"
         k, a = len(directions), len(annotator.attributes)
+        self.class_ids: list[int] = []
         if mode == "naming":
             self.plus, self.minus = AttributeChange(k, a), AttributeChange(k, a)
         elif mode == "effect":
             if targets is None or len(targets) != k:
                 raise ValueError("DirectionEvaluation: mode 'effect' needs one target attribute per direction")
             self.effect = EditEffect(self.alphas, list(targets), a, replicates, bootstrap_seed)
+            # Per class of a conditional generator (each at its own equal target success; no replicates).
+            self.class_ids = sorted(set(generator.class_choice)) if getattr(generator, "conditional", False) else []
+            self.class_effects = torch.nn.ModuleList([EditEffect(self.alphas, list(targets), a)
+                                                      for _ in self.class_ids])
             if judge is not None:
                 self.judge_effect = EditEffect(self.alphas, list(targets), a, replicates, bootstrap_seed)
             if self.attribute_dependency:
@@ -113,7 +122,9 @@ class DirectionEvaluation(pl.LightningModule):
             raise ValueError(f"DirectionEvaluation: unknown mode {mode!r}")
         self.side_result: Optional[dict] = None
         self._batch_ids: Optional[torch.Tensor] = None  # the latent indices of the batch in test_step
+        self._batch_classes: Optional[torch.Tensor] = None  # their classes (a conditional generator), else None
         self.result: Optional[dict] = None
+        self.class_results: Optional[dict[int, dict]] = None
         self.judge_result: Optional[dict] = None
 
     def _build_change_metrics(self, k: int, replicates: int, seed: int) -> None:
@@ -140,7 +151,9 @@ class DirectionEvaluation(pl.LightningModule):
 
     def _render(self, latents: torch.Tensor) -> torch.Tensor:
         """Images of this batch's (edited) latents; NaN or inf is one line naming their indices."""
-        images = self.generator.synthesize(latents, self.space)
+        # Classes only for a conditional generator: an unconditional one (or a stand-in) is called as it always was.
+        given = {} if self._batch_classes is None else {"classes": self._batch_classes}
+        images = self.generator.synthesize(latents, self.space, **given)
         check_finite(images, self._batch_ids, "evaluation")
         return images
 
@@ -180,6 +193,8 @@ class DirectionEvaluation(pl.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         latents = self.generator.latents_at(batch["indices"], int(batch["seed"]), self.space).to(self.device)
         ids = self._batch_ids = batch["indices"]
+        classes_at = getattr(self.generator, "classes_at", None)
+        self._batch_classes = classes_at(ids) if classes_at is not None else None
         if self.mode == "at_step":
             self._measure_at_steps(latents, ids)
             return
@@ -189,6 +204,7 @@ class DirectionEvaluation(pl.LightningModule):
                 for a, alpha in enumerate(self.alphas):
                     v1 = v0 if alpha == 0 else self._observe(latents + alpha * d.view_as(latents[0]))
                     self.effect.update(i, a, v0["p"], v1["p"], ids)
+                    self._update_by_class(i, a, v0["p"], v1["p"], ids)
                     if self.judge is not None:
                         self.judge_effect.update(i, a, v0["q"], v1["q"], ids)
                     if self.attribute_dependency:
@@ -202,7 +218,17 @@ class DirectionEvaluation(pl.LightningModule):
                 self.minus.update(i, p0, self._probs(latents - self.naming_alpha * d))
                 continue
             for a, alpha in enumerate(self.alphas):
-                self.effect.update(i, a, p0, p0 if alpha == 0 else self._probs(latents + alpha * d), ids)
+                p1 = p0 if alpha == 0 else self._probs(latents + alpha * d)
+                self.effect.update(i, a, p0, p1, ids)
+                self._update_by_class(i, a, p0, p1, ids)
+
+    def _update_by_class(self, direction: int, alpha_index: int, p0: torch.Tensor, p1: torch.Tensor,
+                         ids: torch.Tensor) -> None:
+        """The per-class edit effects (a conditional generator): each class's rows of the batch."""
+        for c, metric in zip(self.class_ids, self.class_effects):
+            rows = self._batch_classes == c
+            if bool(rows.any()):
+                metric.update(direction, alpha_index, p0[rows], p1[rows], ids[rows.to(ids.device)])
 
     def _measure_at_steps(self, latents: torch.Tensor, ids: torch.Tensor) -> None:
         from latentnav.lightning_modules.identity_embedding import identity_distance
@@ -232,6 +258,8 @@ class DirectionEvaluation(pl.LightningModule):
             self.result = {"plus": self.plus.compute().cpu(), "minus": self.minus.compute().cpu()}
         elif self.mode == "effect":
             self.result = _to_cpu(self.effect.compute())
+            if self.class_ids:  # every rank computes each (a collective), rows of a class or not
+                self.class_results = {c: _to_cpu(m.compute()) for c, m in zip(self.class_ids, self.class_effects)}
             if self.judge is not None:
                 self.judge_result = _to_cpu(self.judge_effect.compute())
             if self.attribute_dependency:

@@ -169,14 +169,15 @@ def project_out(d: torch.Tensor, vectors: torch.Tensor, tol: float = 1e-6) -> to
 
 
 def guided_step(generator, annotator, latents: torch.Tensor, direction: torch.Tensor, keep: Sequence[int],
-                step: float, space: str = "z") -> torch.Tensor:
+                step: float, space: str = "z", classes: Optional[torch.Tensor] = None) -> torch.Tensor:
     """One classifier-guided move: ``direction`` with, per sample, the gradients of the kept
     attributes' logits (through the frozen generator and classifier) projected out, so that
-    to first order the move leaves those attributes unchanged. Returns the moved latents."""
+    to first order the move leaves those attributes unchanged. Returns the moved latents.
+    ``classes``: (B,) class ids for a class-conditional generator."""
     keep = sorted(set(keep))
     z = latents.detach().requires_grad_(True)
     with torch.enable_grad():
-        logits = annotator.logits(generator.synthesize(z, space))[:, list(keep)]
+        logits = annotator.logits(generator.synthesize(z, space, classes=classes))[:, list(keep)]
         grads = [torch.autograd.grad(logits[:, j].sum(), z, retain_graph=j < len(keep) - 1)[0].flatten(1)
                  for j in range(len(keep))]
     d = direction.flatten().to(z).expand(len(z), -1)
@@ -198,8 +199,9 @@ def measure_guided_edits(generator, annotator, directions: torch.Tensor, targets
     ids = torch.arange(num_samples)[rank::world_size]
     # Latent i as every other pass of the report draws it (``latents_at``): paired with the plain edits.
     latents = generator.latents_at(ids, seed, space)
+    classes = generator.classes_at(ids)  # latent i's class (None: unconditional), as the other passes
     unit = torch.nn.functional.normalize(directions.float(), dim=1).to(latents.device)
-    images = generator.synthesize(latents, space)
+    images = generator.synthesize(latents, space, classes=classes)
     p0 = annotator(images)
 
     def judged(images: torch.Tensor) -> torch.Tensor:
@@ -213,9 +215,9 @@ def measure_guided_edits(generator, annotator, directions: torch.Tensor, targets
         for a, alpha in enumerate(alphas):
             while at < alpha - 1e-9:
                 move = min(substep, alpha - at)
-                z = guided_step(generator, annotator, z, d, keep, move, space)
+                z = guided_step(generator, annotator, z, d, keep, move, space, classes=classes)
                 at += move
-            images = generator.synthesize(z, space) if alpha != 0 else None
+            images = generator.synthesize(z, space, classes=classes) if alpha != 0 else None
             metric.update(i, a, p0, p0 if alpha == 0 else annotator(images), ids)
             if judge_metric is not None:
                 judge_metric.update(i, a, q0, q0 if alpha == 0 else judged(images), ids)

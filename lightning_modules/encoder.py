@@ -2,7 +2,9 @@
 
 Trained on pairs the frozen generator makes on the fly: z from the prior (the batches of
 :class:`latentnav.datamodules.latent_shifts.LatentShiftsDataModule`; its k and eps are unused), the
-target latent l = G.to_space(z, space) and the image x = G(l), made without an autograd graph.
+target latent l = G.to_space(z, space) and the image x = G(l), made without an autograd graph. A
+class-conditional generator's classes come with the batches too (drawn from the chosen classes by the
+datamodule's seeded stream, which the module tells the choice in ``setup``).
 Loss = ``latent_weight * mean (E(x) - l)^2 / var(l) + reconstruction_weight * mean (G(E(x)) - x)^2``:
 the latent term alone leaves the parts of the latent that G ignores unconstrained and the
 reconstruction term alone is slow to start; both together train in minutes on the demo. Gradients
@@ -21,6 +23,7 @@ from torchmetrics import MeanMetric
 
 from latentnav.errors import ConfigError, TrainingDivergedError, check_learning_rate, check_positive
 from latentnav.lightning_modules.backbones import build_backbone
+from latentnav.lightning_modules.conditional import batch_classes, hand_classes
 from latentnav.lightning_modules.frozen_generator import FrozenGeneratorModule
 from latentnav.lightning_modules.projection import psnr
 
@@ -62,7 +65,9 @@ class LatentEncoder(FrozenGeneratorModule):
         self.latent_shape = tuple(self.generator.latent_shape(space))
         self.net = build_backbone(backbone, math.prod(self.latent_shape), width=width)
         with torch.no_grad():
-            latents = self.generator.to_space(self.generator.sample(stats_samples, seed=321, space="z"), space).float()
+            g = torch.Generator().manual_seed(321)
+            z = self.generator.sample(stats_samples, space="z", generator=g)
+            latents = self.generator.to_space(z, space, classes=self.generator.sample_classes(stats_samples, g)).float()
         self.register_buffer("latent_mean", latents.mean(0))
         self.register_buffer("latent_std", latents.std(0).clamp_min(1e-6))
         self.val_psnr, self.val_latent = MeanMetric(), MeanMetric()
@@ -71,17 +76,21 @@ class LatentEncoder(FrozenGeneratorModule):
         out = self.net(images).view(len(images), *self.latent_shape)
         return self.latent_mean + self.latent_std * out  # the net predicts standardised latents
 
-    def _pairs(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def setup(self, stage: str) -> None:
+        hand_classes(self)  # a conditional generator's chosen classes, for the datamodule's stream
+
+    def _pairs(self, z: torch.Tensor, classes: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            target = self.generator.to_space(z.float(), self.space).float()
-            images = self.generator.synthesize(target, self.space).float()
+            target = self.generator.to_space(z.float(), self.space, classes=classes).float()
+            images = self.generator.synthesize(target, self.space, classes=classes).float()
         return target, images
 
     def _losses(self, batch) -> dict[str, torch.Tensor]:
-        target, images = self._pairs(batch[0])
+        classes = batch_classes(self.generator, batch)
+        target, images = self._pairs(batch[0], classes)
         predicted = self(images)
         latent = ((predicted.float() - target) / self.latent_std).square().mean()
-        reconstruction = self.generator.synthesize(predicted, self.space).float()
+        reconstruction = self.generator.synthesize(predicted, self.space, classes=classes).float()
         pixels = (reconstruction - images).square().mean()
         loss = self.hparams.latent_weight * latent + self.hparams.reconstruction_weight * pixels
         return {"loss": loss, "latent": latent, "reconstruction": pixels, "images": images,

@@ -51,7 +51,8 @@ def evaluate(run: Callable, generator, annotator, directions: torch.Tensor, targ
              identity=None, replicates: int = 0, seed: int = 0) -> dict:
     """Both passes for one set of directions -> {"own": EditEffect result (annotator), "judge": the held-out
     judge's or None, "ad": AttributeDependency's compute(), "at_step": the ``at_step`` side result,
-    "steps": (K,) the steps it was read at, "drift_replicates": R'}."""
+    "steps": (K,) the steps it was read at, "drift_replicates": R', "by_class": {class id: the annotator's
+    EditEffect result on that class's latents} for a class-conditional generator, else None}."""
     kw = dict(judge=judge, judge_columns=judge_columns, replicates=replicates, bootstrap_seed=seed)
     effect = DirectionEvaluation(generator, annotator, directions, space, mode="effect", alphas=alphas,
                                  targets=list(targets), attribute_dependency=True, at_target_change=AD_LEVEL, **kw)
@@ -61,7 +62,8 @@ def evaluate(run: Callable, generator, annotator, directions: torch.Tensor, targ
                              nuisance=nuisance, identity=identity, **kw)
     run(at)
     return {"own": effect.result, "judge": effect.judge_result, "ad": effect.side_result["ad"],
-            "at_step": at.side_result, "steps": steps, "drift_replicates": at.drift_replicates}
+            "at_step": at.side_result, "steps": steps, "drift_replicates": at.drift_replicates,
+            "by_class": effect.class_results}
 
 
 def side_effects(evaluation: dict) -> dict:

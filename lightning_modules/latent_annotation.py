@@ -23,7 +23,8 @@ class LatentAnnotation(FrozenGeneratorModule):
     ``predict_step`` on a batch ``{"indices": (B,) int64, "shard": int, "seed": int}`` returns
     ``{"shard", "indices", "latents": (B, *latent_shape) float32, "logits": (B, K) float32}``,
     with latent i = ``generator.latents_at([i], seed, space)``: the same on any rank, batch size
-    or process count. Under ``--trainer.precision bf16-mixed`` the generator and classifier run
+    or process count. A class-conditional generator renders latent i in class ``generator.classes_at([i])``
+    (the chosen ``classes``' i % n-th; the store's key records the choice). Under ``--trainer.precision bf16-mixed`` the generator and classifier run
     in autocast (see bench/RESULTS.md for how far the logits move); latents stay float32.
 
     Args:
@@ -46,7 +47,7 @@ class LatentAnnotation(FrozenGeneratorModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         latents = self.generator.latents_at(batch["indices"], int(batch["seed"]), self.space).to(self.device)
-        images = self.generator.synthesize(latents, self.space)
+        images = self.generator.synthesize(latents, self.space, classes=self.generator.classes_at(batch["indices"]))
         check_finite(images, batch["indices"], "annotation")  # never NaN in the store
         logits = self.annotator.logits(images)
         return {"shard": int(batch["shard"]), "indices": batch["indices"].cpu(),

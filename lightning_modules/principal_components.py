@@ -114,7 +114,8 @@ class _Captured(Exception):
 
 class Features:
     """Features (B, D) of z latents (B, d): ``w = mapping(z)`` when ``layer`` is None, else the output of
-    module ``layer`` of the generator, read with a forward hook that stops the forward pass there."""
+    module ``layer`` of the generator, read with a forward hook that stops the forward pass there.
+    ``classes``: (B,) class ids for a class-conditional generator (latent i's: ``classes_at``)."""
 
     def __init__(self, generator, layer: Optional[str] = None) -> None:
         self.generator, self.layer = generator, layer
@@ -122,9 +123,9 @@ class Features:
         self.module = dict(generator.named_modules())[layer] if layer is not None else None
         self.captured: list[torch.Tensor] = []
 
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+    def __call__(self, z: torch.Tensor, classes: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.module is None:
-            return self.generator.to_space(z, "w")
+            return self.generator.to_space(z, "w", classes=classes)
         module = self.module
         self.captured.clear()
 
@@ -134,7 +135,7 @@ class Features:
 
         handle = module.register_forward_hook(hook)
         try:
-            self.generator.synthesize(z, "z")
+            self.generator.synthesize(z, "z", classes=classes)
         except _Captured:
             pass
         finally:
@@ -175,7 +176,7 @@ class PrincipalComponentPass(pl.LightningModule):
     @torch.no_grad()
     def test_step(self, batch: dict, batch_idx: int) -> None:
         z = self.generator.latents_at(batch["indices"], int(batch["seed"])).to(self.device)
-        y = self.features(z)
+        y = self.features(z, self.generator.classes_at(batch["indices"]))
         if self.mode == "moments":
             self.pca.update(y)
         else:

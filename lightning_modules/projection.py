@@ -13,6 +13,9 @@ every step; they are returned and saved with the latents (``noise``), and the ed
 with them. Each image's loss depends on its own variables only and Adam is elementwise, so a batch
 gives the images' individual results.
 
+A class-conditional generator projects image i in class ``generator.classes_at([i])`` (of the chosen classes,
+the i % n-th); the mean latent and spread are taken over samples of all chosen classes.
+
 ``predict_step`` returns ``{"rows": (b,), "latents": (b, *shape) float32 CPU, "reconstructions": uint8
 (b, R, R, 3), "psnr": (b,) dB (data range 2), "ssim": (b,)}`` and, with optimised noise, ``"noise"``: a
 list of (b, 1, r, r) maps.
@@ -108,8 +111,10 @@ class Projection(pl.LightningModule):
         self.noise_start, self.noise_ramp, self.perceptual_weight = noise_start, noise_ramp, perceptual_weight
         self.stats_samples = int(stats_samples)
         with torch.no_grad():
-            z = generator.sample(stats_samples, seed=123, space="z")
-            latents = generator.to_space(z, space).float().cpu()
+            g = torch.Generator().manual_seed(123)
+            z = generator.sample(stats_samples, space="z", generator=g)
+            latents = generator.to_space(z, space, classes=generator.sample_classes(stats_samples, generator=g))
+            latents = latents.float().cpu()
         mean = latents.mean(0)
         self.register_buffer("mean", mean, persistent=False)
         # The spread of one latent vector (for w+, of one layer's w, as the StyleGAN2 projector's noise uses).
@@ -123,7 +128,8 @@ class Projection(pl.LightningModule):
                 "lr_rampdown": float(self.lr_rampdown), "noise_start": float(self.noise_start),
                 "noise_ramp": float(self.noise_ramp), "perceptual": getattr(self.perceptual, "sha256", None),
                 "perceptual_weight": float(self.perceptual_weight), "noise_regularize": self.noise_regularize,
-                "stats_samples": self.stats_samples}
+                "stats_samples": self.stats_samples,
+                **({"classes": list(self.generator.class_choice)} if self.generator.conditional else {})}
 
     def loss(self, images: torch.Tensor, targets: torch.Tensor, target_features: Optional[torch.Tensor]) -> torch.Tensor:
         """Per-image loss (B,): pixel MSE + perceptual_weight * feature MSE."""
@@ -133,16 +139,19 @@ class Projection(pl.LightningModule):
         return loss
 
     def project(self, targets: torch.Tensor, start: Optional[torch.Tensor] = None,
-                rows: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                rows: Optional[torch.Tensor] = None,
+                classes: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(latents (B, *shape), noise maps) whose images match ``targets`` (B, 3, R, R) in [-1, 1]. ``rows``
         (B,): the images' indices, which seed each one's random draws (default 0 .. B - 1), so that an image
         gets the same draws in any batch and on any rank (its result then differs only by the convolutions'
         rounding in another batch composition, which Adam can enlarge on near-flat components). The noise maps ((B, 1, r, r) per layer) are
         optimised with the latents for a generator that has noise inputs and ``noise_regularize`` > 0
-        (StyleGAN2), else the list is empty."""
+        (StyleGAN2), else the list is empty. ``classes`` (B,): a class-conditional generator's class of each
+        image (default ``generator.classes_at(rows)``)."""
         targets = targets.to(self.device, torch.float32)
         b = len(targets)
         rows = torch.arange(b) if rows is None else torch.as_tensor(rows).reshape(-1).cpu()
+        classes = self.generator.classes_at(rows) if classes is None else classes
         streams = [torch.Generator().manual_seed(int(r)) for r in rows]
         maps = self.generator.noise_maps() if self.noise_regularize > 0 else []
         # Outside inference mode whatever loop calls this (a Trainer with inference_mode=True included).
@@ -162,8 +171,8 @@ class Projection(pl.LightningModule):
                 noise = 0.0
                 if scale > 0:  # drawn on the CPU per image: the same on every device, batch and rank
                     noise = torch.stack([torch.randn(latents.shape[1:], generator=s) for s in streams]).to(self.device) * scale
-                images = (self.generator.synthesize_with_noise(latents + noise, self.space, noises) if noises
-                          else self.generator.synthesize(latents + noise, self.space))
+                images = (self.generator.synthesize_with_noise(latents + noise, self.space, noises, classes=classes)
+                          if noises else self.generator.synthesize(latents + noise, self.space, classes=classes))
                 loss = self.loss(images.float(), targets, target_features)
                 if noises:
                     loss = loss + self.noise_regularize * noise_regularisation(noises)
@@ -183,9 +192,10 @@ class Projection(pl.LightningModule):
                 start = self.encoder(targets).float()
         latents, noises = (start.to(self.device), []) if self.steps == 0 else \
             self.project(targets, start, batch["indices"])
+        classes = self.generator.classes_at(batch["indices"])
         with torch.no_grad():
-            images = (self.generator.synthesize_with_noise(latents, self.space, noises) if noises
-                      else self.generator.synthesize(latents, self.space)).float()
+            images = (self.generator.synthesize_with_noise(latents, self.space, noises, classes=classes) if noises
+                      else self.generator.synthesize(latents, self.space, classes=classes)).float()
         out = {"rows": batch["indices"].cpu(), "latents": latents.float().cpu(), "reconstructions": to_uint8(images),
                "psnr": psnr(images, targets).cpu(), "ssim": ssim(images, targets).cpu()}
         if noises:

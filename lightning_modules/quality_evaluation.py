@@ -42,7 +42,7 @@ class QualityEvaluation(pl.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         indices = batch["indices"]
         z = self.generator.latents_at(indices, int(batch["seed"])).to(self.device)
-        images = self.generator.synthesize(z)
+        images = self.generator.synthesize(z, classes=self.generator.classes_at(indices))
         check_finite(images, indices, "generator quality")
         self.fake.update(self.annotator(images).float())
         rows = indices.cpu()  # the Trainer moved the batch to its device; the real images stay on the CPU

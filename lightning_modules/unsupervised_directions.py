@@ -10,6 +10,7 @@ from torchmetrics import MeanAbsoluteError
 from torchmetrics.classification import MulticlassAccuracy
 
 from latentnav.errors import ConfigError, TrainingDivergedError, check_learning_rate, check_positive
+from latentnav.lightning_modules.conditional import batch_classes, hand_classes
 from latentnav.lightning_modules.direction_matrix import DirectionMatrix
 from latentnav.lightning_modules.frozen_generator import FrozenGeneratorModule
 from latentnav.lightning_modules.reconstructor import Reconstructor
@@ -20,7 +21,9 @@ class UnsupervisedDirections(FrozenGeneratorModule):
 
     Loss = CE(R's logits, k) + shift_weight * |eps_hat - eps|. Batches ``(z, k, eps)`` come from
     :class:`latentnav.datamodules.latent_shifts.LatentShiftsDataModule`; in ``w`` space z is mapped
-    first and the shift applies to w. Logs reconstructor accuracy (RCA) and the mean
+    first and the shift applies to w. A class-conditional generator: the batches carry a class per latent
+    too, ``(z, k, eps, classes)``, drawn from the chosen classes by the datamodule's seeded stream (told the
+    choice in ``setup``); both images of a pair are of that class (directions are shared across classes). Logs reconstructor accuracy (RCA) and the mean
     absolute shift error as torchmetrics (train: running per step; val: synced over ranks).
 
     Args:
@@ -84,22 +87,24 @@ class UnsupervisedDirections(FrozenGeneratorModule):
             if theirs is not None and theirs != mine:
                 what = "the generator's z size" if field == "latent_dim" else "model.num_directions"
                 raise ConfigError(f"data.{field} is {theirs}, but {what} is {mine}; set both alike")
+        hand_classes(self)
 
-    def pair_images(self, z: torch.Tensor, k: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """G(latent) and G(latent + eps A e_k), (B, 3, R, R) each.
+    def pair_images(self, z: torch.Tensor, k: torch.Tensor, eps: torch.Tensor,
+                    classes: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """G(latent) and G(latent + eps A e_k), (B, 3, R, R) each (``classes`` (B,): a conditional generator's).
 
         Two calls, the first without an autograd graph: nothing trainable reaches G(latent), so it needs
         neither stored activations nor a backward pass. (One call on the concatenated batch made the
         whole 2B batch back-propagate through G: 1.29x slower a step on the demo, bench/RESULTS.md.)"""
-        latent = self.generator.to_space(z, self.space) if self.space != "z" else z
+        latent = self.generator.to_space(z, self.space, classes=classes) if self.space != "z" else z
         with torch.no_grad():
-            x0 = self.generator.synthesize(latent, self.space, self.hparams.truncation)
+            x0 = self.generator.synthesize(latent, self.space, self.hparams.truncation, classes=classes)
         shifted = latent + self.direction_matrix(k, eps.to(latent.dtype))
-        return x0, self.generator.synthesize(shifted, self.space, self.hparams.truncation)
+        return x0, self.generator.synthesize(shifted, self.space, self.hparams.truncation, classes=classes)
 
     def _step(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        z, k, eps = batch
-        x0, x1 = self.pair_images(z.float(), k, eps.float())
+        z, k, eps = batch[:3]
+        x0, x1 = self.pair_images(z.float(), k, eps.float(), batch_classes(self.generator, batch))
         logits, eps_hat = self.reconstructor(x0, x1)
         ce = F.cross_entropy(logits.float(), k)
         shift = (eps_hat.float() - eps.float()).abs().mean()

@@ -26,6 +26,11 @@ The generator is the file the directions files recorded (or ``--generator``), it
 the recorded one before anything is loaded; load options that choose code (``class_path``, ``init_args``,
 ``trust_pickle``, ...) are taken from ``--generator_options`` only, never from the files. The outputs are
 published together, with one run id (``comparison_report``'s docstring).
+
+A class-conditional generator (``--classes 239 207``; default: the classes the files recorded, else all):
+latent i is measured in class ``classes[i % n]`` (directions are shared across classes), and ``comparison.md``
+adds the summary per class (``## By class``: per class, each method's attributes controlled and mean off-target
+change at that class's own equal target success, own judge, no intervals); ``comparison.json`` has ``by_class``.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import torch
 
 from latentnav.commands.comparison_report import report, write
 from latentnav.commands.grammar import Command
-from latentnav.commands.measuring import make_trainer
+from latentnav.commands.measuring import make_trainer, merge_classes
 from latentnav.errors import ConfigError, check_count
 from latentnav.lightning_modules.direction_scores import equal_success_scores, name_directions, replicate_scores
 
@@ -121,6 +126,8 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
                       DEFAULT_ALPHAS, judge=held_out, judge_columns=judge_columns, nuisance=reader,
                       identity=embedding, replicates=replicates, seed=seed)
         scores = equal_success_scores(ev["own"], targets, named, purity_threshold)
+        by_class = {int(c): equal_success_scores(r, targets, named, purity_threshold)
+                    for c, r in (ev.get("by_class") or {}).items()}
         results.append({
             "file": f["file"], "method": f["method"], "names": f["names"], "space": space,
             "seconds": float(f["seconds"]) if "seconds" in f else math.nan,
@@ -130,13 +137,14 @@ def compare(files: list[str], annotator: str = "demo", generator: Optional[str] 
             "boot": replicate_scores(ev["own"], targets, named, purity_threshold),
             "judge_boot": (replicate_scores(ev["judge"], targets, named, purity_threshold)
                            if held_out is not None else None),
-            "side": side_effects(ev), "drift_replicates": ev["drift_replicates"],
+            "side": side_effects(ev), "drift_replicates": ev["drift_replicates"], "by_class": by_class or None,
             "measure_seconds": time.perf_counter() - t0,
         })
     return {"attributes": attributes, "results": results, "generator": G.identity, "num_samples": num_samples,
             "annotator": own.source, "judge": held_out.source if held_out is not None else None,
             "replicates": replicates, "nuisance_factors": list(reader.factor_names) if reader is not None else None,
             "identity": embedding.source if embedding is not None else None,
+            "classes": list(G.class_choice) if G.conditional else None,
             "naming_alpha": naming_alpha, "purity_threshold": purity_threshold,
             "is_global_zero": trainer.is_global_zero, "processes": trainer.world_size}
 
@@ -147,7 +155,7 @@ def main_function(directions: list[str], annotator: str = "demo", judge: Optiona
                   purity_threshold: float = 0.5, batch_size: int = 100, replicates: int = 200,
                   out: str = "runs/comparison",
                   accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
-                  precision: str = "32-true") -> None:
+                  precision: str = "32-true", classes: Optional[list[int]] = None) -> None:
     """Name every direction by the attribute it moves most and compare the methods.
 
     Args:
@@ -174,12 +182,14 @@ def main_function(directions: list[str], annotator: str = "demo", judge: Optiona
         out: output folder.
         accelerator, devices, strategy, num_nodes, precision: the measuring Trainer's (e.g. ``--devices 4
             --strategy ddp``; the latents are sliced across the processes and the metrics summed).
+        classes: a class-conditional generator's class ids (the load option ``classes``; default: the files',
+            else all): latent i is in class ``classes[i % n]``; the report adds figures per class.
     """
     t0 = time.perf_counter()
     trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision)
     summary = compare(list(directions), annotator, generator, num_samples, seed, naming_alpha, purity_threshold,
                       batch_size, trainer, held_out_judge=judge, replicates=replicates, nuisance=nuisance,
-                      identity=identity, generator_options=generator_options)
+                      identity=identity, generator_options=merge_classes(generator_options, classes))
     if not summary["is_global_zero"]:
         return  # every rank holds the synced numbers; rank 0 writes them
     path = write(summary, Path(out))

@@ -193,6 +193,45 @@ def _drift_note(summary: dict) -> str:
     return f" Realism drift intervals from {', '.join(map(str, counts))} replicates (memory)." if counts else ""
 
 
+def by_class(summary: dict) -> dict[int, tuple[list[int], list[dict], list[float]]]:
+    """A class-conditional generator's figures per class (empty otherwise): {class id: (the attributes every
+    method flips in that class, per method its per-class scores with ``target``, per method the mean off-target
+    change of its purest direction over those attributes)}, each class at its own equal target success."""
+    results = summary["results"]
+    classes = sorted({c for r in results for c in (r.get("by_class") or {})})
+    out = {}
+    for c in classes:
+        per = [dict(r["by_class"][c], target=r["target"]) for r in results if c in (r.get("by_class") or {})]
+        if len(per) != len(results):
+            continue
+        common, means = like_with_like(per)
+        out[c] = (common, per, means)
+    return out
+
+
+def _by_class_lines(summary: dict) -> list[str]:
+    """``## By class``: per class and method, the attributes controlled and the like-with-like mean off-target
+    change (own judge, no intervals)."""
+    table = by_class(summary)
+    if not table:
+        return []
+    attrs = summary["attributes"]
+    lines = ["## By class", "",
+             f"A class-conditional generator (classes {', '.join(map(str, summary.get('classes') or sorted(table)))}): "
+             "latent i is in class classes[i % n], and the directions are shared across classes. Per class, on that "
+             "class's latents alone, each direction at the class's own equal target success, by the own judge (no "
+             "intervals): the attributes controlled, and the mean off-target change of each method's purest direction "
+             "over the attributes every method flips in that class.", "",
+             "| class | method | attributes controlled (own judge) | # | mean off-target change (common set of the class) "
+             "| common set |", "|---|---|---|---|---|---|"]
+    for c, (common, per, means) in table.items():
+        for r, scores, mean in zip(summary["results"], per, means):
+            ctrl = _controlled(scores, r["target"], attrs)
+            lines.append(f"| {c} | {r['method']} | {', '.join(ctrl) or 'none'} | {len(ctrl)} | {_f(mean)} | "
+                         f"{', '.join(attrs[j] for j in common) or 'none'} |")
+    return lines + [""]
+
+
 def report(summary: dict) -> str:
     attrs, results = summary["attributes"], summary["results"]
     judged = summary.get("judge") is not None
@@ -250,6 +289,7 @@ def report(summary: dict) -> str:
               *[line for key, label in judges for line in ([f"By the {label}:", ""] + significance(results, attrs, key)
                                                              + [""] if summary.get("replicates") and len(results) > 1
                                                              else [])],
+              *_by_class_lines(summary),
               "## Per attribute: each method's purest direction", "",
               "Purity / off-target change of the direction with the highest purity among those named by the "
               "attribute that flip it on within the grid; **bold** = it controls the attribute (purity >= "
@@ -350,6 +390,7 @@ def _write_into(summary: dict, out: Path) -> None:
     own_reps = common_mean_replicates(summary["results"])
     jcommon, judge_means = like_with_like(summary["results"], "judge") if judged else ([], [])
     judge_reps = common_mean_replicates(summary["results"], "judge") if judged else []
+    classes = by_class(summary)
     for m, r in enumerate(summary["results"]):
         slug = stems[m]
         rows = [f"{n} -> {attrs[t]}{'' if c else ' (x)'}" for n, t, c in zip(r["names"], r["target"], r["controls"].tolist())]
@@ -383,6 +424,11 @@ def _write_into(summary: dict, out: Path) -> None:
                               "mean_off_target_common_ci": [_or_none(v) for v in interval_of(judge_reps[m])],
                               "directions": [{"purity": float(p), "off_target": _or_none(float(o)), "controls": bool(c)}
                                              for p, o, c in zip(jr["purity"], jr["off_target"], jr["controls"].tolist())]}
+        if classes:
+            entry["by_class"] = {str(c): {"controls": _controlled(per[m], r["target"], attrs),
+                                          "common_attributes": [attrs[j] for j in common],
+                                          "mean_off_target_common": _or_none(means[m])}
+                                 for c, (common, per, means) in classes.items()}
         table.append(entry)
     writer.close()
     atomic_write_text(out / "comparison.json", json.dumps(table, indent=1, default=lambda x: None))

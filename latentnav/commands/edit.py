@@ -23,6 +23,12 @@ fools the annotator (a guided path follows its gradients) shows: each frame of t
 (sample, alpha) and one column per classifier (``own:<source>``, ``judge:<source>``), and the command
 prints each classifier's mean probability at the first and the last alpha. Both classifiers must have
 a column for every edited attribute.
+
+A class-conditional generator: ``--classes 239 207`` (default: the classes the directions file recorded, else
+all) picks the class ids; row k of the edit (seed k of ``--seeds``, image k of ``--images``) is rendered in
+class ``classes[k % n]``, as ``latentnav project`` projected image k; row k of a projection's ``--latents`` in the
+class it was projected in (the classes its file records, else all), unless ``--classes`` is given. The
+directions are shared across classes.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import torch
 
 from latentnav.errors import ConfigError
 from latentnav.commands.grammar import Command
-from latentnav.commands.measuring import make_trainer
+from latentnav.commands.measuring import make_trainer, merge_classes
 
 
 def edit_direction(directions: torch.Tensor, names: list[str], attribute: str, keep: list[str],
@@ -51,6 +57,20 @@ def edit_direction(directions: torch.Tensor, names: list[str], attribute: str, k
     row = row_of(found, attribute, where)
     kept = [row_of(found, k, where) for k in keep]
     return conditional_direction(directions, row, [k for k, name in zip(kept, keep) if name != attribute])
+
+
+def latents_file_classes(G, recorded: Optional[dict], count: int, user_classes: Optional[list[int]]):
+    """The (count,) classes of a latents file's rows for a class-conditional generator ``G`` (None when
+    unconditional): row k in the class the projection gave image k, ``choice[k % n]`` with ``choice`` the
+    classes its recorded generator options name (else all classes); ``--classes`` (``user_classes``), or a file
+    that records no generator (a plain tensor), use ``G``'s choice instead."""
+    if not G.conditional:
+        return None
+    options = (recorded or {}).get("options") or {}
+    if user_classes is not None or not recorded:
+        return G.classes_at(range(count))
+    choice = options.get("classes") or list(range(G.num_classes))
+    return G.check_classes(torch.tensor([int(choice[k % len(choice)]) for k in range(count)]), count)
 
 
 def scorer_column(classifier, attribute: str, flag: str, name: str) -> int:
@@ -79,7 +99,7 @@ def main_function(directions: str, attributes: Optional[list[str]] = None, gener
                   scale: int = 3, guided: bool = False, annotator: str = "demo", labels: bool = False,
                   judge: Optional[str] = None, out: str = "edits", batch_size: int = 16, accelerator: str = "auto",
                   devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
-                  precision: str = "32-true") -> None:
+                  precision: str = "32-true", classes: Optional[list[int]] = None) -> None:
     """Edit images along directions: a PNG strip and a GIF per attribute.
 
     Args:
@@ -110,6 +130,8 @@ def main_function(directions: str, attributes: Optional[list[str]] = None, gener
         out: output folder.
         batch_size: latents per generator call.
         accelerator, devices, strategy, num_nodes, precision: the Trainer's.
+        classes: a class-conditional generator's class ids (the load option ``classes``; default: the
+            directions file's, else all): row k is rendered in class ``classes[k % n]``.
     """
     if attributes is None:
         raise ConfigError("--attributes: required (the directions to edit along)")
@@ -117,6 +139,7 @@ def main_function(directions: str, attributes: Optional[list[str]] = None, gener
         raise ConfigError("--seeds, --latents and --images: give one of them")
     args = SimpleNamespace(**{k: v for k, v in locals().items()})
     args.keep = list(keep or [])
+    args.generator_options = merge_classes(generator_options, classes)
     args.seeds = list(seeds) if seeds is not None else [0, 1, 2, 3]
     _run(args)
 
@@ -146,11 +169,12 @@ def _run(args: SimpleNamespace) -> None:
     if found["directions"].shape[1] != size:
         raise ConfigError(f"{path}: directions have size {found['directions'].shape[1]}, but the generator's "
                           f"{space} latents have {size}")
-    originals, noise = None, None
+    originals, noise, classes = None, None, None
     if args.latents:
         found_latents = read_latents(args.latents, G.identity, space)  # another generator / space: one line
         latents, noise = found_latents["latents"], found_latents["noise"]
         G.check_latent(latents, space)
+        classes = latents_file_classes(G, found_latents["generator"], len(latents), args.classes)
     elif args.images:
         from latentnav.images import load_square_image, to_uint8
         from latentnav.commands.project import project_images
@@ -165,7 +189,9 @@ def _run(args: SimpleNamespace) -> None:
         noise = read_latents(Path(args.out) / "projection" / "latents.pt", G.identity, space)["noise"]
         originals = np.stack([to_uint8(load_square_image(f, G.resolution, args.crop_size)) for f in projected["files"]])
     else:
-        latents = torch.cat([G.sample(1, seed=s, space=space) for s in args.seeds])
+        # Seed row k in class classes_at([k]) (None: unconditional), as EditRendering renders row k.
+        latents = torch.cat([G.sample(1, seed=s, space=space, classes=G.classes_at([k]))
+                             for k, s in enumerate(args.seeds)])
     alphas = np.linspace(args.alpha[0], args.alpha[1], args.steps)
     labelled = args.labels or args.judge is not None
     annotator = judge = None
@@ -200,7 +226,7 @@ def _run(args: SimpleNamespace) -> None:
         trainer.callbacks.append(writer)
         try:
             trainer.predict(EditRendering(G, latents, d, alphas, space, annotator if args.guided else None, keep,
-                                          scorers=scorers, noise=noise),
+                                          scorers=scorers, noise=noise, classes=classes),
                             datamodule=rows, return_predictions=False)
         finally:
             trainer.callbacks.remove(writer)

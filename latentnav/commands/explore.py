@@ -14,6 +14,12 @@ summed edit in steps, holding the kept attributes with the annotator's gradients
 writes the current edit, from no edit to the sliders' values, as the edit command would.
 Rendering runs on the generator's device (``--device``).
 
+A class-conditional generator (``--classes 239 207``; default: the classes the files recorded, else all): a
+"class" menu picks the class the face is rendered in (directions are shared across classes); "auto" renders a
+seed in the first chosen class (``classes_at([0])``) and row k of a latents file in ``classes[k % n]``, the class
+``latentnav project`` projected image k in (the classes the latents file records; an uploaded photo: the menu's
+class, else the first).
+
 Only this machine can reach it by default. A ``--host`` other than a loopback address (127.0.0.0/8,
 ::1, ``localhost``) is refused unless ``--allow_remote`` is given; then a random access token
 (``secrets.token_urlsafe``) is printed once and every request needs it (Gradio's login page: the token
@@ -48,9 +54,11 @@ class Explorer:
 
     def __init__(self, files: list[str], generator: Optional[str] = None, annotator: str = "demo",
                  judge: Optional[str] = None, latents: Optional[torch.Tensor] = None, device: str = "cpu",
-                 names: Optional[str] = None, generator_options: Optional[dict] = None) -> None:
+                 names: Optional[str] = None, generator_options: Optional[dict] = None,
+                 classes: Optional[list[int]] = None) -> None:
         from latentnav.directions_file import read_directions
         from latentnav.generators import load_generator_like
+        from latentnav.commands.measuring import merge_classes
         from latentnav.lightning_modules.annotator import load_annotator
 
         if not files:
@@ -62,13 +70,15 @@ class Explorer:
                 f"{m['file']} ({str(m['generator'].get('sha256'))[:12]})" for m in self.methods))
         self.device = torch.device(device)
         # sha256 compared before loading; code-choosing load options only from the user, never from the files.
-        self.G = load_generator_like(self.methods[0]["generator"], source=generator, options=generator_options,
-                                     map_location=self.device, what=self.methods[0]["file"])
+        self.G = load_generator_like(self.methods[0]["generator"], source=generator,
+                                     options=merge_classes(generator_options, classes), map_location=self.device,
+                                     what=self.methods[0]["file"])
         self.G = self.G.to(self.device)
         self.annotator = load_annotator(annotator, map_location=self.device).to(self.device)
         self.judge = load_annotator(judge, map_location=self.device).to(self.device) if judge else self.annotator
         self.latents: Optional[torch.Tensor] = None  # pickable rows (N, ...) on the CPU
         self.row_noise: list[Optional[list[torch.Tensor]]] = []  # a row's own noise maps (a projection's), or None
+        self.row_classes: list[Optional[int]] = []  # a conditional generator's class of each row, else None
         renamed = _names_from_comparison(names) if names else {}
         for m in self.methods:
             space = m["latent_space"]
@@ -95,10 +105,12 @@ class Explorer:
                               f"space; these are in {', '.join(spaces)}")
         return spaces[0]
 
-    def add_rows(self, latents: torch.Tensor, noise: Optional[list[torch.Tensor]] = None) -> int:
+    def add_rows(self, latents: torch.Tensor, noise: Optional[list[torch.Tensor]] = None,
+                 classes: Optional[torch.Tensor] = None) -> int:
         """Append pickable rows: ``latents`` (N, *latent_shape) in :meth:`row_space`, and optionally their
         per-layer noise maps ((N, 1, r, r) each, a projection's), which their faces are then rendered with.
-        Returns the first new row."""
+        ``classes`` (N,): a conditional generator's class of each row (default: row k of the file in
+        ``classes_at([k])``, the class a projection gave its image k). Returns the first new row."""
         shape = tuple(self.G.latent_shape(self.row_space()))
         latents = torch.as_tensor(latents).detach().float().cpu()
         if tuple(latents.shape[1:]) != shape:
@@ -107,14 +119,28 @@ class Explorer:
         first = 0 if self.latents is None else len(self.latents)
         self.latents = latents if self.latents is None else torch.cat([self.latents, latents])
         self.row_noise += [[n[i:i + 1].float().cpu() for n in noise] if noise else None for i in range(len(latents))]
+        if classes is None:
+            classes = self.G.classes_at(range(len(latents)))
+        self.row_classes += [None] * len(latents) if classes is None else [int(c) for c in classes.reshape(-1)]
         return first
 
-    def latent(self, seed: int, row: Optional[int], space: str) -> torch.Tensor:
+    def classes_for(self, row: Optional[int], class_id: Optional[int] = None) -> Optional[torch.Tensor]:
+        """The (1,) class the face is rendered in (None: unconditional): ``class_id`` when given, else the row's,
+        else (a seed) the first chosen class."""
+        if not self.G.conditional:
+            return None
+        if class_id is not None:
+            return self.G.check_classes(torch.tensor([int(class_id)]), 1)  # an id out of range: one line
+        if self.latents is not None and row is not None and 0 <= row < len(self.row_classes):
+            return torch.tensor([self.row_classes[row]], device=self.G.device)
+        return self.G.classes_at([0])  # a seed (a row out of range is refused by latent())
+
+    def latent(self, seed: int, row: Optional[int], space: str, classes: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.latents is not None and row is not None:
             if not 0 <= row < len(self.latents):
                 raise ConfigError(f"latent row {row}: the latents file has rows 0..{len(self.latents) - 1}")
             return self.latents[row:row + 1].to(self.device)
-        return self.G.sample(1, seed=int(seed), space=space).to(self.device)
+        return self.G.sample(1, seed=int(seed), space=space, classes=classes).to(self.device)
 
     def edit(self, m: dict, amounts: list[float], keep: list[str]) -> torch.Tensor:
         """The summed edit (d,) of method ``m`` for slider values ``amounts``, kept attributes projected out."""
@@ -131,13 +157,16 @@ class Explorer:
 
     @torch.no_grad()
     def render(self, method: int, amounts: list[float], seed: int = 0, row: Optional[int] = None,
-               keep: Optional[list[str]] = None, guided: bool = False) -> tuple[np.ndarray, dict[str, float]]:
-        """(uint8 (R, R, 3) image, the judge's {attribute: probability}) of one method's edit of the face."""
+               keep: Optional[list[str]] = None, guided: bool = False,
+               class_id: Optional[int] = None) -> tuple[np.ndarray, dict[str, float]]:
+        """(uint8 (R, R, 3) image, the judge's {attribute: probability}) of one method's edit of the face
+        (``class_id``: a conditional generator's class to render it in, see :meth:`classes_for`)."""
         from latentnav.images import to_uint8
 
         m = self.methods[method]
         space = m["latent_space"]
-        z = self.latent(seed, row, space)
+        classes = self.classes_for(row, class_id)
+        z = self.latent(seed, row, space, classes)
         d = self.edit(m, amounts, keep or [])
         if guided and keep and float(d.norm()) > 0:
             from latentnav.lightning_modules.edit_metrics import guided_step
@@ -146,28 +175,33 @@ class Explorer:
             steps = max(1, int(np.ceil(float(d.norm()) / 0.5)))
             unit = d / d.norm()
             for _ in range(steps):
-                z = guided_step(self.G, self.annotator, z, unit, held, float(d.norm()) / steps, space)
+                z = guided_step(self.G, self.annotator, z, unit, held, float(d.norm()) / steps, space,
+                                classes=classes)
         else:
             z = z + d.view_as(z[0])
         noise = self.row_noise[row] if row is not None and self.latents is not None and not guided else None
-        image = self.G.synthesize_with_noise(z, space, noise) if noise else self.G.synthesize(z, space)
+        image = (self.G.synthesize_with_noise(z, space, noise, classes=classes) if noise
+                 else self.G.synthesize(z, space, classes=classes))
         probs = self.judge(image)[0].float().cpu().tolist()
         return to_uint8(image[0]), dict(zip(self.judge.attributes, probs))
 
-    def add_photo(self, path: str, steps: int = 200) -> int:
+    def add_photo(self, path: str, steps: int = 200, class_id: Optional[int] = None) -> int:
         """Project the image file ``path`` into the columns' space (``Projection``, on the generator's
         device; StyleGAN2's noise maps too, as ``latentnav project`` does) and append it to the pickable
-        rows; returns its row."""
+        rows; returns its row. A conditional generator projects it in ``class_id`` (default the first chosen)."""
         from latentnav.images import load_square_image
         from latentnav.lightning_modules.projection import Projection
 
         space = self.row_space()
         target = load_square_image(path, self.G.resolution)[None]
-        latent, noise = Projection(self.G, space, steps=steps).to(self.device).project(target, rows=torch.tensor([0]))
-        return self.add_rows(latent, noise)
+        classes = self.classes_for(None, class_id)
+        latent, noise = Projection(self.G, space, steps=steps).to(self.device).project(target, rows=torch.tensor([0]),
+                                                                                        classes=classes)
+        return self.add_rows(latent, noise, classes.cpu() if classes is not None else None)
 
     def save(self, method: int, amounts: list[float], seed: int, row: Optional[int], keep: list[str], out: str,
-             frames: int = 9, scale: int = 3, name: Optional[str] = None) -> list[Path]:
+             frames: int = 9, scale: int = 3, name: Optional[str] = None,
+             class_id: Optional[int] = None) -> list[Path]:
         """A strip and a GIF of the current edit, from no edit to the sliders' values (``frames`` steps):
         ``<out>/<name>.png`` and ``.gif``, the name made a safe file stem (``latentnav.names.safe_stem``;
         default, also for an empty name, ``explore_<file>_seed<s>``) and both paths checked to lie inside
@@ -181,7 +215,7 @@ class Explorer:
         tag = safe_stem(name, "save: name")
         for suffix in (".png", ".gif"):  # before any work: nothing is rendered for a refused name
             inside_folder(out, tag + suffix)
-        images = [self.render(method, [a * t for a in amounts], seed, row, keep)[0]
+        images = [self.render(method, [a * t for a in amounts], seed, row, keep, class_id=class_id)[0]
                   for t in np.linspace(0.0, 1.0, frames)]
         Path(out).mkdir(parents=True, exist_ok=True)
         return write_edit(np.stack(images)[:, None], list(np.linspace(0.0, 1.0, frames)), Path(out), tag, scale)
@@ -285,6 +319,9 @@ def build_app(explorer: Explorer, out: str = "runs/explore", display: int = 256)
                                  elem_id="guided")
             upload = gr.Image(type="filepath", label="your photo (projected, then its row is picked)",
                               elem_id="upload", height=128)
+            klass = gr.Dropdown(["auto"] + [str(c) for c in explorer.G.class_choice], value="auto",
+                                label="class (auto: the row's, a seed's the first chosen)",
+                                visible=explorer.G.conditional, elem_id="class")
         columns = []
         with gr.Row():
             for mi, m in enumerate(explorer.methods):
@@ -301,31 +338,34 @@ def build_app(explorer: Explorer, out: str = "runs/explore", display: int = 256)
         def row_of(value) -> Optional[int]:
             return None if explorer.latents is None or value is None else int(value)
 
+        def class_of(value) -> Optional[int]:
+            return None if value in (None, "", "auto") else int(value)
+
         for mi, image, probs, sliders, save, saved in columns:
-            def update(seed_value, row_value, keep_value, guided_value, *amounts, mi=mi):
+            def update(seed_value, row_value, keep_value, guided_value, class_value, *amounts, mi=mi):
                 picture, p = explorer.render(mi, list(amounts), int(seed_value or 0), row_of(row_value),
-                                             list(keep_value or []), bool(guided_value))
+                                             list(keep_value or []), bool(guided_value), class_of(class_value))
                 scale = max(1, display // picture.shape[0])
                 return picture.repeat(scale, axis=0).repeat(scale, axis=1), readout(p)
 
-            def write(seed_value, row_value, keep_value, *amounts, mi=mi):
+            def write(seed_value, row_value, keep_value, class_value, *amounts, mi=mi):
                 paths = explorer.save(mi, list(amounts), int(seed_value or 0), row_of(row_value),
-                                      list(keep_value or []), out)
+                                      list(keep_value or []), out, class_id=class_of(class_value))
                 return "saved " + " and ".join(str(p) for p in paths)
 
-            inputs = [seed, row, keep, guided, *sliders]
+            inputs = [seed, row, keep, guided, klass, *sliders]
             if mi == 0:
-                def add_photo(path):
+                def add_photo(path, class_value):
                     if not path:
                         return gr.update()
-                    index = explorer.add_photo(path)
+                    index = explorer.add_photo(path, class_id=class_of(class_value))
                     return gr.update(value=index, visible=True)
 
-                upload.upload(add_photo, [upload], [row])
-            for control in (seed, row, keep, guided, *sliders):
+                upload.upload(add_photo, [upload, klass], [row])
+            for control in (seed, row, keep, guided, klass, *sliders):
                 control.change(update, inputs, [image, probs], show_progress="hidden")
             app.load(update, inputs, [image, probs])
-            save.click(write, [seed, row, keep, *sliders], saved)
+            save.click(write, [seed, row, keep, klass, *sliders], saved)
     return app
 
 
@@ -334,7 +374,7 @@ def main_function(directions: list[str], generator: Optional[str] = None, genera
                   judge: Optional[str] = "demo_judge", latents: Optional[str] = None,
                   images: Optional[list[str]] = None, names: Optional[str] = None, host: str = "127.0.0.1",
                   port: int = 7860, device: str = "cpu", out: str = "runs/explore", open_for: float = 0,
-                  allow_remote: bool = False) -> None:
+                  allow_remote: bool = False, classes: Optional[list[int]] = None) -> None:
     """Start the explorer.
 
     Args:
@@ -353,20 +393,25 @@ def main_function(directions: list[str], generator: Optional[str] = None, genera
         open_for: seconds to serve before exiting (0: until interrupted).
         allow_remote: allow a ``host`` other than a loopback address (0.0.0.0, a LAN address); every
             request then needs the access token printed at start (the login page's password).
+        classes: a class-conditional generator's class ids (the load option ``classes``; default: the files',
+            else all): the app's class menu offers them.
     """
     check_host(host, allow_remote)
     if port < 1 or port > 65535:
         raise ConfigError(f"--port: expected 1..65535, got {port}")
     check_port(host, port)
     explorer = Explorer(list(directions), generator, annotator, judge, None, device, names,
-                        generator_options=generator_options)
+                        generator_options=generator_options, classes=classes)
     if latents or images:
         from latentnav.directions_file import read_latents
 
         space = explorer.row_space()
     if latents:  # its generator and space must be the directions'
+        from latentnav.commands.edit import latents_file_classes
+
         found = read_latents(latents, explorer.G.identity, space)
-        explorer.add_rows(found["latents"], found["noise"])
+        explorer.add_rows(found["latents"], found["noise"],
+                          latents_file_classes(explorer.G, found["generator"], len(found["latents"]), classes))
     if images:  # appended after --latents' rows
         from latentnav.commands.project import project_images
 

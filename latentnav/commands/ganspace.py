@@ -12,6 +12,10 @@ Both passes are Trainer test loops over latent indices (``lightning_modules/prin
 covariance and normal equations are torchmetrics sums in float64 on the Trainer's device, synced
 across ranks, so the number of samples is limited by neither memory nor one device. A covariance
 wider than ``eigh_max_width`` is solved for its top K axes only (:func:`top_eigh`).
+
+A class-conditional generator (``--classes 239 207``, default all): sample i is in class ``classes[i % n]``, so
+the components are those of the chosen classes' samples together (directions shared across classes); the
+classes are recorded in the output with the generator's load options.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ def run_ganspace(G, space: str = "z", num_directions: int = 16, num_samples: int
                               "init_args: ...}, or use SeFa")
     features = Features(G, None if space == "w" else name)
     with torch.no_grad():
-        width = features(G.latents_at([0], seed)).shape[1]
+        width = features(G.latents_at([0], seed), G.classes_at([0])).shape[1]
     trainer = trainer or make_trainer()
     indices = LatentIndicesDataModule(num=num_samples, seed=seed, batch_size=batch_size)
     moments = PrincipalComponentPass(G, features.layer, width, "moments")
@@ -91,7 +95,8 @@ def main_function(generator: str = "demo", generator_options: Optional[dict] = N
                   num_directions: int = 16, num_samples: int = 20000, batch_size: int = 1000,
                   layer: Optional[str] = None, seed: int = 0, eigh_max_width: int = 2048,
                   out: str = "runs/directions/ganspace.npz", accelerator: str = "auto", devices: int | str = 1,
-                  strategy: str = "auto", num_nodes: int = 1, precision: str = "32-true") -> None:
+                  strategy: str = "auto", num_nodes: int = 1, precision: str = "32-true",
+                  classes: Optional[list[int]] = None) -> None:
     """Principal directions (GANSpace) written as a directions.npz with their variances.
 
     Args:
@@ -108,14 +113,16 @@ def main_function(generator: str = "demo", generator_options: Optional[dict] = N
         out: the directions.npz to write (by rank 0).
         accelerator, devices, strategy, num_nodes, precision: the Trainer of the two passes (e.g. ``--devices 4
             --strategy ddp``: the samples are sliced across the processes and the sums synced).
+        classes: a class-conditional generator's class ids (the load option ``classes``; default all): sample i
+            is in class ``classes[i % n]``.
     """
     from latentnav.directions_file import write_directions
     from latentnav.generators.loading import load_generator_on
-    from latentnav.commands.measuring import make_trainer
+    from latentnav.commands.measuring import make_trainer, merge_classes
 
     trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision)
     # Loaded on the CPU; the Trainer moves it to its device.
-    G = load_generator_on(generator, generator_options, torch.device("cpu"))
+    G = load_generator_on(generator, merge_classes(generator_options, classes), torch.device("cpu"))
     found = run_ganspace(G, space, num_directions, num_samples, batch_size, layer, seed, eigh_max_width, trainer)
     if not found["is_global_zero"]:
         return

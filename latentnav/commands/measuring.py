@@ -1,7 +1,9 @@
 """The Trainer of a measuring pass (comparison, generator quality, GANSpace): the user's devices,
-ranks and precision, no logger, no checkpoints."""
+ranks and precision, no logger, no checkpoints; and ``--classes``, merged into the generator's load options."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 from latentnav.errors import ConfigError
 
@@ -37,3 +39,18 @@ def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: st
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"trainer (accelerator {accelerator!r}, devices {devices!r}, strategy {strategy!r}, "
                           f"precision {precision!r}): {first}") from None
+
+
+def merge_classes(generator_options: Optional[dict], classes: Optional[list[int]]) -> Optional[dict]:
+    """``--generator_options`` with ``--classes`` merged in as the load option ``classes`` (the class ids a
+    class-conditional generator's samples are drawn from: latent i gets ``classes[i % n]``). Both given with
+    different ids is one line; an unconditional generator refuses ``--classes`` when it is loaded."""
+    if classes is None:
+        return generator_options
+    merged = dict(generator_options or {})
+    chosen = [int(c) for c in classes]
+    if merged.get("classes") is not None and [int(c) for c in merged["classes"]] != chosen:
+        raise ConfigError(f"--classes {' '.join(map(str, chosen))} and --generator_options classes "
+                          f"{list(merged['classes'])} differ; give the classes once")
+    merged["classes"] = chosen
+    return merged

@@ -16,6 +16,10 @@ Images of any common mode are converted (16-bit scaled to 8-bit, grey, transpare
 palettes, a GIF's first frame: ``latentnav.images.to_rgb``). A file that cannot be used (unreadable, a
 folder's non-image file, smaller than the crop) is skipped with one line, ``latentnav: skipped PATH:
 why``, and the others are projected; ``--strict`` makes the first such file a one-line error instead.
+
+A class-conditional generator: ``--classes 239 207`` (default all) picks the class ids, and image i (of the
+images projected, in name order) is projected in class ``classes[i % n]``; the classes are recorded with the
+generator's load options in ``latents.pt``, and ``latentnav edit --latents`` renders row i in that same class.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Optional
 
 from latentnav.commands.grammar import Command
 from latentnav.errors import ConfigError
-from latentnav.commands.measuring import make_trainer
+from latentnav.commands.measuring import make_trainer, merge_classes
 
 
 def default_space(G) -> str:
@@ -38,18 +42,23 @@ def default_space(G) -> str:
 def project_images(images: list[str], generator: str = "demo", space: Optional[str] = None, steps: int = 300,
                    lr: float = 0.1, perceptual: Optional[str] = None, perceptual_weight: float = 1.0,
                    crop_size: Optional[int] = None, batch_size: int = 8, out: str = "runs/projection",
-                   trainer=None, G=None, encoder: Optional[str] = None, strict: bool = False) -> dict:
+                   trainer=None, G=None, encoder: Optional[str] = None, strict: bool = False,
+                   generator_options: Optional[dict] = None) -> dict:
     """Project ``images`` and write the outputs under ``out``; returns {"latents" (N, ...) on every rank,
     "space", "files" (those projected), "skipped" ([(path, reason)], reported on stderr: see
     ``ImageFilesDataModule``; with ``strict`` the first is an error), "psnr", "ssim" (rank 0 only, else
     None), "generator", "seconds", "is_global_zero"}."""
     from latentnav.callbacks.projection_writer import ProjectionWriter
     from latentnav.datamodules.image_files import ImageFilesDataModule
-    from latentnav.generators import load_generator
     from latentnav.lightning_modules.projection import Projection
     from latentnav.safe_load import sha256_of
 
-    G = G if G is not None else load_generator(generator)
+    if G is None:
+        import torch
+
+        from latentnav.generators.loading import load_generator_on
+
+        G = load_generator_on(generator, generator_options, torch.device("cpu"))  # options checked by name
     trained = None
     if encoder:
         from latentnav.lightning_modules.encoder import load_encoder
@@ -89,7 +98,8 @@ def main_function(images: list[str], generator: str = "demo", space: Optional[st
                   lr: float = 0.1, perceptual: Optional[str] = None, perceptual_weight: float = 1.0,
                   crop_size: Optional[int] = None, batch_size: int = 8, out: str = "runs/projection",
                   encoder: Optional[str] = None, accelerator: str = "auto", devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1,
-                  precision: str = "32-true", strict: bool = False) -> None:
+                  precision: str = "32-true", strict: bool = False, generator_options: Optional[dict] = None,
+                  classes: Optional[list[int]] = None) -> None:
     """Project image files into a generator's latent space.
 
     Args:
@@ -108,12 +118,16 @@ def main_function(images: list[str], generator: str = "demo", space: Optional[st
         encoder: a trained encoder's checkpoint (``configs/encoder/demo.yaml``): its output is the start.
         accelerator, devices, strategy, num_nodes, precision: the Trainer's.
         strict: stop at the first file that cannot be used (one line) instead of skipping it with one line.
+        generator_options: load_generator keyword arguments (class_path, init_args, trust_pickle, ...).
+        classes: a class-conditional generator's class ids (the load option ``classes``; default all): image i
+            is projected in class ``classes[i % n]``.
     """
     if steps < (0 if encoder else 1):
         raise ConfigError(f"steps: expected a {'non-negative' if encoder else 'positive'} integer, got {steps}")
     trainer = make_trainer(accelerator, devices, strategy, num_nodes, precision, inference_mode=False)
     found = project_images(list(images), generator, space, steps, lr, perceptual, perceptual_weight, crop_size,
-                           batch_size, out, trainer, encoder=encoder, strict=strict)
+                           batch_size, out, trainer, encoder=encoder, strict=strict,
+                           generator_options=merge_classes(generator_options, classes))
     if not found["is_global_zero"]:
         return
     psnr, ssim = found["psnr"], found["ssim"]

@@ -6,6 +6,9 @@
 
 For weights A_1..A_m (each (out_i, d), h_i = A_i latent) SeFa finds the unit directions n
 that change the first layers' outputs most: the top eigenvectors of AᵀA, A = [A_1; ...; A_m].
+
+The weights do not depend on the class: a class-conditional generator's directions are shared across classes;
+``--classes`` is recorded with the generator's load options, so that the edit command renders the same classes.
 """
 
 from __future__ import annotations
@@ -115,7 +118,8 @@ def run_sefa(G, space: str = "z", layers: Union[str, Sequence[Union[int, str]]] 
 
 def main_function(generator: str = "demo", generator_options: Optional[dict] = None, space: str = "z",
                   layers: Union[str, list[Union[int, str]]] = "all", num_directions: int = 16, normalize_rows: bool = True,
-                  out: str = "runs/directions/sefa.npz", device: str = "auto") -> None:
+                  out: str = "runs/directions/sefa.npz", device: str = "auto",
+                  classes: Optional[list[int]] = None) -> None:
     """Closed-form directions (SeFa) written as a directions.npz with their eigenvalues.
 
     Args:
@@ -128,11 +132,13 @@ def main_function(generator: str = "demo", generator_options: Optional[dict] = N
         normalize_rows: scale each weight row to unit length first (the authors' release).
         out: the directions.npz to write.
         device: auto (cuda when available), cpu, cuda or cuda:N.
+        classes: a class-conditional generator's class ids (the load option ``classes``, recorded in the output).
     """
     from latentnav.directions_file import write_directions
+    from latentnav.commands.measuring import merge_classes
     from latentnav.generators.loading import load_generator_on, resolve_device
 
-    G = load_generator_on(generator, generator_options, resolve_device(device))
+    G = load_generator_on(generator, merge_classes(generator_options, classes), resolve_device(device))
     found = run_sefa(G, space, layers, num_directions, normalize_rows)
     label = layers if isinstance(layers, str) else ",".join(map(str, layers))
     path = write_directions(Path(out), found["directions"], [f"sefa{i:02d}" for i in range(num_directions)],

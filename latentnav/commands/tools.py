@@ -1,7 +1,8 @@
 """Small commands: ``latentnav annotate``, ``latentnav classifier export``, ``latentnav render-demo``.
 
 Each parses its arguments through ``latentnav.commands.grammar`` from the signature of what it runs,
-so a default is written once (``annotate`` takes exactly ``AnnotatedLatentsDataModule``'s arguments).
+so a default is written once (``annotate`` takes exactly ``AnnotatedLatentsDataModule``'s arguments, and
+``--classes``: a class-conditional generator's class ids, merged into ``--generator_options``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from typing import Optional
 from latentnav.commands.grammar import Command
 
 
-def annotate(**data) -> None:
+def annotate(classes: Optional[list[int]] = None, **data) -> None:
     """Fill the supervised datamodule's annotation store once (its ``prepare_data``), with its own arguments."""
+    from latentnav.commands.measuring import merge_classes
     from latentnav.datamodules.annotated_latents import AnnotatedLatentsDataModule
 
+    if classes is not None:
+        data["generator_options"] = merge_classes(data.get("generator_options"), classes)
     dm = AnnotatedLatentsDataModule(**data)
     dm.prepare_data()
     print(f"annotated latents in {dm.cache_dir}: train/ ({dm.sizes['train']}), val/ ({dm.sizes['val']})")
@@ -28,10 +32,15 @@ def annotate_command() -> Command:
     from latentnav.datamodules.annotated_latents import AnnotatedLatentsDataModule
 
     init = AnnotatedLatentsDataModule.__init__
-    parameters = list(inspect.signature(init).parameters.values())[1:]
+    classes = inspect.Parameter("classes", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                annotation=Optional[list[int]])
+    parameters = list(inspect.signature(init).parameters.values())[1:] + [classes]
     annotate.__signature__ = inspect.Signature(parameters)
-    annotate.__annotations__ = {k: v for k, v in typing.get_type_hints(init).items() if k != "return"}
-    annotate.__doc__ = annotate.__doc__.split("\n")[0] + "\n\n" + (inspect.getdoc(AnnotatedLatentsDataModule) or "")
+    annotate.__annotations__ = dict({k: v for k, v in typing.get_type_hints(init).items() if k != "return"},
+                                    classes=Optional[list[int]])
+    annotate.__doc__ = annotate.__doc__.split("\n")[0] + "\n\n" + (inspect.getdoc(AnnotatedLatentsDataModule) or "") \
+        + "\n    classes: a class-conditional generator's class ids (merged into generator_options: latent i is " \
+        "in class classes[i % n])."
     return Command(annotate, prog="latentnav annotate")
 
 
