@@ -63,16 +63,24 @@ def layer_resolution(name: str) -> int:
 
 
 def select_layers(named: list[tuple[str, torch.Tensor]],
-                  layers: Union[str, Sequence[Union[int, str]]]) -> list[tuple[str, torch.Tensor]]:
+                  layers: Union[str, Sequence[Union[int, str]]],
+                  release: Optional[list[tuple[str, int]]] = None) -> list[tuple[str, torch.Tensor]]:
     """Pick from ``latent_weights`` output. For StyleGAN2's styles the layers are numbered as in the
     authors' release (genforce/sefa ``factorize_weight``): the convolutions in order (``conv1``,
     ``convs.0``, ...), then the LAST to-RGB layer; ``all`` is that whole list (so it includes the last
     to-RGB, as the release's ``all`` does); ``coarse`` 4-8 px, ``middle`` 16-32 px, ``fine`` 64 px and
     up pick from it by output resolution; a list holds indices into it or layer names (any layer,
-    e.g. ``to_rgbs.1``). Other generators have one latent-facing layer: ``all``."""
+    e.g. ``to_rgbs.1``). ``release``: the generator's own SeFa choice with output resolutions
+    (``FrozenGenerator.sefa_pool``: NVIDIA's and genforce's StyleGANs), used in place of the rule above.
+    Other generators have one latent-facing layer: ``all``."""
     by_name = dict(named)
     is_style = all(re.fullmatch(r"conv1|convs\.\d+|to_rgb1|to_rgbs\.\d+", n) for n, _ in named)
-    if is_style:
+    resolution_of = layer_resolution
+    if release is not None:
+        is_style = True
+        pool = [(n, by_name[n]) for n, _ in release]
+        resolution_of = dict(release).__getitem__
+    elif is_style:
         convs = [(n, w) for n, w in named if not n.startswith("to_rgb")]
         rgbs = [(n, w) for n, w in named if n.startswith("to_rgb")]
         pool = convs + [max(rgbs, key=lambda nw: layer_resolution(nw[0]))] if rgbs else convs
@@ -87,7 +95,7 @@ def select_layers(named: list[tuple[str, torch.Tensor]],
         if not is_style:
             raise ConfigError(f"layers: {layers!r} needs a generator with per-layer styles (StyleGAN2 in w space)")
         lo, hi = {"coarse": (4, 8), "middle": (16, 32), "fine": (64, 1 << 30)}[layers]
-        chosen = [(n, w) for n, w in pool if lo <= layer_resolution(n) <= hi]
+        chosen = [(n, w) for n, w in pool if lo <= resolution_of(n) <= hi]
         if not chosen:
             raise ConfigError(f"layers: this generator has no {layers} layers")
         return chosen
@@ -110,7 +118,7 @@ def run_sefa(G, space: str = "z", layers: Union[str, Sequence[Union[int, str]]] 
              normalize_rows: bool = True) -> dict:
     """SeFa on a :class:`latentnav.generators.FrozenGenerator`; returns directions, eigenvalues, layer names, seconds."""
     t0 = time.perf_counter()
-    chosen = select_layers(G.latent_weights(space), layers)
+    chosen = select_layers(G.latent_weights(space), layers, G.sefa_pool(space))
     directions, values = sefa([w for _, w in chosen], num_directions, normalize_rows)
     return {"directions": directions, "eigenvalues": values, "layers": [n for n, _ in chosen],
             "seconds": time.perf_counter() - t0}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentnav.commands.sefa import sefa
+from latentnav.commands.sefa import run_sefa
 from latentnav.errors import ConfigError, DataFormatError
 from latentnav.generators import load_generator
 from latentnav.generators import stylegan2_nvidia_layers as layers
@@ -95,8 +95,11 @@ def test_random_noise_differs_between_calls(golden):
 def test_sefa_equals_the_releases_choice(golden):
     gold, G = golden
     assert G.sefa_layer_names() == gold["sefa_layers"]
-    by_name = dict(G.latent_weights("w"))
-    vectors, values = sefa([by_name[n] for n in G.sefa_layer_names()], G.w_dim)
+    found = run_sefa(G, "w", "all", G.w_dim)  # the command's path: --layers all is the release's choice
+    assert found["layers"] == gold["sefa_layers"]
+    vectors, values = found["directions"], found["eigenvalues"]
+    coarse = run_sefa(G, "w", "coarse", 2)["layers"]
+    assert coarse and all(int(n.split(".")[0][1:]) <= 8 for n in coarse) and set(coarse) < set(gold["sefa_layers"])
     expected = gold["sefa_vectors"] * torch.sign(gold["sefa_vectors"].gather(1, gold["sefa_vectors"].abs().argmax(1, keepdim=True)))
     torch.testing.assert_close(values / values[0], gold["sefa_values"] / gold["sefa_values"][0], **TOL)
     torch.testing.assert_close(vectors, expected, **TOL)
