@@ -77,6 +77,9 @@ class FrozenGenerator(Frozen, nn.Module):
             "noise_inputs": len(self.noise_maps()),
         }
 
+    #: The module whose output GANSpace reads in z space (its "first layer on z"); None: the first Linear / Conv.
+    feature_layer: Optional[str] = None
+
     #: Where truncation's centre comes from (adapters with a mean w say so in ``identity["w_avg"]``).
     truncation_source = "the prior's mean (psi scales z)"
 

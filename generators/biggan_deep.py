@@ -310,6 +310,8 @@ class BigGANDeepAdapter(FrozenGenerator):
     ``latent_weights("z")``: the columns of the first linear layer (``generator.gen_z``, after spectral
     norm) that read z; the other half reads the class embedding."""
 
+    feature_layer = "net.generator.gen_z"  # GANSpace's BigGAN layer: the first one on z (not the class embedding)
+
     latent_spaces = ("z",)
 
     def __init__(self, net: BigGANDeep, identity: Optional[dict] = None) -> None:

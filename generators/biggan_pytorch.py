@@ -381,6 +381,8 @@ class BigGANPyTorchAdapter(FrozenGenerator):
     first chunk (the other chunks enter each block's batch norms): the matrix is (out, dim_z) with zero
     columns for the other chunks, so h = A @ z holds and SeFa's directions lie in the first chunk."""
 
+    feature_layer = "net.linear"  # GANSpace reads z-space activations here (the first layer on z)
+
     latent_spaces = ("z",)
 
     def __init__(self, net: BigGANPyTorchGenerator, identity: Optional[dict] = None) -> None:

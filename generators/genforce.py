@@ -113,6 +113,8 @@ class GenforcePGGANAdapter(_GenforceAdapter):
     """genforce PGGAN: z (z_dim,) only. Its first operation normalises z per sample (pixel norm), so
     truncation towards the prior's mean (0) would change nothing; psi < 1 needs a ``truncation_latent``."""
 
+    feature_layer = "net.layer0"  # GANSpace reads z-space activations here (the first layer on z)
+
     latent_spaces = ("z",)
     family = "pggan"
     mapping_layers = 0

@@ -192,6 +192,8 @@ class ProgGANAdapter(FrozenGenerator):
     - No noise inputs: every ``noise_mode`` gives the same images.
     """
 
+    feature_layer = "net.features.0"  # GANSpace reads z-space activations here (the first layer on z)
+
     latent_spaces = ("z",)
     num_classes = 0
 

@@ -34,6 +34,7 @@ from latentnav.lightning_modules.principal_components import StreamingPCA, princ
 
 def _layer(G, name: Optional[str]) -> tuple[str, torch.nn.Module]:
     modules = dict(G.named_modules())
+    name = name if name is not None else G.feature_layer  # the family's own first layer on z, if it names one
     if name is not None:
         if name not in modules:
             candidates = [n for n, m in modules.items() if n and not list(m.children())][:12]
