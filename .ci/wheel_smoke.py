@@ -26,6 +26,11 @@ def main() -> int:
     assert repo not in Path(G.identity["source"]).parents and Path(G.identity["source"]).is_file()
     probs = judge(G.synthesize(G.sample(4, seed=0)))
     assert probs.shape == (4, len(judge.attributes)) and 0 <= float(probs.min()) <= float(probs.max()) <= 1
+    # A user's NVIDIA pickle and a genforce checkpoint load through the installed package (read, never run).
+    for fixture in ("stylegan2_ada_cond.pkl", "genforce_stylegan2.pth"):
+        family = load_generator(repo / "tests" / "fixtures" / fixture, classes=[1] if "cond" in fixture else None)
+        z = family.sample(2, seed=0)
+        assert family.synthesize(z, classes=family.classes_at([0, 1])).isfinite().all(), fixture
     for name in ("generators", "callbacks", "datamodules", "lightning_modules", "commands", "train"):
         try:
             __import__(name)
