@@ -42,6 +42,20 @@ def nearest_up(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
+def progressive_image(image: Optional[torch.Tensor], x: torch.Tensor, to_image, lod: float, here: int):
+    """The image after block ``here`` levels below the top, at level of detail ``lod`` (progressive growing):
+    this block's own image when it is the finest drawn, a blend with the coarser one (upsampled) while it
+    fades in, and the coarser image upsampled once the finest level drawn is coarser than this block."""
+    if here - 1 < lod <= here:
+        return to_image(x)
+    if here < lod < here + 1:
+        alpha = math.ceil(lod) - lod
+        return to_image(x) * alpha + nearest_up(image) * (1 - alpha)
+    if lod >= here + 1:
+        return nearest_up(image)
+    return image
+
+
 def fused_up_kernel(weight: torch.Tensor) -> torch.Tensor:
     """A 3x3 kernel (a, b, 3, 3) turned into the 4x4 kernel whose stride-2 transposed convolution
     (padding 1) equals nearest 2x upsampling followed by the 3x3 convolution: the sum of its four
@@ -124,13 +138,7 @@ class GenforcePGGAN(nn.Module):
             here = top - b  # this block's level of detail
             if lod < here + 1:
                 x = getattr(self, f"layer{2 * b + 1}")(getattr(self, f"layer{2 * b}")(x))
-            if here - 1 < lod <= here:
-                image = getattr(self, f"output{b}")(x)
-            elif here < lod < here + 1:
-                alpha = math.ceil(lod) - lod
-                image = getattr(self, f"output{b}")(x) * alpha + nearest_up(image) * (1 - alpha)
-            elif lod >= here + 1:
-                image = nearest_up(image)
+            image = progressive_image(image, x, getattr(self, f"output{b}"), lod, here)
         return torch.tanh(image) if c.final_tanh else image
 
     def first_layer_matrix(self) -> torch.Tensor:

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentnav.errors import ConfigError, DataFormatError
-from latentnav.generators.genforce_pggan import EPS, fused_up_kernel, nearest_up, pixel_norm
+from latentnav.generators.genforce_pggan import EPS, fused_up_kernel, nearest_up, pixel_norm, progressive_image
 
 SQRT2 = math.sqrt(2.0)
 #: genforce's ``fused_scale="auto"``: StyleGAN v1 fuses upsampling and convolution from this resolution on.
@@ -270,13 +270,7 @@ class _SynthesisV1(nn.Module):
             if lod < here + 1:
                 for i in (2 * b, 2 * b + 1):
                     x = getattr(self, f"layer{i}")(x, wp[:, i], _noise_for(noise[i], self.noise_layers()[i], wp.shape[0], wp))
-            if here - 1 < lod <= here:
-                image = getattr(self, f"output{b}")(x)
-            elif here < lod < here + 1:
-                alpha = math.ceil(lod) - lod
-                image = getattr(self, f"output{b}")(x) * alpha + nearest_up(image) * (1 - alpha)
-            elif lod >= here + 1:
-                image = nearest_up(image)
+            image = progressive_image(image, x, getattr(self, f"output{b}"), lod, here)
         return torch.tanh(image) if c.final_tanh else image
 
 
