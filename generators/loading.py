@@ -149,9 +149,14 @@ def _load(source, *, class_path, init_args, z_dim, resolution, trust_pickle, w_a
         return families.load_converted(blob, identity, map_location, dict(family_options or {}))
 
     if "g_ema" in blob:
+        rosinality_options = dict(family_options or {})
+        modconv = rosinality_options.pop("modconv", "auto")
+        if rosinality_options:
+            raise ConfigError(f"family_options: a rosinality StyleGAN2 takes modconv (auto, fused, nonfused); "
+                              f"got {', '.join(sorted(rosinality_options))}")
         state = blob["g_ema"]
         config = infer_config(state, str(path))
-        net = StyleGAN2Generator(config)
+        net = StyleGAN2Generator(config).set_modconv(modconv)
         strict_load_state_dict(net, state, str(path), what="g_ema")
         latent_avg = blob.get("latent_avg")
         return StyleGAN2Adapter(net.to(map_location), w_avg=latent_avg, w_avg_samples=w_avg_samples,

@@ -19,12 +19,13 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "stylegan2_port_gol
 TOL = dict(atol=2e-5, rtol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def golden(tmp_path_factory):
+@pytest.fixture(scope="module", params=["auto", "fused", "nonfused"])
+def golden(tmp_path_factory, request):
+    """Every modulated-convolution form (``family_options: {modconv: ...}``) against the port's images."""
     gold = torch.load(FIXTURE, weights_only=True)
     path = tmp_path_factory.mktemp("port") / "g.pt"
     torch.save({"g_ema": gold["g_ema"]}, path)  # the port's checkpoint layout
-    return gold, load_generator(path)
+    return gold, load_generator(path, family_options={"modconv": request.param})
 
 
 def test_images_equal_the_ports(golden):
