@@ -29,6 +29,7 @@ from latentnav.callbacks.preemption import Preemption
 from latentnav.callbacks.process_group_exit import ProcessGroupExit
 from latentnav.callbacks.run_identity import KEY as RUN_KEY, RunIdentity, check_run_identity, run_identity
 from latentnav.callbacks.run_summary import RunSummary
+from latentnav.callbacks.precision_probe import PrecisionProbe
 from latentnav.callbacks.thread_budget import ThreadBudget
 from latentnav.errors import ConfigError, run_command
 
@@ -132,6 +133,7 @@ class LatentNavCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "best-{epoch}-{step}"})
         parser.add_lightning_class_args(DivergenceGuard, "divergence")
         parser.add_lightning_class_args(ThreadBudget, "threads")
+        parser.add_lightning_class_args(PrecisionProbe, "precision_probe")
         parser.add_lightning_class_args(RunSummary, "summary")
 
 

@@ -18,6 +18,7 @@ def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: st
     import pytorch_lightning as pl
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
+    from latentnav.callbacks.precision_probe import PrecisionProbe
     from latentnav.callbacks.preemption import Preemption
     from latentnav.callbacks.process_group_exit import ProcessGroupExit
     from latentnav.callbacks.thread_budget import ThreadBudget
@@ -34,7 +35,7 @@ def make_trainer(accelerator: str = "auto", devices: int | str = 1, strategy: st
     try:
         return pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
                           precision=precision, inference_mode=inference_mode, logger=False, enable_checkpointing=False, enable_model_summary=False,
-                          callbacks=[ThreadBudget(), ProcessGroupExit(), Preemption()])
+                          callbacks=[ThreadBudget(), ProcessGroupExit(), Preemption(), PrecisionProbe()])
     except (MisconfigurationException, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"trainer (accelerator {accelerator!r}, devices {devices!r}, strategy {strategy!r}, "
