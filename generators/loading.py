@@ -71,6 +71,7 @@ def load_generator(
     strip_prefix: Optional[str] = None,
     classes: Optional[list[int]] = None,
     family_options: Optional[dict[str, Any]] = None,
+    compile: Optional[str] = None,
     map_location: str | torch.device = "cpu",
 ) -> FrozenGenerator:
     """Load a pretrained generator, frozen, behind the :class:`FrozenGenerator` contract.
@@ -91,11 +92,14 @@ def load_generator(
     ``family_options``: settings of one family's loader (see ``latentnav.generators.families``), e.g.
     ``{"network_version": "stylegan2-ada"}`` for an NVIDIA pickle whose embedded source is not recognised,
     ``{"config": "config.json"}`` for BigGAN-deep, ``{"normalize_latent": false}`` for genforce's PGGAN.
+    ``compile``: a ``torch.compile`` backend ("inductor") to run the synthesis through
+    (:meth:`FrozenGenerator.compile_synthesis`); a speed switch of this run, not recorded in its files.
     """
     G = _load(source, class_path=class_path, init_args=init_args, z_dim=z_dim, resolution=resolution,
               trust_pickle=trust_pickle, w_avg_samples=w_avg_samples, state_dict_key=state_dict_key,
               strip_prefix=strip_prefix, classes=classes, family_options=family_options, map_location=map_location)
-    return G.use_classes(classes)
+    G.use_classes(classes)
+    return G.compile_synthesis(compile) if compile else G
 
 
 def _load(source, *, class_path, init_args, z_dim, resolution, trust_pickle, w_avg_samples, state_dict_key,

@@ -113,4 +113,4 @@ def test_command_on_a_class_path_generator(tmp_path, capsys):
     assert main(["--generator", str(tmp_path / "tiny.pt"), "--generator_options", '{"clas_path": "x"}',
                  "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip().startswith("latentnav: error: generator options: unknown clas_path; "
-                                                      "expected some of class_path, classes, family_options, init_args")
+                                                      "expected some of class_path, classes, compile, family_options, init_args")

@@ -132,3 +132,20 @@ def test_recorded_options_describe_and_never_command(tmp_path):
     # a file made on another machine: the bundled generator with the recorded sha256
     moved_demo = dict(recorded, source="/elsewhere/site-packages/latentnav/generators/pretrained/demo_generator.pt")
     assert load_generator_like(moved_demo).identity["sha256"] == demo["sha256"]
+
+
+def test_compile_option_runs_the_synthesis_through_torch_compile(monkeypatch):
+    """``compile`` wraps the synthesis in torch.compile (here the eager backend: the plumbing, not inductor's
+    kernels), leaves the images as they were and is not recorded in the generator's identity."""
+    import torch
+
+    seen = []
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append(kw) or real(fn, **kw))
+    plain = load_generator("demo")
+    compiled = load_generator("demo", compile="eager")
+    assert seen == [{"backend": "eager", "dynamic": True}]
+    z = plain.sample(3, seed=1)
+    assert torch.allclose(compiled.synthesize(z), plain.synthesize(z), atol=1e-6)
+    assert "options" not in compiled.identity
+    assert compiled.compile_synthesis(None).synthesize(z).shape == (3, 3, 32, 32)

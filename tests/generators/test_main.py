@@ -25,8 +25,8 @@ def test_info_with_generator_options(tmp_path, capsys):
                              ('["x"]', "--generator_options: expected dict, got ['x'] (latentnav generator --help "
                                        "lists the options)"),
                              ('{"classpath": "x"}', "generator options: unknown classpath; expected some of "
-                                                    "class_path, classes, family_options, init_args, resolution, state_dict_key, "
-                                                    "strip_prefix, trust_pickle, w_avg_samples, z_dim")):
+                                                    "class_path, classes, compile, family_options, init_args, resolution, "
+                                                    "state_dict_key, strip_prefix, trust_pickle, w_avg_samples, z_dim")):
         assert main(["info", str(tmp_path / "tiny.pt"), "--generator-options", options]) == 2
         assert capsys.readouterr().err.strip() == f"latentnav: error: {message}"
     assert main(["info", str(tmp_path / "tiny.pt")]) == 2  # a bare state dict needs class_path
