@@ -22,7 +22,7 @@ always computes in float32, as the releases do on the CPU and with ``force_fp32`
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -124,6 +124,13 @@ def _unpack(record: Any) -> tuple[str, dict, dict]:
     return record.version, dict(record.init_kwargs), dict(record.state_dict())
 
 
+def _modconv_form(value: Union[bool, str]) -> Union[bool, str]:
+    """True (grouped weights), False (shared weight) or "auto" (chosen per call); anything else one line."""
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise ConfigError(f"fused_modconv: expected true, false or auto, got {value!r}")
+
+
 def recognise_stylegan2_nvidia(blob: Any) -> bool:
     """Whether ``blob`` (``read_network_pickle``'s dict, or one record) holds a generator this module
     builds (a ``Generator`` of a version in :data:`VERSIONS`). Cheap: reads no tensor."""
@@ -137,7 +144,7 @@ def recognise_stylegan2_nvidia(blob: Any) -> bool:
 
 
 def load_stylegan2_nvidia(record: Any, identity: Optional[dict] = None, map_location="cpu",
-                          fused_modconv: bool = True, w_avg_samples: int = 10000) -> "StyleGAN2NvidiaAdapter":
+                          fused_modconv: Union[bool, str] = "auto", w_avg_samples: int = 10000) -> "StyleGAN2NvidiaAdapter":
     """The generator of a record from ``read_network_pickle`` (a ``PersistentObject``; the pickle's whole
     dict picks ``G_ema``, else ``G``) or of ``(version, init_kwargs, state_dict)``, as a
     :class:`StyleGAN2NvidiaAdapter` on ``map_location``. The state dict loads strictly."""
@@ -156,7 +163,7 @@ def load_stylegan2_nvidia(record: Any, identity: Optional[dict] = None, map_loca
         raise DataFormatError(f"StyleGAN2 (NVIDIA) {version}: {k} has shape {tuple(state[k].shape)}, "
                               f"its init_kwargs give {tuple(own[k].shape)}")
     net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    net.fused_modconv = bool(fused_modconv)
+    net.fused_modconv = _modconv_form(fused_modconv)
     return StyleGAN2NvidiaAdapter(net.to(map_location), identity, w_avg_samples)
 
 
@@ -168,7 +175,8 @@ class StyleGAN2NvidiaAdapter(FrozenGenerator):
     output as is, nominally in [-1, 1] and not clamped (as the releases return them).
 
     ``fused_modconv`` (settable): the modulated convolution as one grouped convolution (True, what the
-    releases run in eval) or as activation scaling around a shared convolution."""
+    releases run in eval), as activation scaling around a shared convolution (False), or chosen per call
+    ("auto", the default: shared weights when gradients flow or maps exceed 32 x 32)."""
 
     latent_spaces = ("z", "w", "w+")
 
@@ -202,8 +210,8 @@ class StyleGAN2NvidiaAdapter(FrozenGenerator):
         return self.net.fused_modconv
 
     @fused_modconv.setter
-    def fused_modconv(self, value: bool) -> None:
-        self.net.fused_modconv = bool(value)
+    def fused_modconv(self, value: Union[bool, str]) -> None:
+        self.net.fused_modconv = _modconv_form(value)
 
     def describe(self) -> dict:
         """The contract's facts plus the network's: version, architecture, clamp, fp16 setting (ignored)."""

@@ -113,11 +113,16 @@ def conv_up2x(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor, padding: i
 
 
 def modulated_conv(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
-                   up: int = 1, f: Optional[torch.Tensor] = None, fused: bool = True) -> torch.Tensor:
+                   up: int = 1, f: Optional[torch.Tensor] = None, fused: Union[bool, str] = True) -> torch.Tensor:
     """StyleGAN2's convolution: the weight's input channels scaled per sample by ``styles`` (B, in),
     then (``demodulate``) each output channel scaled to unit norm. ``fused``: as one grouped
     convolution with per-sample weights; otherwise by scaling the activations before and after a
-    convolution with the shared weight (the same numbers, another order of operations)."""
+    convolution with the shared weight (the same numbers, another order of operations); ``"auto"``: the
+    shared weight whenever gradients flow or the map exceeds 32 x 32, grouped weights otherwise (the rule
+    and its measurements: ``latentnav.generators.stylegan2.ModulatedConv2d.fused_now``)."""
+    if fused == "auto":
+        grad = torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad)
+        fused = not grad and x.shape[-2] * x.shape[-1] <= 32 * 32
     batch, cin = x.shape[:2]
     cout, _, kh, kw = weight.shape
     padding = kw // 2
@@ -368,7 +373,7 @@ class StyleGAN2Nvidia(nn.Module):
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: Optional[dict] = None, synthesis_kwargs: Optional[dict] = None,
-                 fused_modconv: bool = True) -> None:
+                 fused_modconv: Union[bool, str] = "auto") -> None:
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels

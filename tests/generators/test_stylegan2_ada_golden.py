@@ -80,9 +80,33 @@ def test_non_fused_modulation_equals_the_originals(golden):
         G.fused_modconv = False
         with torch.no_grad():
             out = G.synthesize(gold["z"], "z", classes=_classes(gold))
-    finally:
         G.fused_modconv = True
+        with torch.no_grad():
+            fused = G.synthesize(gold["z"], "z", classes=_classes(gold))
+    finally:
+        G.fused_modconv = "auto"
     torch.testing.assert_close(out, gold["images_nonfused"], **TOL)
+    torch.testing.assert_close(fused, gold["images"], **TOL)
+
+
+def test_both_forms_agree_with_gradients(golden):
+    """With a gradient flowing to the latent, ``auto`` takes the shared-weight form; images and the latent's
+    gradient agree with the grouped form within 1e-5."""
+    gold, G = golden
+    found = {}
+    try:
+        for form in (True, False, "auto"):
+            G.fused_modconv = form
+            latent = G.to_space(gold["z"], "w+", classes=_classes(gold)).detach().requires_grad_(True)
+            images = G.synthesize(latent, "w+", classes=_classes(gold))
+            images.mean().backward()
+            found[form] = images.detach(), latent.grad
+    finally:
+        G.fused_modconv = "auto"
+    for form in (False, "auto"):
+        torch.testing.assert_close(found[form][0], found[True][0], **TOL)
+        torch.testing.assert_close(found[form][1], found[True][1], **TOL)
+    assert found[True][1].abs().max() > 1e-4
 
 
 def test_random_noise_differs_between_calls(golden):
