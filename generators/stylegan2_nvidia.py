@@ -176,7 +176,7 @@ class StyleGAN2NvidiaAdapter(FrozenGenerator):
 
     ``fused_modconv`` (settable): the modulated convolution as one grouped convolution (True, what the
     releases run in eval), as activation scaling around a shared convolution (False), or chosen per call
-    ("auto", the default: shared weights when gradients flow or maps exceed 32 x 32)."""
+    ("auto", the default: grouped weights only for one sample without gradients)."""
 
     latent_spaces = ("z", "w", "w+")
 

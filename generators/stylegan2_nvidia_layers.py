@@ -117,12 +117,12 @@ def modulated_conv(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, 
     """StyleGAN2's convolution: the weight's input channels scaled per sample by ``styles`` (B, in),
     then (``demodulate``) each output channel scaled to unit norm. ``fused``: as one grouped
     convolution with per-sample weights; otherwise by scaling the activations before and after a
-    convolution with the shared weight (the same numbers, another order of operations); ``"auto"``: the
-    shared weight whenever gradients flow or the map exceeds 32 x 32, grouped weights otherwise (the rule
-    and its measurements: ``latentnav.generators.stylegan2.ModulatedConv2d.fused_now``)."""
+    convolution with the shared weight (the same numbers, another order of operations); ``"auto"``: grouped
+    weights only for one sample without gradients, the shared weight otherwise (the rule and its
+    measurements: ``latentnav.generators.stylegan2.ModulatedConv2d.fused_now``)."""
     if fused == "auto":
         grad = torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad)
-        fused = not grad and x.shape[-2] * x.shape[-1] <= 32 * 32
+        fused = x.shape[0] == 1 and not grad
     batch, cin = x.shape[:2]
     cout, _, kh, kw = weight.shape
     padding = kw // 2

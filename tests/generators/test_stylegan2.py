@@ -154,7 +154,7 @@ def test_bad_inputs(tmp_path):
 
 def test_both_modulated_convolution_forms_agree_with_gradients():
     """The grouped (fused) and shared-weight (non-fused) forms: images and the latent's gradient within 1e-5,
-    and ``auto`` takes the non-fused form whenever a gradient flows, the fused one for small inference maps."""
+    and ``auto`` takes the non-fused form for a batch or whenever a gradient flows, the fused one for one sample."""
     from latentnav.generators.stylegan2 import ModulatedConv2d, StyleGAN2Config, StyleGAN2Generator
 
     torch.manual_seed(0)
@@ -178,10 +178,14 @@ def test_both_modulated_convolution_forms_agree_with_gradients():
         conv._nonfused = (lambda original: lambda *a: used.append("nonfused") or original(*a))(conv._nonfused)
     net.set_modconv("auto")
     with torch.no_grad():
-        net.synthesis(w, net.stored_noise())
-    assert set(used) == {"fused"}  # inference, maps up to 32 x 32
+        net.synthesis(w[:1], net.stored_noise())
+    assert set(used) == {"fused"}  # one sample, inference: one ordinary convolution
     used.clear()
-    net.synthesis(w.clone().requires_grad_(True), net.stored_noise())
+    with torch.no_grad():
+        net.synthesis(w, net.stored_noise())
+    assert set(used) == {"nonfused"}  # a batch
+    used.clear()
+    net.synthesis(w[:1].clone().requires_grad_(True), net.stored_noise())
     assert set(used) == {"nonfused"}  # gradients flow to the latent
     with pytest.raises(ConfigError, match="modconv: expected one of auto, fused, nonfused, got 'fast'"):
         net.set_modconv("fast")
