@@ -7,17 +7,12 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from latentnav.generators.base import FrozenGenerator, linear_weight_as_matrix
+from latentnav.generators.base import FrozenGenerator, linear_weight_as_matrix, truncate_z
 from latentnav.generators.dcgan import DCGANGenerator
 from latentnav.generators.stylegan2 import StyleGAN2Generator
 from latentnav.errors import ConfigError
 
 
-def _truncate(z: torch.Tensor, truncation: float, centre: Optional[torch.Tensor]) -> torch.Tensor:
-    """z pulled towards ``centre`` (default 0, the prior's mean) by psi < 1."""
-    if truncation >= 1.0:
-        return z
-    return z * truncation if centre is None else centre + truncation * (z - centre)
 
 
 class DCGANAdapter(FrozenGenerator):
@@ -32,7 +27,7 @@ class DCGANAdapter(FrozenGenerator):
 
     def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent, classes=None,
                     truncation_cutoff=None):
-        return self.net(_truncate(latent, truncation, truncation_latent))
+        return self.net(truncate_z(latent, truncation, truncation_latent))
 
     def latent_weights(self, space: str = "z", layers: Optional[Sequence[int]] = None):
         self._check_space(space)
@@ -193,7 +188,7 @@ class ModuleAdapter(FrozenGenerator):
 
     def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent, classes=None,
                     truncation_cutoff=None):
-        z = _truncate(latent, truncation, truncation_latent)
+        z = truncate_z(latent, truncation, truncation_latent)
         return self.module(z[:, :, None, None] if self.z_as_map else z)
 
     def latent_weights(self, space: str = "z", layers: Optional[Sequence[int]] = None):

@@ -276,6 +276,13 @@ class FrozenGenerator(Frozen, nn.Module):
         raise NotImplementedError(f"{type(self).__name__} does not expose its latent-facing weights")
 
 
+def truncate_z(z: torch.Tensor, truncation: float, centre: Optional[torch.Tensor]) -> torch.Tensor:
+    """z pulled towards ``centre`` (default 0, the prior's mean) by psi < 1: the truncation of z-only generators."""
+    if truncation >= 1.0:
+        return z
+    return z * truncation if centre is None else centre + truncation * (z - centre)
+
+
 def linear_weight_as_matrix(layer: nn.Module) -> torch.Tensor:
     """The (out, d) matrix of the layer that acts first on a d-dimensional latent.
 

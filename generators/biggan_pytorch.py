@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentnav.errors import ConfigError, DataFormatError
-from latentnav.generators.base import FrozenGenerator
+from latentnav.generators.base import FrozenGenerator, truncate_z
 from latentnav.generators.biggan_deep import sample_truncated, self_attention
 from latentnav.safe_load import strict_load_state_dict
 
@@ -397,10 +397,7 @@ class BigGANPyTorchAdapter(FrozenGenerator):
 
     def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent, classes=None,
                     truncation_cutoff=None):
-        if truncation < 1.0:
-            latent = latent * truncation if truncation_latent is None else \
-                truncation_latent + truncation * (latent - truncation_latent)
-        return self.net(latent, self.class_embedding(classes))
+        return self.net(truncate_z(latent, truncation, truncation_latent), self.class_embedding(classes))
 
     def sample_truncated(self, n: int, psi: float, seed: Optional[int] = None) -> torch.Tensor:
         return sample_truncated(self, n, psi, seed)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentnav.errors import ConfigError, DataFormatError
-from latentnav.generators.base import FrozenGenerator
+from latentnav.generators.base import FrozenGenerator, truncate_z
 
 Z_DIM = 512
 RESOLUTION = 1024
@@ -204,10 +204,7 @@ class ProgGANAdapter(FrozenGenerator):
 
     def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent, classes=None,
                     truncation_cutoff=None):
-        z = latent
-        if truncation < 1.0:
-            z = z * truncation if truncation_latent is None else truncation_latent + truncation * (z - truncation_latent)
-        return self.net(z[:, :, None, None])
+        return self.net(truncate_z(latent, truncation, truncation_latent)[:, :, None, None])
 
     def latent_weights(self, space: str = "z", layers: Optional[Sequence[int]] = None):
         """``[("features.0", A)]``, A (8192, 512): the first layer's effective matrix including its scale
