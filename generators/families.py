@@ -91,21 +91,9 @@ def is_plain_pickle(path: Path) -> bool:
 NVIDIA_ARCHS = ("stylegan2-ada", "stylegan3-stylegan2", "stylegan3")
 
 
-def _network_of(top: Any, path: Path):
-    """The generator to use from a network pickle's top-level dict: ``G_ema`` (the averaged weights every
-    release publishes), else ``G``."""
-    if not isinstance(top, dict):
-        raise DataFormatError(f"{path}: not a network pickle (a {type(top).__name__}, expected a dict with G_ema)")
-    for key in ("G_ema", "G"):
-        if key in top:
-            return top[key]
-    keys = ", ".join(sorted(map(str, top))[:6])
-    raise DataFormatError(f"{path}: a pickle without a generator (keys: {keys}); expected G_ema or G")
-
-
 def load_network_pickle(path: Path, identity: dict, map_location, options: dict):
     """The frozen generator of an NVIDIA (or TensorFlow-era) network pickle at ``path``."""
-    from latentnav.nvidia_pickle import read_network_pickle, sniff_network_pickle
+    from latentnav.nvidia_pickle import generator_record, read_network_pickle, sniff_network_pickle
 
     options = dict(options)
     version = options.pop("network_version", None)
@@ -124,7 +112,7 @@ def load_network_pickle(path: Path, identity: dict, map_location, options: dict)
         identity = dict(identity, format="TensorFlow StyleGAN2 pickle (converted to the StyleGAN2-ADA layout)")
         return load_nvidia_record(("stylegan2-ada", init_kwargs, state), identity, map_location, "stylegan2-ada",
                                   options, path)
-    record = _network_of(read_network_pickle(path), path)
+    record = generator_record(read_network_pickle(path), path)
     return load_nvidia_record(record, identity, map_location, version, options, path)
 
 

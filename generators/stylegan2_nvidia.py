@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from latentnav.errors import ConfigError, DataFormatError
 from latentnav.generators.base import FrozenGenerator
 from latentnav.generators.stylegan2_nvidia_layers import StyleGAN2Nvidia
+from latentnav.nvidia_pickle import generator_record
 
 FAMILY = "stylegan2-nvidia"
 # version -> (the module its pickles name, defaults of Mapping / Synthesis keywords that differ)
@@ -94,16 +95,6 @@ def build_stylegan2_nvidia(version: str, init_kwargs: dict) -> StyleGAN2Nvidia:
     return net
 
 
-def _generator_record(blob: Any) -> Any:
-    """The generator record of a pickle's dict (``G_ema``, else ``G``), or the record itself."""
-    if isinstance(blob, dict) and not {"version", "init_kwargs"} <= set(blob):
-        for key in ("G_ema", "G"):
-            if key in blob:
-                return blob[key]
-        raise DataFormatError(f"NVIDIA pickle: no generator (G_ema or G) among {', '.join(map(str, blob)) or 'nothing'}")
-    return blob
-
-
 def _unpack(record: Any) -> tuple[str, dict, dict]:
     if isinstance(record, (tuple, list)) and len(record) == 3:
         version, init_kwargs, state = record
@@ -135,7 +126,7 @@ def recognise_stylegan2_nvidia(blob: Any) -> bool:
     """Whether ``blob`` (``read_network_pickle``'s dict, or one record) holds a generator this module
     builds (a ``Generator`` of a version in :data:`VERSIONS`). Cheap: reads no tensor."""
     try:
-        record = _generator_record(blob)
+        record = generator_record(blob)
     except DataFormatError:
         return False
     if isinstance(record, (tuple, list)):
@@ -148,7 +139,7 @@ def load_stylegan2_nvidia(record: Any, identity: Optional[dict] = None, map_loca
     """The generator of a record from ``read_network_pickle`` (a ``PersistentObject``; the pickle's whole
     dict picks ``G_ema``, else ``G``) or of ``(version, init_kwargs, state_dict)``, as a
     :class:`StyleGAN2NvidiaAdapter` on ``map_location``. The state dict loads strictly."""
-    version, init_kwargs, state = _unpack(_generator_record(record))
+    version, init_kwargs, state = _unpack(generator_record(record))
     net = build_stylegan2_nvidia(version, init_kwargs)
     state = {k: (v if isinstance(v, torch.Tensor) else torch.as_tensor(v)) for k, v in state.items()}
     own = net.state_dict()

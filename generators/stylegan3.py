@@ -22,6 +22,7 @@ from torch import nn
 from latentnav.errors import ConfigError, DataFormatError
 from latentnav.generators.base import FrozenGenerator
 from latentnav.generators.stylegan3_layers import StyleGAN3Network
+from latentnav.nvidia_pickle import generator_record
 
 # init_kwargs of the original's Generator, by where they go (the synthesis network forwards unknown ones to its layers)
 _TOP = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
@@ -60,22 +61,12 @@ def build_stylegan3(init_kwargs: Mapping[str, Any]) -> StyleGAN3Network:
         raise DataFormatError(f"StyleGAN3 init_kwargs: not a valid network ({exc})") from None
 
 
-def _pick_generator(blob: Any) -> Any:
-    """The generator record: ``blob`` itself, or ``G_ema`` (else ``G``) of a dict of pickled networks."""
-    if isinstance(blob, Mapping) and not hasattr(blob, "init_kwargs"):
-        for key in ("G_ema", "G"):
-            if key in blob:
-                return blob[key]
-        raise DataFormatError(f"network pickle: no G_ema or G among {', '.join(map(str, blob))}")
-    return blob
-
-
 def recognise_stylegan3(blob: Any) -> bool:
     """True for a StyleGAN3 generator record (or a dict of records holding one as ``G_ema``/``G``): an object
     with ``init_kwargs`` and ``state_dict()``, whose ``version`` is ``"stylegan3"`` or, for an unrecognised source
     (version None), whose state has the Fourier input and the mapping's ``w_avg``."""
     try:
-        record = _pick_generator(blob)
+        record = generator_record(blob)
     except DataFormatError:
         return False
     if not hasattr(record, "init_kwargs") or not callable(getattr(record, "state_dict", None)):
@@ -93,7 +84,7 @@ def load_stylegan3(blob: Any, identity: Optional[dict] = None, map_location="cpu
     """The adapter for a StyleGAN3 generator record (a ``PersistentObject`` of
     :func:`latentnav.nvidia_pickle.read_network_pickle`, or its dict of records: ``G_ema`` is taken), built from
     its ``init_kwargs`` and loaded strictly from its ``state_dict()``, on ``map_location``."""
-    record = _pick_generator(blob)
+    record = generator_record(blob)
     net = build_stylegan3(record.init_kwargs)
     state = {k: torch.as_tensor(v) for k, v in record.state_dict().items()}
     try:

@@ -662,3 +662,16 @@ def require_version(obj: PersistentObject, path: str | os.PathLike, *, field: st
     raise DataFormatError(
         f"{path}: unknown network source for {obj.class_name} (normalised source sha256 {obj.source_sha256[:16]}; "
         f"not a published StyleGAN2-ADA / StyleGAN3 revision); " + _version_hint(field))
+
+
+def generator_record(blob: Any, where: Any = "network pickle") -> Any:
+    """The generator of a network pickle's top-level dict: ``G_ema`` (the averaged weights every release
+    publishes), else ``G``; anything else (a record itself, a ``(version, init_kwargs, state)`` tuple) comes back
+    as it is. A dict with neither is one line naming ``where``."""
+    if not isinstance(blob, dict) or "init_kwargs" in blob:
+        return blob
+    for key in ("G_ema", "G"):
+        if key in blob:
+            return blob[key]
+    keys = ", ".join(sorted(map(str, blob))[:6]) or "nothing"
+    raise DataFormatError(f"{where}: a pickle without a generator (keys: {keys}); expected G_ema or G")
