@@ -35,13 +35,19 @@ class DCGANAdapter(FrozenGenerator):
 
 
 class StyleGAN2Adapter(FrozenGenerator):
-    """StyleGAN2 with ``z``, ``w`` and ``w+`` latents, truncation around the mean w, and noise modes.
+    """StyleGAN2 with ``z``, ``w``, ``w+`` and style-space ``s`` latents, truncation around the mean w, and
+    noise modes.
+
+    ``s`` (Wu et al. 2021's StyleSpace): every layer's style s_l = affine_l(w_l) (the modulation each convolution
+    and to-RGB layer applies to its row of w+), concatenated in synthesis order (:meth:`style_space_layout`) into
+    one vector of ``sum(in_channels)`` entries; an S direction moves one or more channels. Truncation in S pulls
+    towards the styles of the mean w (exactly truncating w+ first: the affines are linear).
 
     ``w_avg``: the checkpoint's ``latent_avg`` when present, else the mean of
     ``mapping(z)`` over ``w_avg_samples`` seeded samples.
     """
 
-    latent_spaces = ("z", "w", "w+")
+    latent_spaces = ("z", "w", "w+", "s")
 
     def __init__(self, net: StyleGAN2Generator, w_avg: Optional[torch.Tensor] = None, w_avg_samples: int = 10000,
                  identity: Optional[dict] = None) -> None:
@@ -58,11 +64,27 @@ class StyleGAN2Adapter(FrozenGenerator):
         self.mapping_layers = net.config.n_mlp
         self.register_buffer("w_avg", w_avg.reshape(self.z_dim).float().clone())
         self.n_latent = net.config.n_latent
+        layers = net.style_layers()
+        self.style_sizes = [conv.in_ch for _, conv, _ in layers]
+        # the w+ row behind every S channel: truncation_cutoff in S cuts where it cuts in w+
+        self.register_buffer("style_rows", torch.cat([torch.full((conv.in_ch,), row) for _, conv, row in layers]),
+                             persistent=False)
         self.freeze()
 
     def latent_shape(self, space: str = "z") -> tuple[int, ...]:
         self._check_space(space)
+        if space == "s":
+            return (sum(self.style_sizes),)
         return (self.n_latent, self.z_dim) if space == "w+" else (self.z_dim,)
+
+    def style_space_layout(self) -> list[tuple[str, int, int]]:
+        """(layer name, first S index, one past the last) of every layer's style, in synthesis order (conv1,
+        to_rgb1, convs.0, convs.1, to_rgbs.0, ...): S channel c of layer L is index ``start_L + c``."""
+        layout, start = [], 0
+        for (name, _, _), size in zip(self.net.style_layers(), self.style_sizes):
+            layout.append((name, start, start + size))
+            start += size
+        return layout
 
     def to_space(self, z: torch.Tensor, space: str, classes=None) -> torch.Tensor:
         self.check_latent(z, "z")
@@ -70,7 +92,26 @@ class StyleGAN2Adapter(FrozenGenerator):
         if space == "z":
             return z
         w = self.net.mapping(z)
-        return w if space == "w" else w.unsqueeze(1).repeat(1, self.n_latent, 1)
+        if space == "w":
+            return w
+        wplus = w.unsqueeze(1).repeat(1, self.n_latent, 1)
+        return torch.cat(self.net.styles(wplus), dim=1) if space == "s" else wplus
+
+    def truncated_styles(self, latent: torch.Tensor, truncation: float = 1.0,
+                         truncation_latent: Optional[torch.Tensor] = None,
+                         truncation_cutoff: Optional[int] = None) -> list[torch.Tensor]:
+        """S latents (B, sum of channels) -> the per-layer styles the synthesis receives, pulled towards the styles
+        of ``truncation_latent`` (a w, (d,) or (n_latent, d); default the mean w) by psi < 1, on the layers
+        reading the first ``truncation_cutoff`` rows of w+ only when given."""
+        self.check_latent(latent, "s")
+        latent = latent.to(self.device)
+        if truncation < 1.0:
+            centre = self.w_avg if truncation_latent is None else truncation_latent.to(latent)
+            centre = centre.expand(self.n_latent, self.z_dim) if centre.ndim == 1 else centre
+            centre = torch.cat(self.net.styles(centre[None]), dim=1)
+            pulled = centre + truncation * (latent - centre)
+            latent = pulled if truncation_cutoff is None else torch.where(self.style_rows < truncation_cutoff, pulled, latent)
+        return list(latent.split(self.style_sizes, dim=1))
 
     def truncated(self, latent: torch.Tensor, space: str = "z", truncation: float = 1.0,
                   truncation_latent: Optional[torch.Tensor] = None, truncation_cutoff: Optional[int] = None) -> torch.Tensor:
@@ -96,13 +137,16 @@ class StyleGAN2Adapter(FrozenGenerator):
 
     def _synthesize(self, latent, space, truncation, noise_mode, truncation_latent, classes=None,
                     truncation_cutoff=None):
-        latent = self.truncated(latent, space, truncation, truncation_latent, truncation_cutoff)
         if noise_mode == "const":
             noise = self.net.stored_noise()
         elif noise_mode == "none":
             noise = [torch.zeros_like(n) for n in self.net.stored_noise()]
         else:
             noise = [None] * self.net.config.num_layers
+        if space == "s":
+            return self.net.synthesis_from_styles(self.truncated_styles(latent, truncation, truncation_latent,
+                                                                        truncation_cutoff), noise)
+        latent = self.truncated(latent, space, truncation, truncation_latent, truncation_cutoff)
         return self.net.synthesis(latent, noise)
 
     def noise_maps(self) -> list[torch.Tensor]:
@@ -114,14 +158,20 @@ class StyleGAN2Adapter(FrozenGenerator):
         self.check_classes(classes, latent.shape[0])
         if len(noise) != self.net.config.num_layers:
             raise ConfigError(f"noise: expected {self.net.config.num_layers} maps, got {len(noise)}")
-        latent = self.truncated(latent.to(self.device), space, 1.0, None)
-        return self.net.synthesis(latent, [n.to(self.device) for n in noise])
+        noise = [n.to(self.device) for n in noise]
+        if space == "s":
+            return self.net.synthesis_from_styles(self.truncated_styles(latent), noise)
+        return self.net.synthesis(self.truncated(latent.to(self.device), space, 1.0, None), noise)
 
     def latent_weights(self, space: str = "w", layers: Optional[Sequence[int]] = None):
         """``z``: the mapping's first layer. ``w``/``w+``: every style modulation (out = channels),
         listed as conv1, to_rgb1, convs.0, convs.1, ..., to_rgbs.0, ... (the w+ row each reads:
-        conv1 0, to_rgb1 1, convs.j j + 1, to_rgbs.j 2j + 3); ``layers`` picks indices of that list."""
+        conv1 0, to_rgb1 1, convs.j j + 1, to_rgbs.j 2j + 3); ``layers`` picks indices of that list.
+        ``s`` has none: its channels enter the convolutions multiplicatively, not through a matrix."""
         self._check_space(space)
+        if space == "s":
+            raise ConfigError("latent weights: style space s has no latent-facing matrix (its channels scale the "
+                              "convolutions' inputs); SeFa and GANSpace's layer work in z, w or w+")
         if space == "z":
             return [("style.1", self.net.style[1].effective_weight().detach().clone())]
         mods = self.net.modulation_layers()

@@ -17,7 +17,7 @@ from latentnav.generators import families
 from latentnav.generators.adapters import DCGANAdapter, ModuleAdapter, StyleGAN2Adapter
 from latentnav.generators.base import FrozenGenerator
 from latentnav.generators.dcgan import DCGANGenerator
-from latentnav.generators.stylegan2 import StyleGAN2Generator, infer_config
+from latentnav.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator, infer_config
 from latentnav.assets import bundled, resolve_source
 from latentnav.errors import ConfigError, DataFormatError
 from latentnav.safe_load import safe_torch_load, sha256_of, strict_load_state_dict
@@ -281,17 +281,30 @@ def load_generator_on(source: str, options: Optional[dict], device: torch.device
     return load_generator(source, map_location=device, **options).to(device)
 
 
-def export_dcgan(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Write the EMA generator of a ``DemoGAN`` training checkpoint in the bundled format."""
+def export_trained(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write the EMA generator of a GAN training checkpoint as a generator file: a ``DemoGAN``'s in the bundled
+    DCGAN format, a ``StyleGAN2GAN``'s as a rosinality ``g_ema`` checkpoint with its ``latent_avg`` (the mean of
+    the EMA mapping over 10,000 seeded z), which every StyleGAN2 path loads."""
     blob = safe_torch_load(checkpoint)
     hp = blob.get("hyper_parameters", {}) if isinstance(blob, dict) else {}
     if "z_dim" not in hp or "state_dict" not in blob:
-        raise DataFormatError(f"{checkpoint}: not a DemoGAN checkpoint (no z_dim hyper-parameter)")
+        raise DataFormatError(f"{checkpoint}: not a DemoGAN or StyleGAN2GAN checkpoint (no z_dim hyper-parameter)")
     prefix = "generator_ema."
     state = {k[len(prefix):]: v.clone() for k, v in blob["state_dict"].items() if k.startswith(prefix)}
-    config = {"z_dim": hp["z_dim"], "resolution": hp["resolution"], "channels": list(hp["g_channels"])}
+    trained = {"global_step": blob.get("global_step"), "checkpoint": Path(checkpoint).name}
+    if "mapping_layers" in hp:
+        config = StyleGAN2Config(size=hp["resolution"], style_dim=hp["z_dim"], n_mlp=hp["mapping_layers"],
+                                 channels=tuple(int(c) for c in hp["g_channels"]))
+        net = StyleGAN2Generator(config)
+        strict_load_state_dict(net, state, str(checkpoint), what="generator_ema")
+        with torch.no_grad():
+            z = torch.randn(10000, config.style_dim, generator=torch.Generator().manual_seed(0))
+            latent_avg = torch.cat([net.mapping(chunk) for chunk in z.split(1000)]).mean(0)
+        saved = {"g_ema": state, "latent_avg": latent_avg, "trained": trained}
+    else:
+        config = {"z_dim": hp["z_dim"], "resolution": hp["resolution"], "channels": list(hp["g_channels"])}
+        saved = {"format": FORMAT, "arch": "dcgan", "config": config, "state_dict": state, "trained": trained}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save({"format": FORMAT, "arch": "dcgan", "config": config, "state_dict": state,
-                       "trained": {"global_step": blob.get("global_step"), "checkpoint": Path(checkpoint).name}}, out)
+    atomic_torch_save(saved, out)
     return out

@@ -153,8 +153,8 @@ class ModulatedConv2d(nn.Module):
         grad = torch.is_grad_enabled() and (x.requires_grad or s.requires_grad)
         return x.shape[0] == 1 and not grad
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        s = self.modulation(style)
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """x (B, in, h, w) modulated by its style-space vector s = modulation(w) (B, in)."""
         return self._fused(x, s) if self.fused_now(x, s) else self._nonfused(x, s)
 
     def _fused(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -215,8 +215,8 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_ch)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise))
+    def forward(self, x: torch.Tensor, s: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.activate(self.noise(self.conv(x, s), noise))
 
 
 class ToRGB(nn.Module):
@@ -227,8 +227,8 @@ class ToRGB(nn.Module):
         self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
-        out = self.conv(x, style) + self.bias
+    def forward(self, x: torch.Tensor, s: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+        out = self.conv(x, s) + self.bias
         return out + self.upsample(skip) if skip is not None else out
 
 
@@ -320,14 +320,33 @@ class StyleGAN2Generator(nn.Module):
 
     def synthesis(self, latent: torch.Tensor, noise: Sequence[Optional[torch.Tensor]]) -> torch.Tensor:
         """w+ (B, n_latent, style_dim) -> images (B, 3, size, size), roughly in [-1, 1]."""
-        out = self.conv1(self.input(latent.shape[0]), latent[:, 0], noise=noise[0])
-        skip = self.to_rgb1(out, latent[:, 1])
-        i = 1
+        return self.synthesis_from_styles(self.styles(latent), noise)
+
+    def style_layers(self) -> list[tuple[str, ModulatedConv2d, int]]:
+        """(name, modulated convolution, the w+ row it reads) of every style-consuming layer in synthesis
+        order: conv1 (row 0), to_rgb1 (1), then per resolution convs.2j (2j + 1), convs.2j+1 (2j + 2) and
+        to_rgbs.j (2j + 3). Style space S (Wu et al. 2021) is these layers' styles, in this order."""
+        layers = [("conv1", self.conv1.conv, 0), ("to_rgb1", self.to_rgb1.conv, 1)]
+        for j, to_rgb in enumerate(self.to_rgbs):
+            layers += [(f"convs.{2 * j}", self.convs[2 * j].conv, 2 * j + 1),
+                       (f"convs.{2 * j + 1}", self.convs[2 * j + 1].conv, 2 * j + 2),
+                       (f"to_rgbs.{j}", to_rgb.conv, 2 * j + 3)]
+        return layers
+
+    def styles(self, latent: torch.Tensor) -> list[torch.Tensor]:
+        """w+ (B, n_latent, style_dim) -> the style of every layer of :meth:`style_layers`, (B, in_channels) each:
+        s = modulation(w_row), the affine each layer applies to its row of w+."""
+        return [conv.modulation(latent[:, row]) for _, conv, row in self.style_layers()]
+
+    def synthesis_from_styles(self, styles: Sequence[torch.Tensor], noise: Sequence[Optional[torch.Tensor]]) -> torch.Tensor:
+        """Styles (as :meth:`styles` returns them) -> images (B, 3, size, size), roughly in [-1, 1]."""
+        s = iter(styles)
+        out = self.conv1(self.input(styles[0].shape[0]), next(s), noise=noise[0])
+        skip = self.to_rgb1(out, next(s))
         for conv_up, conv, n1, n2, to_rgb in zip(self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs):
-            out = conv_up(out, latent[:, i], noise=n1)
-            out = conv(out, latent[:, i + 1], noise=n2)
-            skip = to_rgb(out, latent[:, i + 2], skip)
-            i += 2
+            out = conv_up(out, next(s), noise=n1)
+            out = conv(out, next(s), noise=n2)
+            skip = to_rgb(out, next(s), skip)
         return skip
 
     def stored_noise(self) -> list[torch.Tensor]:

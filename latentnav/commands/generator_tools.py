@@ -1,7 +1,7 @@
 """Generator utilities (also ``python -m latentnav.generators ...``).
 
     latentnav generator info SOURCE                     what the contract sees
-    latentnav generator export CKPT OUT                 DemoGAN checkpoint -> bundled format (EMA weights)
+    latentnav generator export CKPT OUT                 GAN training checkpoint -> generator file (EMA weights)
     latentnav generator convert IN OUT [--layout rosinality]
                                                         any recognised generator -> latentnav's weights-only
                                                         file (or rosinality's layout); a trusted torch pickle
@@ -94,16 +94,17 @@ def info(source: str, generator_options: Optional[dict] = None, device: str = "a
 
 
 def export(checkpoint: str, out: str) -> None:
-    """Write a DemoGAN training checkpoint in the bundled format (its EMA weights).
+    """Write a GAN training checkpoint's EMA generator as a generator file: a DemoGAN's in the bundled format,
+    a StyleGAN2GAN's as a rosinality StyleGAN2 checkpoint (``g_ema`` + ``latent_avg``).
 
     Args:
-        checkpoint: the ``.ckpt`` of ``configs/generator/demo.yaml``.
+        checkpoint: the ``.ckpt`` of ``configs/generator/demo.yaml`` or ``configs/generator/demo_stylegan2.yaml``.
         out: the generator file to write.
     """
-    from latentnav.generators.loading import export_dcgan
+    from latentnav.generators.loading import export_trained
     from latentnav.safe_load import sha256_of
 
-    path = export_dcgan(checkpoint, out)
+    path = export_trained(checkpoint, out)
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, sha256 {sha256_of(path)[:12]})")
 
 

@@ -39,7 +39,7 @@ def test_infers_configuration_and_contract(tmp_path):
     path, blob = small_port_checkpoint(tmp_path)
     G = load_generator(path)
     assert G.net.config == SMALL
-    assert G.latent_spaces == ("z", "w", "w+")
+    assert G.latent_spaces == ("z", "w", "w+", "s") and G.latent_shape("s") == (64 + 64 + 64 + 64 + 64 + 64 + 32 + 32 + 32 + 32 + 32,)
     assert G.latent_shape("z") == (32,) and G.latent_shape("w+") == (8, 32)
     assert torch.equal(G.w_avg, blob["latent_avg"])
     assert G.identity["format"] == "rosinality-stylegan2" and len(G.identity["sha256"]) == 64

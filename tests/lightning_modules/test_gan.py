@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from latentnav.generators import load_generator
-from latentnav.generators.loading import export_dcgan
+from latentnav.generators.loading import export_trained
 from latentnav.errors import TrainingDivergedError
 from latentnav.lightning_modules.gan import DemoGAN
 from tests.distributed import run_train
@@ -164,5 +164,5 @@ def test_ddp_two_processes_and_export(demo_root, tmp_path):
     events = EventAccumulator(str(last.parents[1]))
     events.Reload()
     assert "quality/confident_mean" in events.Tags()["scalars"] and "samples/fixed_z" in events.Tags()["images"]
-    G = load_generator(export_dcgan(last, tmp_path / "exported.pt"))
+    G = load_generator(export_trained(last, tmp_path / "exported.pt"))
     assert G.synthesize(G.sample(2, seed=0)).shape == (2, 3, 32, 32)
