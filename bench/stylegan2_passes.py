@@ -20,8 +20,12 @@ of ``fused`` (the port's form before issue 24), ``nonfused``, ``auto`` (the defa
 ``torch.compile`` of the synthesis (inductor); its compile time is measured apart (the first call minus an
 eager one) and reported with the number of steps after which it pays.
 
-FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one pass (convolutions and matrix
-products, forward and backward); the peak is threads x clock x fp32 lanes (AVX-512: 16, AVX2: 8) x 2 (FMA) x
+FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one pass of each eager variant
+(convolutions and matrix products, forward and backward; a compiled or bf16 variant does its eager fp32
+sibling's work). The forms do different amounts of work for the same result: with gradients the fused form
+also computes each sample's weight gradient (its weights depend on the styles), which the non-fused form
+replaces by an elementwise product. So each row gives its own count's rate and the *useful* rate (the least
+count of any variant in the run, over the row's time), and the fraction of peak is of the useful rate. The peak is threads x clock x fp32 lanes (AVX-512: 16, AVX2: 8) x 2 (FMA) x
 2 FMA units per core (Zen 2/3 and Xeon cores have two), with the clock from cpufreq's maximum (else
 ``/proc/cpuinfo``): an upper bound no real kernel reaches.
 """
@@ -147,25 +151,30 @@ def main() -> None:
                 start = time.perf_counter()
                 run()  # the first call compiles
                 compile_seconds[v] = time.perf_counter() - start
-        flops = count_flops(runs[args.variants[0]])
+        sibling = {v: v.split(":")[0] for v in args.variants}  # the eager fp32 variant doing the same work
+        flops = {m: count_flops(runs[m] if m in runs else make_pass(args.kind, path, args, device, m))
+                 for m in dict.fromkeys(sibling.values())}
         times = side_by_side(runs, device, args.repeats, args.warmup)
     peak, how = cpu_peak_gflops(torch.get_num_threads()) if device.type == "cpu" else (float("nan"), "GPU: not reckoned")
     base = args.variants[0]
     print(f"\n{args.kind} pass, {stylegan2_label(args)}, batch {args.batch_size}; {hardware(device, torch.get_num_threads())}")
-    print(f"FLOPs per pass (counted on {base}): {flops / 1e9:.1f} GFLOP; peak {peak:.0f} GFLOP/s ({how})\n")
-    print(f"| variant | s / pass | vs {base} (time ratio, min-max) | GFLOP/s | of peak | compile |")
-    print("|---|---|---|---|---|---|")
+    useful = min(flops.values())
+    print("FLOPs per pass: " + ", ".join(f"{m} {f / 1e9:.1f} GFLOP" for m, f in flops.items())
+          + f"; useful (the least) {useful / 1e9:.1f} GFLOP; peak {peak:.0f} GFLOP/s ({how})\n")
+    print(f"| variant | s / pass | vs {base} (time ratio, min-max) | own GFLOP/s | useful GFLOP/s | of peak | compile |")
+    print("|---|---|---|---|---|---|---|")
     for v, ts in times.items():
         t = median(ts)
         ratio = paired_ratio(ts, times[base])
-        rate = flops / t / 1e9
+        own = flops[sibling[v]] / t / 1e9
+        rate = useful / t / 1e9
         compiled = ""
         if v in compile_seconds:
             eager = times.get(v.replace(":compiled", ""))
             extra = compile_seconds[v] - t
             saved = (median(eager) - t) if eager else float("nan")
             compiled = f"{extra:.0f} s once" + (f", pays after {extra / saved:.0f} passes" if saved > 0 else ", never pays")
-        print(f"| {v} | {t:.3f} | {ratio:.2f} ({spread([a / b for a, b in zip(ts, times[base])])}) | {rate:.1f} | "
+        print(f"| {v} | {t:.3f} | {ratio:.2f} ({spread([a / b for a, b in zip(ts, times[base])])}) | {own:.1f} | {rate:.1f} | "
               f"{rate / peak:.1%} | {compiled} |")
     print(f"\ncommand: .venv/bin/python {' '.join(sys.argv)}")
 

@@ -229,20 +229,27 @@ class FrozenGenerator(Frozen, nn.Module):
         if truncation_cutoff is not None and (isinstance(truncation_cutoff, bool) or int(truncation_cutoff) < 0):
             raise ConfigError(f"truncation_cutoff: expected a non-negative number of w+ rows, got {truncation_cutoff}")
         classes = self.check_classes(classes, latent.shape[0])
-        run = self.__dict__.get("_compiled_synthesize") or self._synthesize
-        return run(latent.to(self.device), space, float(truncation), noise_mode, truncation_latent,
+        return self._synthesize(latent.to(self.device), space, float(truncation), noise_mode, truncation_latent,
                    classes, None if truncation_cutoff is None else int(truncation_cutoff))
 
     def compile_synthesis(self, backend: Optional[str] = "inductor") -> "FrozenGenerator":
         """Run :meth:`synthesize` through ``torch.compile(backend=backend)`` (None: eager again). The images are
         the same up to the compiled kernels' rounding; whether it pays (a one-off compile of tens of seconds,
         then faster calls) depends on the pass's size and the machine: ``bench/RESULTS.md``. Shapes are
-        compiled dynamic, so a pass's last, smaller batch does not compile again."""
-        if backend is None:
-            self.__dict__.pop("_compiled_synthesize", None)
-        else:
-            self.__dict__["_compiled_synthesize"] = torch.compile(self._synthesize, backend=backend, dynamic=True)
+        compiled dynamic, so a pass's last, smaller batch does not compile again. :meth:`synthesize_with_noise`
+        (a projection's optimised noise maps) is compiled too."""
+        for name in self._COMPILED:  # an instance attribute shadows the class's method while compiled
+            self.__dict__.pop(name, None)
+            if backend is not None:
+                self.__dict__[name] = torch.compile(getattr(self, name), backend=backend, dynamic=True)
         return self
+
+    _COMPILED = ("_synthesize", "synthesize_with_noise")
+
+    @property
+    def compiled(self) -> bool:
+        """Whether :meth:`compile_synthesis` is in effect."""
+        return "_synthesize" in self.__dict__
 
     def forward(self, latent: torch.Tensor, space: str = "z") -> torch.Tensor:
         return self.synthesize(latent, space)

@@ -113,19 +113,20 @@ class _Captured(Exception):
 
 
 class Features:
-    """Features (B, D) of z latents (B, d): ``w = mapping(z)`` when ``layer`` is None, else the output of
-    module ``layer`` of the generator, read with a forward hook that stops the forward pass there.
-    ``classes``: (B,) class ids for a class-conditional generator (latent i's: ``classes_at``)."""
+    """Features (B, D) of z latents (B, d): the latent in ``space`` (``w = mapping(z)``, or StyleGAN2's style
+    vector ``s``) when ``layer`` is None, else the output of module ``layer`` of the generator, read with a forward
+    hook that stops the forward pass there. ``classes``: (B,) class ids for a class-conditional generator
+    (latent i's: ``classes_at``)."""
 
-    def __init__(self, generator, layer: Optional[str] = None) -> None:
-        self.generator, self.layer = generator, layer
+    def __init__(self, generator, layer: Optional[str] = None, space: str = "w") -> None:
+        self.generator, self.layer, self.space = generator, layer, space
         # Resolved once, not per batch (the same module object wherever the Trainer moves the generator).
         self.module = dict(generator.named_modules())[layer] if layer is not None else None
         self.captured: list[torch.Tensor] = []
 
     def __call__(self, z: torch.Tensor, classes: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.module is None:
-            return self.generator.to_space(z, "w", classes=classes)
+            return self.generator.to_space(z, self.space, classes=classes)
         module = self.module
         self.captured.clear()
 
@@ -148,7 +149,8 @@ class PrincipalComponentPass(pl.LightningModule):
 
     Args:
         generator: a loaded, frozen ``FrozenGenerator``.
-        layer: the analysed module's name, or None for w (StyleGAN2).
+        layer: the analysed module's name, or None for the latent of ``space`` itself.
+        space: with ``layer`` None, the space whose latents are analysed (``w``, or ``s``: StyleGAN2's styles).
         width: the features' size D (probe it with :class:`Features` on one latent).
         mode: ``moments`` (``self.pca``: a :class:`StreamingPCA`) or ``regression`` (``self.fit``: a
             :class:`LeastSquares` of z on x = axes (features - mean)).
@@ -159,10 +161,10 @@ class PrincipalComponentPass(pl.LightningModule):
     """
 
     def __init__(self, generator, layer: Optional[str], width: int, mode: Literal["moments", "regression"] = "moments",
-                 axes: Optional[torch.Tensor] = None, mean: Optional[torch.Tensor] = None) -> None:
+                 axes: Optional[torch.Tensor] = None, mean: Optional[torch.Tensor] = None, space: str = "w") -> None:
         super().__init__()
         self.generator, self.mode = generator, mode
-        self.features = Features(generator, layer)
+        self.features = Features(generator, layer, space)
         if mode == "moments":
             self.pca = StreamingPCA(width)
         else:

@@ -21,14 +21,15 @@ class UnsupervisedDirections(FrozenGeneratorModule):
 
     Loss = CE(R's logits, k) + shift_weight * |eps_hat - eps|. Batches ``(z, k, eps)`` come from
     :class:`latentnav.datamodules.latent_shifts.LatentShiftsDataModule`; in ``w`` space z is mapped
-    first and the shift applies to w. A class-conditional generator: the batches carry a class per latent
+    first and the shift applies to w (in ``s``, to the style vector). A class-conditional generator: the batches carry a class per latent
     too, ``(z, k, eps, classes)``, drawn from the chosen classes by the datamodule's seeded stream (told the
     choice in ``setup``); both images of a pair are of that class (directions are shared across classes). Logs reconstructor accuracy (RCA) and the mean
     absolute shift error as torchmetrics (train: running per step; val: synced over ranks).
 
     Args:
         generator, generator_options: the frozen generator (``latentnav.generators.load_generator``).
-        space: ``z``, or ``w`` for generators with a mapping network.
+        space: ``z``, or ``w`` for generators with a mapping network, or StyleGAN2's style space ``s`` (the
+            shifts then move style channels; A is (sum of channels) x K).
         num_directions: K.
         direction_type: ``unit``, ``orthonormal`` (a parametrisation) or ``free``.
         reconstructor, reconstructor_width: the trunk (``small_cnn``, ``resnet18``, ``resnet34``).
@@ -42,7 +43,7 @@ class UnsupervisedDirections(FrozenGeneratorModule):
         self,
         generator: str = "demo",
         generator_options: Optional[dict[str, Any]] = None,
-        space: Literal["z", "w"] = "z",
+        space: Literal["z", "w", "s"] = "z",
         num_directions: int = 16,
         direction_type: Literal["unit", "orthonormal", "free"] = "unit",
         reconstructor: Literal["small_cnn", "resnet18", "resnet34"] = "small_cnn",

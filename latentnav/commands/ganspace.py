@@ -58,30 +58,30 @@ def run_ganspace(G, space: str = "z", num_directions: int = 16, num_samples: int
     from latentnav.lightning_modules.principal_components import Features, PrincipalComponentPass
 
     t0 = time.perf_counter()
-    if space not in ("z", "w") or space not in G.latent_spaces:
-        raise ConfigError(f"space: GANSpace works in 'z' or (StyleGAN2) 'w'; {type(G).__name__} has "
+    if space not in ("z", "w", "s") or space not in G.latent_spaces:
+        raise ConfigError(f"space: GANSpace works in 'z' or (StyleGAN2) 'w' or 's'; {type(G).__name__} has "
                           f"{', '.join(G.latent_spaces)}; got {space!r}")
     d = G.latent_shape(space)[0]
     if not 1 <= num_directions <= d:
         raise ConfigError(f"num_directions: expected 1..{d} (the latent size), got {num_directions}")
     if num_samples < 2:
         raise ConfigError(f"num_samples: expected at least 2, got {num_samples}")
-    name = "w"
+    name = space
     if space == "z":
         name, module = _layer(G, layer)
         if isinstance(module, torch.jit.ScriptModule):  # TorchScript refuses forward hooks
             raise ConfigError(f"layer: {name!r} is inside a TorchScript generator, whose layers cannot be hooked; "
                               "load its weights as a state dict with generator_options {class_path: ..., "
                               "init_args: ...}, or use SeFa")
-    features = Features(G, None if space == "w" else name)
+    features = Features(G, None if space != "z" else name, space)
     with torch.no_grad():
         width = features(G.latents_at([0], seed), G.classes_at([0])).shape[1]
     trainer = trainer or make_trainer()
     indices = LatentIndicesDataModule(num=num_samples, seed=seed, batch_size=batch_size)
-    moments = PrincipalComponentPass(G, features.layer, width, "moments")
+    moments = PrincipalComponentPass(G, features.layer, width, "moments", space=space)
     trainer.test(moments, datamodule=indices, verbose=False)
     axes, values = principal_axes(moments.result["covariance"], num_directions, eigh_max_width)  # (K, D)
-    if space == "w":
+    if space != "z":  # PCA in the latent space itself: the axes are the directions
         directions = axes
     else:
         # Second pass over the same samples: least squares z ≈ U x, x = axes (y - mean).
@@ -104,7 +104,8 @@ def main_function(generator: str = "demo", generator_options: Optional[dict] = N
         generator: generator source (bundled name or file; see latentnav.generators.load_generator).
         generator_options: load_generator keyword arguments (class_path, init_args, z_dim, resolution,
             trust_pickle, w_avg_samples), recorded in the output so that the edit command reuses them.
-        space: z (activations of ``layer`` mapped back by least squares) or w (StyleGAN2: PCA of w).
+        space: z (activations of ``layer`` mapped back by least squares), w (StyleGAN2: PCA of w) or s (StyleGAN2:
+            PCA of the style vectors, Wu et al. 2021).
         num_directions: K, the number of components kept.
         num_samples: latents sampled (streamed in batches).
         batch_size: latents per generator call.

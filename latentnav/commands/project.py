@@ -34,6 +34,26 @@ from latentnav.errors import ConfigError
 from latentnav.commands.measuring import make_trainer, merge_classes
 
 
+#: Measured on a 2-core AMD EPYC (``bench/stylegan2_passes.py``, ``bench/RESULTS.md``): compiling a StyleGAN2's
+#: synthesis (inductor) cost 72 s once and saved 0.54 s of each 256 px projection step (it paid after 134 steps);
+#: at 64 px it saved 0.07 s a step (paid after about 1,400). A CPU projection compiles by default only where the
+#: measured margin is at least two-fold: a rosinality StyleGAN2 of 256 px or more, 300 or more steps per process.
+COMPILE_MIN_RESOLUTION, COMPILE_MIN_STEPS = 256, 300
+
+
+def compile_by_default(G, steps_per_process: int, on_cpu: bool) -> bool:
+    """Whether a projection of ``steps_per_process`` Adam steps compiles ``G``'s synthesis when the user said
+    nothing (``generator_options`` without ``compile``): only where measured to pay, and where inductor has a
+    C++ compiler to call."""
+    import os
+    import shutil
+
+    from latentnav.generators.adapters import StyleGAN2Adapter
+
+    return (on_cpu and isinstance(G, StyleGAN2Adapter) and not G.compiled and G.resolution >= COMPILE_MIN_RESOLUTION
+            and steps_per_process >= COMPILE_MIN_STEPS and shutil.which(os.environ.get("CXX", "g++")) is not None)
+
+
 def default_space(G) -> str:
     """``w+`` where the generator has it (StyleGAN2: the most expressive), else ``z``."""
     return "w+" if "w+" in G.latent_spaces else "z"
@@ -74,9 +94,16 @@ def project_images(images: list[str], generator: str = "demo", space: Optional[s
         from latentnav.lightning_modules.identity_embedding import load_identity_embedding
 
         feature_net = load_identity_embedding(perceptual, role="perceptual")
+    trainer = trainer or make_trainer(inference_mode=False)
+    batches = -(-len(data.files) // max(1, batch_size * trainer.world_size))
+    if "compile" not in (generator_options or {}) and compile_by_default(
+            G, steps * batches, trainer.strategy.root_device.type == "cpu"):
+        print(f"latentnav: compiling the synthesis (torch.compile, inductor): measured to pay for {steps * batches} "
+              f"steps at {G.resolution} px on a CPU; --generator_options '{{\"compile\": null}}' runs eager",
+              file=sys.stderr)
+        G.compile_synthesis("inductor")
     module = Projection(G, space, steps=steps, lr=lr, perceptual=feature_net, perceptual_weight=perceptual_weight,
                         encoder=trained)
-    trainer = trainer or make_trainer(inference_mode=False)
     settings = dict(module.settings(), encoder=sha256_of(encoder) if encoder else None)
     writer = ProjectionWriter(out, data.files, space, G.identity, crop_size, settings)
     trainer.callbacks.append(writer)

@@ -265,3 +265,44 @@ def test_stylegan2_projection_keeps_its_noise_maps_for_the_edit(tmp_path):
     face, _ = ex.render(0, [0.0], row=0)
     assert np.abs(face.astype(int) - reconstruction.astype(int)).max() <= 1
     assert np.abs(ex.render(0, [0.0], row=2)[0].astype(int) - reconstruction.astype(int)).max() > 8
+
+
+def test_projection_compiles_the_synthesis_by_default_only_where_measured_to_pay(tmp_path, monkeypatch):
+    """A CPU projection compiles a rosinality StyleGAN2's synthesis when it is 256 px or more and runs 300 or
+    more steps per process (``bench/RESULTS.md``); not a smaller or shorter one, not on a GPU, not the DCGAN,
+    and never when the user gave ``compile`` (null: eager)."""
+    import latentnav.commands.project as project
+    from latentnav.generators import load_generator
+    from latentnav.generators.adapters import StyleGAN2Adapter
+    from latentnav.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
+    from tests.generators.test_stylegan2 import small_port_checkpoint
+
+    big = StyleGAN2Adapter(StyleGAN2Generator(StyleGAN2Config(size=256, style_dim=8, n_mlp=1, channels=(8,) * 7)),
+                           w_avg=torch.zeros(8))
+    assert project.compile_by_default(big, 300, on_cpu=True)
+    assert not project.compile_by_default(big, 299, on_cpu=True)
+    assert not project.compile_by_default(big, 10_000, on_cpu=False)
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    assert not project.compile_by_default(big, 10_000, on_cpu=True)  # inductor would fail without one
+    monkeypatch.delenv("CXX")
+    assert not project.compile_by_default(load_generator("demo"), 10_000, on_cpu=True)
+
+    ckpt = small_port_checkpoint(tmp_path)[0]
+    G = load_generator(str(ckpt))
+    from latentnav.images import to_uint8
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    with torch.no_grad():
+        for i, im in enumerate(to_uint8(G.synthesize(G.sample(3, seed=2)))):
+            Image.fromarray(im).save(photos / f"s{i}.png")
+    compiled = []
+    monkeypatch.setattr(StyleGAN2Adapter, "compile_synthesis", lambda self, backend="inductor": compiled.append(backend) or self)
+    monkeypatch.setattr(project, "COMPILE_MIN_RESOLUTION", 32)
+    monkeypatch.setattr(project, "COMPILE_MIN_STEPS", 4)  # 2 steps x 2 batches of 2 images
+    project.project_images([str(photos)], str(ckpt), steps=2, batch_size=2, out=str(tmp_path / "a"))
+    assert compiled == ["inductor"]
+    project.project_images([str(photos)], str(ckpt), steps=2, batch_size=4, out=str(tmp_path / "b"))  # 2 steps: no
+    project.project_images([str(photos)], str(ckpt), steps=2, batch_size=2, out=str(tmp_path / "c"),
+                           generator_options={"compile": None})
+    assert compiled == ["inductor"]

@@ -144,8 +144,9 @@ def test_compile_option_runs_the_synthesis_through_torch_compile(monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append(kw) or real(fn, **kw))
     plain = load_generator("demo")
     compiled = load_generator("demo", compile="eager")
-    assert seen == [{"backend": "eager", "dynamic": True}]
+    # the synthesis and the noise-map path (a projection's) both
+    assert seen == [{"backend": "eager", "dynamic": True}] * 2 and compiled.compiled and not plain.compiled
     z = plain.sample(3, seed=1)
     assert torch.allclose(compiled.synthesize(z), plain.synthesize(z), atol=1e-6)
     assert "options" not in compiled.identity
-    assert compiled.compile_synthesis(None).synthesize(z).shape == (3, 3, 32, 32)
+    assert compiled.compile_synthesis(None).synthesize(z).shape == (3, 3, 32, 32) and not compiled.compiled

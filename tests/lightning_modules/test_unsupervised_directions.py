@@ -35,7 +35,7 @@ class CountingSynthesis:
         return self.inner(*args)
 
 
-@pytest.mark.parametrize("space", ["z", "w"])
+@pytest.mark.parametrize("space", ["z", "w", "s"])
 def test_pair_images_only_the_shifted_half_carries_a_graph(tmp_path, space):
     """G(latent) has no autograd graph (nothing trainable reaches it: backward through it was the 1.29x
     slower step); G(shifted) does, and its gradient reaches the direction matrix."""
@@ -52,7 +52,7 @@ def test_pair_images_only_the_shifted_half_carries_a_graph(tmp_path, space):
     grad = model.direction_matrix.linear.weight.grad  # (K, d): only the rows of the k used move
     assert grad is not None and set(torch.nonzero(grad.abs().sum(1)).flatten().tolist()) == {0, 2, 4}
     model.direction_matrix.linear.weight.grad = None
-    latent = z if space == "z" else G.to_space(z, "w")
+    latent = z if space == "z" else G.to_space(z, space)
     a = model.direction_matrix.matrix.detach()
     separate0 = G.synthesize(latent, space)
     separate1 = G.synthesize(latent + eps[:, None] * a[:, k].T, space)
