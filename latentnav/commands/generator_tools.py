@@ -7,6 +7,8 @@
                                                         file (or rosinality's layout); a trusted torch pickle
                                                         -> a weights-only file
     latentnav generator quality [SOURCE] [--num 2000]   demo generator quality, judged by the demo classifier
+    latentnav generator spaces [SOURCE] --ppl z w --separability z w --dci w s
+                                                        how disentangled its latent spaces are (latent_spaces.py)
 
 ``info`` and ``quality`` take ``--generator_options '{"class_path": "pkg.G", "init_args": {...}}'``
 (load_generator's keyword arguments as JSON or YAML). ``info`` takes ``--device`` (auto: cuda when
@@ -28,6 +30,7 @@ import torch
 from latentnav.atomic import atomic_torch_save
 from latentnav.errors import ConfigError
 from latentnav.commands.grammar import Command
+from latentnav.commands.latent_spaces import spaces
 
 
 def _plain(obj, dropped: list, where: str = ""):
@@ -187,8 +190,9 @@ def quality(source: str = "demo", num: int = 2000, annotator: str = "demo", seed
         atomic_write_text(Path(json), _json.dumps(summary, indent=1))
 
 
-COMMAND = Command({"info": info, "export": export, "convert": convert, "quality": quality},
-                  prog="latentnav generator", positional=True, optional_positional={"quality": "source"})
+COMMAND = Command({"info": info, "export": export, "convert": convert, "quality": quality, "spaces": spaces},
+                  prog="latentnav generator", positional=True, optional_positional={"quality": "source",
+                                                                                    "spaces": "source"})
 main = COMMAND.main
 
 
