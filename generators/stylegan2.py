@@ -146,8 +146,9 @@ class ModulatedConv2d(nn.Module):
         """``auto``: grouped weights only for one sample without gradients (then the grouped convolution is
         one ordinary convolution and the activations need no scaling); the shared weight otherwise. Measured
         on a 2-core AMD EPYC, StyleGAN2 style 512, channels x2 (``bench/stylegan2_passes.py``,
-        ``bench/RESULTS.md``): the shared weight took 0.69x the grouped form's time for the 64 px unsupervised
-        step (batch 2), 0.69x for a 256 px projection step and 0.65x for a 64 px annotation batch of 16."""
+        ``bench/RESULTS.md``): ``auto`` took 0.64x the grouped form's time for the 64 px unsupervised step
+        (batch 2; with gradients the grouped form also computes per-sample weight gradients, 1.66x the FLOPs),
+        0.74x for a 256 px projection step and 0.61x for a 64 px annotation batch of 16."""
         if self.mode != "auto":
             return self.mode == "fused"
         grad = torch.is_grad_enabled() and (x.requires_grad or s.requires_grad)
