@@ -33,7 +33,9 @@ Load options (``load_genforce(blob, identity, **options)``):
   weight layout when the channels differ, else False; StyleGAN v1: ``"auto"``, fused from 128 px;
   InterFaceGAN's files store fused layers apart, so they tell),
   ``mapping_lr_mul`` (0.01), ``use_wscale`` (True), ``final_tanh`` (False), ``demodulate`` (True),
-  ``lod`` (level of detail; default the file's ``lod`` buffer, 0 in published checkpoints).
+  ``lod`` (level of detail; default the file's ``lod`` buffer, 0 in published checkpoints);
+- ``modconv`` (StyleGAN2 only): ``auto`` (default), ``fused`` (genforce's own form) or ``nonfused``, as for a
+  rosinality checkpoint.
 
 SeFa's layer choice (``sefa.py`` / ``utils.factorize_weight`` of the release, genforce's ``all``) is the
 default of :meth:`latent_weights`: PGGAN's first layer (its 4x4 convolution of z, flipped to a matrix);
@@ -58,7 +60,7 @@ from latentnav.safe_load import strict_load_state_dict
 
 FAMILIES = ("pggan", "stylegan", "stylegan2")
 WEIGHT_KEYS = ("generator_smooth", "generator")
-OPTIONS = ("family", "weights", "normalize_latent", "truncation_cutoff", "label_size", "fused_scale",
+OPTIONS = ("family", "weights", "normalize_latent", "truncation_cutoff", "label_size", "fused_scale", "modconv",
            "mapping_lr_mul", "use_wscale", "final_tanh", "demodulate", "lod")
 
 
@@ -387,8 +389,12 @@ def load_genforce(blob: dict, identity: Optional[dict] = None, map_location="cpu
                                    demodulate=bool(options.get("demodulate", True)))
     if family == "stylegan2" and options.get("fused_scale") is not None:
         raise ConfigError("fused_scale: not an option of genforce StyleGAN2")
+    if family != "stylegan2" and options.get("modconv") is not None:
+        raise ConfigError(f"modconv: an option of genforce StyleGAN2 only (this file holds {family})")
     config.notes.update(notes)
     net = GenforceStyleGAN(config)
+    if family == "stylegan2":
+        net.set_modconv(options.get("modconv") or "auto")
     strict_load_state_dict(net, state, where, what=key)
     if family == "stylegan":
         _set_lod(net.synthesis.lod, lod, config.blocks, source)

@@ -57,6 +57,7 @@ from torch import nn
 
 from latentnav.errors import ConfigError, DataFormatError
 from latentnav.generators.genforce_pggan import EPS, fused_up_kernel, nearest_up, pixel_norm, progressive_image
+from latentnav.generators.stylegan2 import MODCONV_MODES, fused_by_default
 
 SQRT2 = math.sqrt(2.0)
 #: genforce's ``fused_scale="auto"``: StyleGAN v1 fuses upsampling and convolution from this resolution on.
@@ -291,7 +292,11 @@ class _Input(nn.Module):
 
 
 class _ModConv(nn.Module):
-    """Modulated convolution (genforce's fused path: per-sample weights, grouped over the batch)."""
+    """Modulated convolution in either exact form (``mode``, set per network by ``GenforceStyleGAN.set_modconv``):
+    genforce's own fused path (per-sample weights, grouped over the batch) or the shared weight between an input
+    scale and an output demodulation; ``auto`` chooses per call (:func:`latentnav.generators.stylegan2.fused_by_default`)."""
+
+    mode = "auto"
 
     def __init__(self, c: StyleGANConfig, in_ch: int, out_ch: int, res: int, kernel: int, up: bool,
                  demodulate: bool, noise: bool, act: bool) -> None:
@@ -309,8 +314,28 @@ class _ModConv(nn.Module):
         self.k = kernel
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
-        b, in_ch, h, wd = x.shape
         s = self.style(w) + 1.0
+        fused = self.mode == "fused" if self.mode != "auto" else fused_by_default(x, s)
+        x = self._fused(x, s) if fused else self._nonfused(x, s)
+        if self.has_noise:
+            x = x + noise.to(x) * self.noise_strength
+        x = x + self.bias.view(1, -1, 1, 1)
+        return F.leaky_relu(x, 0.2) * SQRT2 if self.act else x
+
+    def _nonfused(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        weight = self.weight * self.scale  # (out, in, k, k), shared by the batch
+        x = x * s[:, :, None, None]
+        if self.up:
+            x = F.conv_transpose2d(x, weight.flip(2, 3).transpose(0, 1), stride=2)
+            x = depthwise(x, self.filter.kernel, (1, 1, 1, 1))
+        else:
+            x = F.conv2d(x, weight, padding=self.k // 2)
+        if self.demodulate:  # sum over (in, k, k) of (w s)^2 = s^2 @ sum_k w^2, per sample and output channel
+            x = x * torch.rsqrt(s.pow(2) @ weight.pow(2).sum([2, 3]).t() + EPS)[:, :, None, None]
+        return x
+
+    def _fused(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        b, in_ch, h, wd = x.shape
         weight = (self.weight * self.scale)[None] * s[:, None, :, None, None]  # (B, out, in, k, k)
         if self.demodulate:
             weight = weight / torch.sqrt(weight.pow(2).sum(dim=(2, 3, 4)) + EPS)[:, :, None, None, None]
@@ -324,11 +349,7 @@ class _ModConv(nn.Module):
             x = depthwise(x, self.filter.kernel, (1, 1, 1, 1))
         else:
             x = F.conv2d(x, weight.reshape(b * out_ch, in_ch, self.k, self.k), padding=self.k // 2, groups=b)
-        x = x.reshape(b, out_ch, x.shape[2], x.shape[3])
-        if self.has_noise:
-            x = x + noise.to(x) * self.noise_strength
-        x = x + self.bias.view(1, -1, 1, 1)
-        return F.leaky_relu(x, 0.2) * SQRT2 if self.act else x
+        return x.reshape(b, out_ch, x.shape[2], x.shape[3])
 
 
 class _SynthesisV2(nn.Module):
@@ -384,6 +405,15 @@ class GenforceStyleGAN(nn.Module):
         self.mapping = _Mapping(config)
         self.truncation = _Truncation(config)
         self.synthesis = _SynthesisV1(config) if config.version == 1 else _SynthesisV2(config)
+
+    def set_modconv(self, mode: str) -> "GenforceStyleGAN":
+        """StyleGAN2: run every modulated convolution ``fused``, ``nonfused`` or ``auto`` (chosen per call)."""
+        if mode not in MODCONV_MODES:
+            raise ConfigError(f"modconv: expected one of {', '.join(MODCONV_MODES)}, got {mode!r}")
+        for module in self.modules():
+            if isinstance(module, _ModConv):
+                module.mode = mode
+        return self
 
     def w_avg(self) -> torch.Tensor:
         """(w_dim,) or (num_layers, w_dim) when the mapping gives one w per layer."""

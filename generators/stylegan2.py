@@ -113,9 +113,21 @@ class Upsample(nn.Module):
         return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
 
 
+def fused_by_default(x: torch.Tensor, s: torch.Tensor) -> bool:
+    """``auto``'s choice of modulated-convolution form for input x (B, in, h, w) and styles s (B, in), in every
+    StyleGAN2 port (rosinality, NVIDIA, genforce): grouped per-sample weights only for one sample without
+    gradients (then the grouped convolution is one ordinary convolution and the activations need no scaling);
+    the shared weight otherwise. Measured on a 2-core AMD EPYC, StyleGAN2 style 512, channels x2
+    (``bench/stylegan2_passes.py``, ``bench/RESULTS.md``): ``auto`` took 0.64x the grouped form's time for the
+    64 px unsupervised step (batch 2; with gradients the grouped form also computes per-sample weight gradients,
+    1.66x the FLOPs), 0.74x for a 256 px projection step and 0.61x for a 64 px annotation batch of 16."""
+    grad = torch.is_grad_enabled() and (x.requires_grad or s.requires_grad)
+    return x.shape[0] == 1 and not grad
+
+
 #: How the modulated convolution runs: "fused" folds the styles into per-sample weights and runs one grouped
 #: convolution (groups = batch); "nonfused" scales the input, runs one convolution with the shared weight and
-#: demodulates the output (NVIDIA's training form); "auto" picks per call (see ``ModulatedConv2d.fused_now``).
+#: demodulates the output (NVIDIA's training form); "auto" picks per call (:func:`fused_by_default`).
 MODCONV_MODES = ("auto", "fused", "nonfused")
 
 
@@ -143,16 +155,8 @@ class ModulatedConv2d(nn.Module):
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
 
     def fused_now(self, x: torch.Tensor, s: torch.Tensor) -> bool:
-        """``auto``: grouped weights only for one sample without gradients (then the grouped convolution is
-        one ordinary convolution and the activations need no scaling); the shared weight otherwise. Measured
-        on a 2-core AMD EPYC, StyleGAN2 style 512, channels x2 (``bench/stylegan2_passes.py``,
-        ``bench/RESULTS.md``): ``auto`` took 0.64x the grouped form's time for the 64 px unsupervised step
-        (batch 2; with gradients the grouped form also computes per-sample weight gradients, 1.66x the FLOPs),
-        0.74x for a 256 px projection step and 0.61x for a 64 px annotation batch of 16."""
-        if self.mode != "auto":
-            return self.mode == "fused"
-        grad = torch.is_grad_enabled() and (x.requires_grad or s.requires_grad)
-        return x.shape[0] == 1 and not grad
+        """Whether this call takes the grouped form: ``mode`` when forced, else :func:`fused_by_default`."""
+        return self.mode == "fused" if self.mode != "auto" else fused_by_default(x, s)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """x (B, in, h, w) modulated by its style-space vector s = modulation(w) (B, in)."""

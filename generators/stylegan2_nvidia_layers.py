@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentnav.generators.stylegan2 import fused_by_default
+
 # name -> (function of x, gain the layers use by default); the releases' activation table
 ACTIVATIONS = {
     "linear": (lambda x: x, 1.0),
@@ -119,10 +121,9 @@ def modulated_conv(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, 
     convolution with per-sample weights; otherwise by scaling the activations before and after a
     convolution with the shared weight (the same numbers, another order of operations); ``"auto"``: grouped
     weights only for one sample without gradients, the shared weight otherwise (the rule and its
-    measurements: ``latentnav.generators.stylegan2.ModulatedConv2d.fused_now``)."""
+    measurements: :func:`latentnav.generators.stylegan2.fused_by_default`)."""
     if fused == "auto":
-        grad = torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad)
-        fused = x.shape[0] == 1 and not grad
+        fused = fused_by_default(x, styles)
     batch, cin = x.shape[:2]
     cout, _, kh, kw = weight.shape
     padding = kw // 2

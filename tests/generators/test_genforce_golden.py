@@ -150,6 +150,31 @@ def test_stylegan2_origin_and_ada_conditional():
     torch.testing.assert_close(G.synthesize(gold["z"], classes=gold["classes"]), gold["images"], **TOL)
 
 
+def test_stylegan2_both_modulated_convolution_forms_hold_the_golden_and_agree_with_gradients():
+    """genforce's fused path and the shared-weight form: both reproduce the original's images (one sample and a
+    batch), and the latent's gradient agrees between them within 1e-5."""
+    grads = {}
+    for mode in ("fused", "nonfused"):
+        for name in ("stylegan2", "stylegan2_origin"):
+            gold, G = _golden(name), _load(name, modconv=mode)
+            torch.testing.assert_close(G.synthesize(gold["z"]), gold["images"], **TOL)
+            torch.testing.assert_close(G.synthesize(gold["z"], truncation=0.7, truncation_cutoff=3 if name.endswith("origin") else 4),
+                                       gold["images_trunc"], **TOL)
+        gold, G = _golden("stylegan2"), _load("stylegan2", modconv=mode)
+        torch.testing.assert_close(G.synthesize(gold["z"][:1]), gold["images_batch1"], **TOL)
+        latent = G.to_space(gold["z"], "w+").detach().requires_grad_(True)
+        with torch.enable_grad():  # the module's fixture runs the goldens without gradients
+            images = G.synthesize(latent, "w+")
+            (images * torch.linspace(-1, 1, images.numel()).view_as(images)).mean().backward()
+        grads[mode] = latent.grad
+    torch.testing.assert_close(grads["fused"], grads["nonfused"], **TOL)
+    assert grads["fused"].abs().max() > 1e-4
+    with pytest.raises(ConfigError, match="modconv: an option of genforce StyleGAN2 only"):
+        _load("stylegan", modconv="fused")
+    with pytest.raises(ConfigError, match="modconv: expected one of auto, fused, nonfused"):
+        _load("stylegan2", modconv="grouped")
+
+
 @pytest.mark.parametrize("name,key,space,layers,names", [
     ("pggan", "sefa", "z", "all", ["layer0"]),
     ("stylegan", "sefa", "w", "all", [f"layer{i}" for i in range(6)]),
