@@ -43,5 +43,19 @@ def test_an_s_directions_file_edits_compares_and_explores(tmp_path, capsys):
     moved, _ = explorer.render(0, [3.0, 0.0, 0.0])
     assert np.abs(still.astype(int) - moved.astype(int)).max() > 8
 
+    # a photo projected into S (the mean style start, its noise maps) edits along the same file
+    from latentnav.commands.project import main as project_main
+    from latentnav.images import to_uint8
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    with torch.no_grad():
+        Image.fromarray(to_uint8(G.synthesize(G.sample(1, seed=9)))[0]).save(photos / "a.png")
+    assert project_main(["--images", str(photos), "--generator", ckpt, "--space", "s", "--steps", "20",
+                         "--out", str(tmp_path / "proj"), "--accelerator", "cpu"]) == 0
+    assert edit_main([str(out), "--latents", str(tmp_path / "proj" / "latents.pt"), "--attributes", "pc01",
+                      "--steps", "3", "--generator", ckpt, "--out", str(tmp_path / "edits_s"), "--accelerator", "cpu"]) == 0
+    assert (tmp_path / "edits_s" / "pc01.png").is_file()
+
     assert sefa_main(["--generator", ckpt, "--space", "s", "--out", str(tmp_path / "sefa.npz")]) == 2
     assert "style space s has no latent-facing matrix" in capsys.readouterr().err
