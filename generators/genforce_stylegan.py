@@ -57,7 +57,7 @@ from torch import nn
 
 from latentnav.errors import ConfigError, DataFormatError
 from latentnav.generators.genforce_pggan import EPS, fused_up_kernel, nearest_up, pixel_norm, progressive_image
-from latentnav.generators.stylegan2 import MODCONV_MODES, fused_by_default
+from latentnav.generators.stylegan2 import fused_by_default, set_modconv_mode
 
 SQRT2 = math.sqrt(2.0)
 #: genforce's ``fused_scale="auto"``: StyleGAN v1 fuses upsampling and convolution from this resolution on.
@@ -408,11 +408,7 @@ class GenforceStyleGAN(nn.Module):
 
     def set_modconv(self, mode: str) -> "GenforceStyleGAN":
         """StyleGAN2: run every modulated convolution ``fused``, ``nonfused`` or ``auto`` (chosen per call)."""
-        if mode not in MODCONV_MODES:
-            raise ConfigError(f"modconv: expected one of {', '.join(MODCONV_MODES)}, got {mode!r}")
-        for module in self.modules():
-            if isinstance(module, _ModConv):
-                module.mode = mode
+        set_modconv_mode(self, _ModConv, mode)
         return self
 
     def w_avg(self) -> torch.Tensor:

@@ -125,6 +125,15 @@ def fused_by_default(x: torch.Tensor, s: torch.Tensor) -> bool:
     return x.shape[0] == 1 and not grad
 
 
+def set_modconv_mode(network: nn.Module, kind: type, mode: str) -> None:
+    """Set ``mode`` (one of :data:`MODCONV_MODES`, else one line) on every ``kind`` module of ``network``."""
+    if mode not in MODCONV_MODES:
+        raise ConfigError(f"modconv: expected one of {', '.join(MODCONV_MODES)}, got {mode!r}")
+    for module in network.modules():
+        if isinstance(module, kind):
+            module.mode = mode
+
+
 #: How the modulated convolution runs: "fused" folds the styles into per-sample weights and runs one grouped
 #: convolution (groups = batch); "nonfused" scales the input, runs one convolution with the shared weight and
 #: demodulates the output (NVIDIA's training form); "auto" picks per call (:func:`fused_by_default`).
@@ -312,11 +321,7 @@ class StyleGAN2Generator(nn.Module):
 
     def set_modconv(self, mode: str) -> "StyleGAN2Generator":
         """Run every modulated convolution ``fused``, ``nonfused`` or ``auto`` (chosen per call)."""
-        if mode not in MODCONV_MODES:
-            raise ConfigError(f"modconv: expected one of {', '.join(MODCONV_MODES)}, got {mode!r}")
-        for module in self.modules():
-            if isinstance(module, ModulatedConv2d):
-                module.mode = mode
+        set_modconv_mode(self, ModulatedConv2d, mode)
         return self
 
     def mapping(self, z: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentnav.errors import ConfigError
 from latentnav.generators.dcgan import minibatch_stddev
 from latentnav.generators.stylegan2 import Blur, EqualLinear, fused_leaky_relu
+
+
+def widths_per_resolution(resolution: int, widths: Sequence[int], field: str, order: str) -> list[int]:
+    """``widths`` as ints, one per resolution 4 .. ``resolution`` (a power of two >= 8), or one line naming
+    ``field`` (``order``: the resolutions they stand for, as the user reads them)."""
+    levels = int(math.log2(resolution)) - 1 if resolution >= 1 else 0
+    if resolution < 8 or 2 ** (levels + 1) != resolution:
+        raise ConfigError(f"{field}: the resolution must be a power of two >= 8, got {resolution}")
+    if len(widths) != levels:
+        raise ConfigError(f"{field}: expected {levels} widths (resolutions {order}), got {len(widths)}")
+    return [int(c) for c in widths]
 
 
 class EqualConv2d(nn.Module):
@@ -72,13 +84,7 @@ class StyleGAN2Discriminator(nn.Module):
 
     def __init__(self, resolution: int = 32, channels: Sequence[int] = (64, 128, 128, 128), mbstd_group: int = 4) -> None:
         super().__init__()
-        levels = int(math.log2(resolution)) - 1
-        if resolution < 8 or 2 ** (levels + 1) != resolution:
-            raise ValueError(f"discriminator resolution: expected a power of two >= 8, got {resolution}")
-        if len(channels) != levels:
-            raise ValueError(f"discriminator channels: expected {levels} widths (resolutions {resolution} to 4), "
-                             f"got {len(channels)}")
-        channels = [int(c) for c in channels]
+        channels = widths_per_resolution(resolution, channels, "discriminator channels", f"{resolution} to 4")
         self.from_rgb = EqualConv2d(3, channels[0], 1)
         self.blocks = nn.Sequential(*[ResidualBlock(a, b) for a, b in zip(channels[:-1], channels[1:])])
         self.mbstd_group = mbstd_group

@@ -18,7 +18,7 @@ import torch
 from latentnav.errors import ConfigError, check_learning_rate
 from latentnav.generators.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from latentnav.lightning_modules.gan import AdversarialTraining
-from latentnav.lightning_modules.stylegan2_discriminator import StyleGAN2Discriminator
+from latentnav.lightning_modules.stylegan2_discriminator import StyleGAN2Discriminator, widths_per_resolution
 
 
 class StyleGAN2GAN(AdversarialTraining):
@@ -49,13 +49,13 @@ class StyleGAN2GAN(AdversarialTraining):
         z_dim: int = 64,
         resolution: int = 32,
         mapping_layers: int = 4,
-        g_channels: tuple[int, ...] = (128, 128, 64, 32),
-        d_channels: tuple[int, ...] = (32, 64, 128, 128),
+        g_channels: tuple[int, ...] = (128, 64, 32, 32),
+        d_channels: tuple[int, ...] = (32, 32, 64, 128),
         mbstd_group: int = 4,
         lr: float = 2e-3,
         beta1: float = 0.0,
         beta2: float = 0.99,
-        r1_gamma: float = 0.05,
+        r1_gamma: float = 0.01,
         r1_every: int = 16,
         mixing_prob: float = 0.9,
         pl_weight: float = 0.0,
@@ -70,17 +70,13 @@ class StyleGAN2GAN(AdversarialTraining):
     ) -> None:
         super().__init__()
         check_learning_rate("model.lr", lr)
-        levels = int(math.log2(resolution)) - 1
-        if resolution < 8 or 2 ** (levels + 1) != resolution:
-            raise ConfigError(f"model.resolution: expected a power of two >= 8, got {resolution}")
-        if len(g_channels) != levels:
-            raise ConfigError(f"model.g_channels: expected {levels} widths (resolutions 4 to {resolution}), "
-                              f"got {len(g_channels)}")
+        g_channels = widths_per_resolution(resolution, g_channels, "model.g_channels", f"4 to {resolution}")
+        widths_per_resolution(resolution, d_channels, "model.d_channels", f"{resolution} to 4")
         if not 0.0 <= mixing_prob <= 1.0:
             raise ConfigError(f"model.mixing_prob: expected a probability in [0, 1], got {mixing_prob}")
         self.save_hyperparameters()
         self.config = StyleGAN2Config(size=resolution, style_dim=z_dim, n_mlp=mapping_layers,
-                                      channels=tuple(int(c) for c in g_channels))
+                                      channels=tuple(g_channels))
         self.generator = StyleGAN2Generator(self.config)
         self.discriminator = StyleGAN2Discriminator(resolution, tuple(d_channels), mbstd_group)
         self._finish_networks(z_dim, sample_seed)
